@@ -1,0 +1,21 @@
+"""kerastrainer: a Lightning-style trainer for Keras 3 on TensorFlow."""
+
+from kerastrainer import callbacks
+from kerastrainer.callbacks.base import Callback
+from kerastrainer.data import DataModule
+from kerastrainer.hparams import AttributeDict
+from kerastrainer.module import TrainModule
+from kerastrainer.seed import seed_everything
+from kerastrainer.trainer import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttributeDict",
+    "Callback",
+    "DataModule",
+    "TrainModule",
+    "Trainer",
+    "callbacks",
+    "seed_everything",
+]

@@ -1,0 +1,112 @@
+"""EarlyStopping: stop training when a monitored value stops improving."""
+
+from __future__ import annotations
+
+import math
+
+from kerastrainer.callbacks.base import Callback
+from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
+
+
+class EarlyStopping(Callback):
+    """Sets ``trainer.should_stop`` when ``monitor`` has not improved for ``patience`` checks.
+
+    It runs at the end of every training epoch, after validation and after the module's own hooks.
+
+    Args:
+        monitor: the key in ``trainer.callback_metrics`` (``"val_loss"``, ``"val_acc"``, ...).
+        min_delta: an improvement smaller than this does not count.
+        patience: epochs without improvement before stopping.
+        mode: ``"min"`` when lower is better, ``"max"`` when higher is better.
+        stopping_threshold: stop as soon as the value reaches this.
+        divergence_threshold: stop as soon as the value is worse than this.
+        check_finite: stop when the value becomes NaN or infinite.
+        restore_best_weights: put back the weights of the best epoch when training ends.
+        verbose: print why training stopped.
+
+    Raises:
+        ValueError: a bad ``mode`` or ``patience``, or (during fit) a ``monitor`` that is never logged.
+
+    Example:
+        >>> stopper = EarlyStopping(monitor="val_acc", mode="max", patience=5)
+    """
+
+    is_monitor = True
+
+    def __init__(self, *, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 3,
+                 mode: str = "min", stopping_threshold: float | None = None,
+                 divergence_threshold: float | None = None, check_finite: bool = True,
+                 restore_best_weights: bool = False, verbose: bool = False) -> None:
+        self.mode = check_mode(mode, "EarlyStopping")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: `patience` must be an int >= 0. Received: patience={patience!r}")
+        if min_delta < 0:
+            raise ValueError(f"EarlyStopping: `min_delta` must be >= 0. Received: min_delta={min_delta!r}")
+        self.monitor = monitor
+        self.min_delta = float(min_delta)
+        self.patience = patience
+        self.stopping_threshold = stopping_threshold
+        self.divergence_threshold = divergence_threshold
+        self.check_finite = check_finite
+        self.restore_best_weights = restore_best_weights
+        self.verbose = verbose
+        self.wait_count = 0
+        self.stopped_epoch = 0
+        self.best_score = math.inf if mode == "min" else -math.inf
+        self.stopping_reason = ""
+        self._best_weights = None
+
+    @property
+    def state_key(self) -> str:
+        return f"EarlyStopping{{'monitor': '{self.monitor}', 'mode': '{self.mode}'}}"
+
+    def state_dict(self) -> dict:
+        return {"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch,
+                "best_score": self.best_score, "patience": self.patience}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.wait_count = int(state_dict["wait_count"])
+        self.stopped_epoch = int(state_dict["stopped_epoch"])
+        self.best_score = float(state_dict["best_score"])
+        self.patience = int(state_dict["patience"])
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        current = monitored_value(trainer, self.monitor, "EarlyStopping")
+        if current is None:
+            return
+        is_best = math.isfinite(current) and improved(current, self.best_score, self.mode,
+                                                      self.min_delta)
+        reason = self._evaluate(current)
+        if is_best and self.restore_best_weights:
+            self._best_weights = module.get_weights()
+        if reason:
+            self.stopping_reason = reason
+            self.stopped_epoch = trainer.current_epoch
+            trainer.should_stop = True
+            if self.verbose:
+                print(f"EarlyStopping: {reason}")
+
+    def _evaluate(self, current: float) -> str:
+        worse = (lambda a, b: a > b) if self.mode == "min" else (lambda a, b: a < b)
+        if self.check_finite and not math.isfinite(current):
+            return f"{self.monitor} = {current} is not finite."
+        if self.stopping_threshold is not None and not worse(current, self.stopping_threshold):
+            return f"{self.monitor} = {current:.6g} reached the stopping threshold {self.stopping_threshold}."
+        if self.divergence_threshold is not None and worse(current, self.divergence_threshold):
+            return (f"{self.monitor} = {current:.6g} is worse than the divergence threshold "
+                    f"{self.divergence_threshold}.")
+        if improved(current, self.best_score, self.mode, self.min_delta):
+            self.best_score = current
+            self.wait_count = 0
+            return ""
+        self.wait_count += 1
+        if self.wait_count >= self.patience:
+            return (f"{self.monitor} did not improve by more than {self.min_delta} for "
+                    f"{self.wait_count} epochs; best: {self.best_score:.6g}.")
+        return ""
+
+    def on_train_end(self, trainer, module):
+        if self.restore_best_weights and self._best_weights is not None:
+            module.set_weights(self._best_weights)

@@ -1,0 +1,147 @@
+"""Drives plain ``keras.callbacks.Callback`` objects the way ``Model.fit`` does."""
+
+from __future__ import annotations
+
+import keras
+
+from kerastrainer.callbacks.base import Callback
+
+_BATCH_HOOKS = {
+    "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
+    "test": ("on_test_batch_begin", "on_test_batch_end"),
+    "predict": ("on_predict_batch_begin", "on_predict_batch_end"),
+}
+
+
+def _implements(callback, names) -> bool:
+    base = keras.callbacks.Callback
+    return any(
+        name in vars(callback) or getattr(type(callback), name) is not getattr(base, name)
+        for name in names
+    )
+
+
+class KerasCallbackAdapter(Callback):
+    """Runs Keras callbacks inside a Trainer, with ``model``, ``params``, ``stop_training`` and logs.
+
+    The Trainer wraps every ``keras.callbacks.Callback`` it receives into one adapter, so that they
+    share one logs dict of Python floats (a callback that adds a key, such as ``ReduceLROnPlateau``'s
+    ``learning_rate``, is seen by the next one). Batch-level Keras hooks run (and read the metrics from
+    the device) only when some Keras callback overrides them. Validation is reported to them as
+    ``on_test_*`` calls, as ``fit`` does, and ``on_epoch_end`` comes after validation with ``val_*``.
+
+    Args:
+        callbacks: the Keras callbacks, in order.
+    """
+
+    def __init__(self, callbacks) -> None:
+        self.callbacks = list(callbacks)
+        self.logs: dict = {}
+        self._batch = {kind: [c for c in self.callbacks if _implements(c, names)]
+                       for kind, names in _BATCH_HOOKS.items()}
+
+    @property
+    def state_key(self) -> str:
+        return "KerasCallbackAdapter[" + ",".join(type(c).__name__ for c in self.callbacks) + "]"
+
+    def _refresh(self, trainer, *, strip: str = "") -> dict:
+        self.logs.clear()
+        for key, value in trainer.callback_metrics.items():
+            if isinstance(value, float):
+                self.logs[key[len(strip):] if strip and key.startswith(strip) else key] = value
+        return self.logs
+
+    def _each(self, hook, *args, targets=None) -> None:
+        for callback in self.callbacks if targets is None else targets:
+            getattr(callback, hook)(*args)
+
+    @staticmethod
+    def _check_stop(trainer, module) -> None:
+        if getattr(module, "stop_training", False):
+            trainer.should_stop = True
+
+    def setup(self, trainer, module, stage):
+        params = {
+            "verbose": 0,
+            "epochs": trainer.max_epochs if trainer.max_epochs >= 0 else None,
+            "steps": trainer.num_training_batches,
+        }
+        for callback in self.callbacks:
+            callback.set_model(module)
+            callback.set_params(params)
+
+    def on_train_start(self, trainer, module):
+        module.stop_training = False
+        self._each("on_train_begin", {})
+        for callback in self.callbacks:  # `steps` is known only now
+            callback.params["steps"] = trainer.num_training_batches
+
+    def on_train_epoch_start(self, trainer, module):
+        self.logs.clear()
+        self._each("on_epoch_begin", trainer.current_epoch, self.logs)
+
+    def on_train_batch_start(self, trainer, module, batch_idx):
+        if self._batch["train"]:
+            self._each("on_train_batch_begin", batch_idx, {}, targets=self._batch["train"])
+
+    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+        if self._batch["train"]:
+            logs = {k: v for k, v in self._refresh(trainer).items() if not k.startswith("val_")}
+            self._each("on_train_batch_end", batch_idx, logs, targets=self._batch["train"])
+            self._check_stop(trainer, module)
+
+    def on_validation_start(self, trainer, module):
+        if not trainer.sanity_checking:
+            self._each("on_test_begin", {})
+
+    def on_validation_batch_start(self, trainer, module, batch_idx):
+        if self._batch["test"] and not trainer.sanity_checking:
+            self._each("on_test_batch_begin", batch_idx, {}, targets=self._batch["test"])
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch_idx):
+        if self._batch["test"] and not trainer.sanity_checking:
+            logs = self._refresh(trainer, strip="val_")
+            self._each("on_test_batch_end", batch_idx, logs, targets=self._batch["test"])
+
+    def on_validation_end(self, trainer, module):
+        if not trainer.sanity_checking:
+            self._each("on_test_end", {k[4:]: v for k, v in self._refresh(trainer).items()
+                                       if k.startswith("val_")})
+
+    def on_train_epoch_end(self, trainer, module):
+        self._each("on_epoch_end", trainer.current_epoch, self._refresh(trainer))
+        self._check_stop(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        self._each("on_train_end", self._refresh(trainer))
+
+    def on_test_start(self, trainer, module):
+        self._each("on_test_begin", {})
+
+    def on_test_batch_start(self, trainer, module, batch_idx):
+        if self._batch["test"]:
+            self._each("on_test_batch_begin", batch_idx, {}, targets=self._batch["test"])
+
+    def on_test_batch_end(self, trainer, module, outputs, batch_idx):
+        if self._batch["test"]:
+            logs = self._refresh(trainer, strip="test_")
+            self._each("on_test_batch_end", batch_idx, logs, targets=self._batch["test"])
+
+    def on_test_end(self, trainer, module):
+        self._each("on_test_end", {k[5:]: v for k, v in self._refresh(trainer).items()
+                                   if k.startswith("test_")})
+
+    def on_predict_start(self, trainer, module):
+        self._each("on_predict_begin", {})
+
+    def on_predict_batch_start(self, trainer, module, batch_idx):
+        if self._batch["predict"]:
+            self._each("on_predict_batch_begin", batch_idx, {}, targets=self._batch["predict"])
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch_idx):
+        if self._batch["predict"]:
+            self._each("on_predict_batch_end", batch_idx, {"outputs": outputs},
+                       targets=self._batch["predict"])
+
+    def on_predict_end(self, trainer, module):
+        self._each("on_predict_end", {})

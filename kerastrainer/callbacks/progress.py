@@ -1,0 +1,166 @@
+"""RichProgressBar: a live bar in a terminal, one line per epoch in a log file."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+from kerastrainer.callbacks.base import Callback
+
+
+def format_metrics(metrics: dict) -> str:
+    return " ".join(f"{k}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+class RichProgressBar(Callback):
+    """Shows epoch, step, ETA and the progress-bar metrics; prints result tables after evaluation.
+
+    In a terminal it draws a live ``rich`` bar per epoch (kept on screen, like Keras). Otherwise
+    (a pipe, a log file, CI) it prints one plain line per epoch and never one line per step.
+    Metrics are read from the device at most every ``refresh_rate`` seconds, and at epoch ends.
+
+    Args:
+        refresh_rate: seconds between two metric reads while an epoch runs.
+        console: a ``rich.console.Console`` (default: standard output).
+
+    Example:
+        >>> bar = RichProgressBar(refresh_rate=1.0)
+    """
+
+    def __init__(self, *, refresh_rate: float = 0.5, console: Console | None = None) -> None:
+        if not isinstance(refresh_rate, (int, float)) or refresh_rate < 0:
+            raise ValueError(
+                f"RichProgressBar: `refresh_rate` must be seconds >= 0. Received: refresh_rate={refresh_rate!r}"
+            )
+        self.refresh_rate = float(refresh_rate)
+        self.console = console
+        self._progress: Progress | None = None
+        self._task = None
+        self._eval_task = None
+        self._last_read = 0.0
+        self._epoch_start = 0.0
+
+    @property
+    def is_live(self) -> bool:
+        return self._console().is_terminal
+
+    def _console(self) -> Console:
+        if self.console is None:
+            self.console = Console()
+        return self.console
+
+    def _start(self) -> Progress:
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                TextColumn("{task.fields[metrics]}"), console=self._console(), transient=False,
+            )
+            self._progress.start()
+        return self._progress
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self, trainer, module):
+        self._epoch_start = self._last_read = time.monotonic()
+        if not self.is_live:
+            return
+        total_epochs = f"/{trainer.max_epochs}" if trainer.max_epochs >= 0 else ""
+        self._task = self._start().add_task(f"Epoch {trainer.current_epoch + 1}{total_epochs}",
+                                            total=trainer.num_training_batches, metrics="")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+        if not self.is_live:
+            return
+        fields = {}
+        now = time.monotonic()
+        if now - self._last_read >= self.refresh_rate:  # the bar's own interval for a device read
+            self._last_read = now
+            fields["metrics"] = format_metrics(trainer.progress_bar_metrics)
+        self._progress.update(self._task, completed=batch_idx + 1, **fields)
+
+    def on_train_epoch_end(self, trainer, module):
+        text = format_metrics(trainer.progress_bar_metrics)
+        if self.is_live and self._task is not None:
+            self._progress.update(self._task, metrics=text, total=self._progress.tasks[self._task].completed)
+            return
+        elapsed = time.monotonic() - self._epoch_start
+        total_epochs = f"/{trainer.max_epochs}" if trainer.max_epochs >= 0 else ""
+        self._console().print(
+            f"Epoch {trainer.current_epoch + 1}{total_epochs} - {elapsed:.1f}s - {text}",
+            highlight=False, soft_wrap=True,
+        )
+
+    def on_train_end(self, trainer, module):
+        self._stop()
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_start(self, trainer, description, total):
+        if self.is_live:
+            self._eval_task = self._start().add_task(description, total=total, metrics="")
+
+    def _eval_advance(self, batch_idx):
+        if self._eval_task is not None:
+            self._progress.update(self._eval_task, completed=batch_idx + 1)
+
+    def _eval_end(self):
+        if self._eval_task is not None and self._progress is not None:
+            self._progress.remove_task(self._eval_task)
+        self._eval_task = None
+
+    def on_validation_start(self, trainer, module):
+        label = "Sanity check" if trainer.sanity_checking else "Validation"
+        self._eval_start(trainer, label, trainer.num_val_batches)
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch_idx):
+        self._eval_advance(batch_idx)
+
+    def on_validation_end(self, trainer, module):
+        self._eval_end()
+        if trainer.stage == "validate":
+            self._stop()
+            self._print_table(trainer, "Validate metric", "val_")
+
+    def on_test_start(self, trainer, module):
+        self._eval_start(trainer, "Testing", trainer.num_test_batches)
+
+    def on_test_batch_end(self, trainer, module, outputs, batch_idx):
+        self._eval_advance(batch_idx)
+
+    def on_test_end(self, trainer, module):
+        self._eval_end()
+        self._stop()
+        self._print_table(trainer, "Test metric", "test_")
+
+    def on_predict_start(self, trainer, module):
+        self._eval_start(trainer, "Predicting", trainer.num_predict_batches)
+
+    def on_predict_batch_end(self, trainer, module, outputs, batch_idx):
+        self._eval_advance(batch_idx)
+
+    def on_predict_end(self, trainer, module):
+        self._eval_end()
+        self._stop()
+
+    def teardown(self, trainer, module, stage):
+        self._stop()
+
+    def _print_table(self, trainer, title, prefix):
+        rows = {k: v for k, v in trainer.callback_metrics.items()
+                if isinstance(v, float) and (k.startswith(prefix) or k in trainer._logs.hook_values)}
+        if not rows:
+            return
+        table = Table(title=None)
+        table.add_column(title, style="cyan")
+        table.add_column("Value", justify="right")
+        for key, value in rows.items():
+            table.add_row(key, f"{value:.4f}")
+        self._console().print(table)

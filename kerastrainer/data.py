@@ -1,0 +1,242 @@
+"""Input adapters: everything a user may pass as data becomes a batched ``tf.data`` pipeline."""
+
+from __future__ import annotations
+
+import itertools
+import types
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+DEFAULT_BATCH_SIZE = 32
+
+
+class DataModule:
+    """Groups data preparation and the datasets of every stage.
+
+    Override what you need. Each ``*_dataset`` method returns anything ``Trainer.fit`` accepts as
+    data: a batched ``tf.data.Dataset``, arrays, a ``keras.utils.PyDataset`` or a generator. Arrays are
+    batched with the call's ``batch_size``, else this object's ``batch_size`` attribute, else 32.
+
+    Example:
+        >>> class Digits(DataModule):
+        ...     batch_size = 64
+        ...     def setup(self, stage):
+        ...         from sklearn.datasets import load_digits
+        ...         x, y = load_digits(return_X_y=True)
+        ...         self.train, self.val = (x[:1500] / 16, y[:1500]), (x[1500:] / 16, y[1500:])
+        ...     def train_dataset(self):
+        ...         return self.train
+        ...     def val_dataset(self):
+        ...         return self.val
+    """
+
+    def prepare_data(self) -> None:
+        """Downloads or writes files once; called before ``setup``."""
+
+    def setup(self, stage: str) -> None:
+        """Builds the splits for ``stage`` (``"fit"``, ``"validate"``, ``"test"``, ``"predict"``)."""
+
+    def teardown(self, stage: str) -> None:
+        """Releases what ``setup`` built."""
+
+    def train_dataset(self):
+        """Returns the training data (or ``None``)."""
+        return None
+
+    def val_dataset(self):
+        """Returns the validation data (or ``None``)."""
+        return None
+
+    def test_dataset(self):
+        """Returns the test data (or ``None``)."""
+        return None
+
+    def predict_dataset(self):
+        """Returns the prediction inputs (or ``None``)."""
+        return None
+
+    def state_dict(self) -> dict:
+        """Returns state to store in checkpoints (plain Python or arrays)."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores what :meth:`state_dict` returned."""
+
+
+@dataclass
+class Source:
+    """A stage's data: a dataset of batches plus what is known about its length.
+
+    For in-memory arrays, ``batches`` yields index batches and ``finish`` gathers the rows, so that
+    shuffling, limiting and skipping happen on cheap integer vectors.
+    """
+
+    batches: tf.data.Dataset
+    num_batches: int | None  # None: unknown length
+    infinite: bool = False
+    finish: Callable | None = None
+
+    def dataset(self, *, limit: int | None = None, repeat: bool = False, skip: int = 0):
+        ds = self.batches
+        if limit is not None:
+            ds = ds.take(limit)
+        if repeat:
+            ds = ds.repeat()
+        if skip:
+            ds = ds.skip(skip)
+        if self.finish is not None:
+            ds = ds.map(self.finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    @property
+    def element_spec(self):
+        return self.dataset().element_spec
+
+
+def _is_generator(data) -> bool:
+    if isinstance(data, (types.GeneratorType, itertools.chain)):
+        return True
+    if hasattr(data, "__next__"):
+        return True
+    return callable(data) and not hasattr(data, "shape")
+
+
+def to_source(data, *, batch_size, shuffle: bool, name: str) -> Source | None:
+    """Turns user data into a :class:`Source`.
+
+    Args:
+        data: a batched ``tf.data.Dataset``; arrays ``x``, ``(x, y)``, ``(x, y, sample_weight)`` or
+            dicts; a ``keras.utils.PyDataset``; a generator, or a function returning one.
+        batch_size: batch size for arrays (default 32); must be ``None`` for already batched data.
+        shuffle: reshuffle array rows every epoch (training).
+        name: the argument name, for error messages.
+
+    Raises:
+        ValueError, TypeError: data that cannot be used, with the argument named.
+    """
+    if data is None:
+        return None
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    if isinstance(data, tf.data.Dataset):
+        _no_batch_size(batch_size, name, "a tf.data.Dataset")
+        cardinality = int(data.cardinality())
+        if cardinality == tf.data.INFINITE_CARDINALITY:
+            return Source(data, None, infinite=True)
+        return Source(data, cardinality if cardinality >= 0 else None)
+    if isinstance(data, keras.utils.PyDataset):
+        _no_batch_size(batch_size, name, "a keras.utils.PyDataset")
+        return _from_py_dataset(data, name)
+    if _is_generator(data):
+        _no_batch_size(batch_size, name, "a generator")
+        return _from_generator(data, name)
+    return _from_arrays(data, batch_size or DEFAULT_BATCH_SIZE, shuffle, name)
+
+
+def _no_batch_size(batch_size, name, kind) -> None:
+    if batch_size is not None:
+        raise ValueError(
+            f"`batch_size` applies to array data only, but {name} is {kind}, which is already batched. "
+            f"Batch it yourself and drop batch_size. Received: batch_size={batch_size}"
+        )
+
+
+def _as_array(value, name):
+    try:
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"{name} holds a value that is not an array: {type(value).__name__}") from error
+    if array.dtype == object:
+        raise TypeError(
+            f"{name} must be arrays, tuples (x, y[, sample_weight]) or dicts of arrays, a "
+            f"tf.data.Dataset, a keras.utils.PyDataset or a generator. Received: {type(value).__name__}"
+        )
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype(keras.config.floatx(), copy=False)
+    return array
+
+
+def _from_arrays(data, batch_size, shuffle, name) -> Source:
+    if isinstance(data, list):
+        data = tuple(data) if all(hasattr(d, "shape") for d in data) and len(data) <= 3 else data
+    arrays = tf.nest.map_structure(lambda leaf: _as_array(leaf, name), data)
+    leaves = tf.nest.flatten(arrays)
+    if not leaves:
+        raise ValueError(f"{name} is empty. Received: {data!r}")
+    lengths = [len(leaf) if leaf.ndim else 0 for leaf in leaves]
+    if len(set(lengths)) != 1:
+        raise ValueError(
+            f"{name} arrays must all have the same number of rows. Received lengths {lengths} "
+            "(in the order x, y, sample_weight)."
+        )
+    rows = lengths[0]
+    if rows == 0:
+        raise ValueError(f"{name} has no rows. Received arrays of shapes {[a.shape for a in leaves]}.")
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
+    indices = tf.data.Dataset.range(rows)
+    if shuffle:
+        # A seed drawn from NumPy's global generator: reproducible under kt.seed_everything, and
+        # reshuffled differently every epoch.
+        seed = int(np.random.randint(0, 2**31 - 1))
+        indices = indices.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+
+    def gather(index_batch):
+        return tf.nest.map_structure(lambda t: tf.gather(t, index_batch), tensors)
+
+    return Source(indices, -(-rows // batch_size), finish=gather)
+
+
+def _leaf_spec(value):
+    array = np.asarray(value)
+    dtype = keras.config.floatx() if np.issubdtype(array.dtype, np.floating) else array.dtype
+    return tf.TensorSpec(shape=(None,) + array.shape[1:], dtype=tf.as_dtype(dtype))
+
+
+def _normalize(element):
+    if isinstance(element, list):
+        element = tuple(element)
+    return tf.nest.map_structure(lambda v: _as_array(v, "a generated batch"), element)
+
+
+def _from_generator(data, name) -> Source:
+    if callable(data) and not hasattr(data, "__next__"):
+        first = next(iter(data()), None)
+        make = data
+    else:
+        iterator = iter(data)
+        first = next(iterator, None)
+        chained = itertools.chain([] if first is None else [first], iterator)
+
+        def make():
+            return chained
+
+    if first is None:
+        raise ValueError(f"{name} is a generator that yielded nothing.")
+    spec = tf.nest.map_structure(_leaf_spec, _normalize(first))
+
+    def generate():
+        for element in make():
+            yield _normalize(element)
+
+    return Source(tf.data.Dataset.from_generator(generate, output_signature=spec), None)
+
+
+def _from_py_dataset(data, name) -> Source:
+    length = len(data)
+    if length == 0:
+        raise ValueError(f"{name} is a keras.utils.PyDataset with no batches (len() == 0).")
+    spec = tf.nest.map_structure(_leaf_spec, _normalize(data[0]))
+
+    def generate():
+        for index in range(length):
+            yield _normalize(data[index])
+        data.on_epoch_end()
+
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
+    return Source(dataset.apply(tf.data.experimental.assert_cardinality(length)), length)

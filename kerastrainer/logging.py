@@ -1,0 +1,292 @@
+"""Logged values and metrics live in device variables; Python reads them only when asked.
+
+During a compiled step, ``module.log(...)``, the running loss, ``update_metrics`` and the step's scalar
+outputs are written into ``tf.Variable`` accumulators (created once, on the first trace). The trainer
+marks a stage dirty after each compiled call, and the first reader of ``trainer.callback_metrics``
+(a callback, the progress bar, a logger) pays for the transfer. Nothing is read per step otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+PREFIXES = {"train": "", "val": "val_", "test": "test_"}
+_REDUCTIONS = ("mean", "sum", "max", "min")
+_INITIAL = {"mean": 0.0, "sum": 0.0, "max": -math.inf, "min": math.inf}
+
+
+@dataclass
+class _Entry:
+    on_step: bool
+    on_epoch: bool
+    prog_bar: bool
+    logger: bool
+    reduce_fx: str
+    last: tf.Variable
+    total: tf.Variable
+    weight: tf.Variable
+
+
+@dataclass
+class StageState:
+    """The device-side accumulators of one stage (``train``, ``val`` or ``test``)."""
+
+    stage: str
+    metrics: list
+    loss: keras.metrics.Mean
+    batch_idx: tf.Variable
+    entries: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    has_loss: bool = False
+
+    def reset(self) -> None:
+        self.loss.reset_state()
+        for metric in self.metrics:
+            metric.reset_state()
+        for entry in self.entries.values():
+            entry.total.assign(_INITIAL[entry.reduce_fx])
+            entry.weight.assign(0.0)
+        self.batch_idx.assign(0)
+
+    def read(self) -> dict:
+        prefix = PREFIXES[self.stage]
+        values: dict = {}
+        if self.has_loss:
+            values[prefix + "loss"] = float(self.loss.result())
+        for metric in self.metrics:
+            _put_result(values, prefix + metric.name, metric.result())
+        for name, entry in self.entries.items():
+            step_key, epoch_key = name, name
+            if entry.on_step and entry.on_epoch:
+                step_key, epoch_key = f"{name}_step", f"{name}_epoch"
+            if entry.on_step:
+                values[step_key] = float(entry.last.numpy())
+            if entry.on_epoch and float(entry.weight.numpy()) > 0:
+                total = float(entry.total.numpy())
+                weight = float(entry.weight.numpy())
+                values[epoch_key] = total / weight if entry.reduce_fx == "mean" else total
+        return values
+
+
+def _put_result(values: dict, name: str, result) -> None:
+    if isinstance(result, dict):
+        for key, value in result.items():
+            _put_result(values, f"{name}_{key}", value)
+        return
+    array = np.asarray(result)
+    values[name] = float(array) if array.size == 1 else array
+
+
+def _clone_if_shared(metrics: list, taken: set) -> list:
+    """Each stage needs its own metric state: clone objects another stage already uses."""
+    fresh = []
+    for metric in metrics:
+        if id(metric) in taken:
+            metric = type(metric).from_config(metric.get_config())
+        taken.add(id(metric))
+        fresh.append(metric)
+    return fresh
+
+
+class LogCollector:
+    """Collects ``self.log`` calls, metrics and losses per stage, and reads them lazily.
+
+    Args:
+        scope: a callable returning the context in which variables are created (a strategy scope).
+    """
+
+    def __init__(self, *, scope=contextlib.nullcontext) -> None:
+        self.scope = scope
+        self.stages: dict[str, StageState] = {}
+        self.hook_values: dict[str, float] = {}
+        self.prog_bar_keys: set[str] = set()
+        self.hidden_keys: set[str] = set()
+        self.user_keys: set[str] = set()
+        self._recording: tuple | None = None
+        self._results: dict[str, dict] = {}
+        self._dirty: set[str] = set()
+        self._taken_metrics: set[int] = set()
+
+    def configure(self, stage: str, metrics) -> None:
+        """Creates the accumulators of ``stage`` with the module's ``configure_metrics()`` result."""
+        metrics = list(metrics or [])
+        for metric in metrics:
+            if not isinstance(metric, keras.metrics.Metric):
+                raise TypeError(
+                    "configure_metrics() must return a list of keras.metrics.Metric objects. "
+                    f"Received an item {metric!r} of type {type(metric).__name__}."
+                )
+            if metric.name == "loss":
+                raise ValueError(
+                    "A metric from configure_metrics() is named 'loss', which is the name of the "
+                    "running loss. Give it another name, e.g. name='mse'."
+                )
+        with self.scope():
+            self.stages[stage] = StageState(
+                stage=stage,
+                metrics=_clone_if_shared(metrics, self._taken_metrics),
+                loss=keras.metrics.Mean(name="loss"),
+                batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{stage}_batch_idx"),
+            )
+
+    # ----------------------------------------------------------------- inside compiled steps
+    @contextlib.contextmanager
+    def recording(self, stage: str, batch_size):
+        """Routes ``module.log`` / ``update_metrics`` calls made while tracing to ``stage``."""
+        previous = self._recording
+        self._recording = (stage, batch_size)
+        try:
+            yield self.stages[stage]
+        finally:
+            self._recording = previous
+
+    @property
+    def recording_stage(self) -> str | None:
+        return self._recording[0] if self._recording else None
+
+    def _variable(self, initial: float, name: str) -> tf.Variable:
+        # init_scope lifts creation out of the function being traced, so the variable is created once,
+        # eagerly, even when the first trace happens inside a while loop or an XLA-compiled step.
+        with tf.init_scope(), self.scope():
+            return tf.Variable(initial, dtype=tf.float32, trainable=False, name=name)
+
+    def log(self, name, value, *, on_step, on_epoch, prog_bar, logger, reduce_fx) -> None:
+        """Implements ``TrainModule.log`` (see there)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"self.log() needs a non-empty string name. Received: name={name!r}")
+        if reduce_fx not in _REDUCTIONS:
+            raise ValueError(
+                f"self.log({name!r}, ...) got an unknown reduce_fx. Use one of {_REDUCTIONS}. "
+                f"Received: reduce_fx={reduce_fx!r}"
+            )
+        if self._recording is None:
+            self._log_from_hook(name, value, prog_bar=prog_bar, logger=logger)
+            return
+        stage, batch_size = self._recording
+        state = self.stages[stage]
+        on_step = (stage == "train") if on_step is None else bool(on_step)
+        on_epoch = (stage != "train") if on_epoch is None else bool(on_epoch)
+        value = tf.cast(tf.convert_to_tensor(value), tf.float32)
+        if value.shape.rank not in (None, 0) and value.shape.num_elements() != 1:
+            raise ValueError(
+                f"self.log({name!r}, value) needs a scalar value. Received a tensor of shape "
+                f"{tuple(value.shape)}: reduce it first, e.g. keras.ops.mean(value)."
+            )
+        value = tf.reshape(value, [])
+        entry = state.entries.get(name)
+        if entry is None:
+            entry = _Entry(
+                on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx,
+                last=self._variable(0.0, f"{stage}_{name}_last"),
+                total=self._variable(_INITIAL[reduce_fx], f"{stage}_{name}_total"),
+                weight=self._variable(0.0, f"{stage}_{name}_weight"),
+            )
+            state.entries[name] = entry
+            self._remember_keys(name, entry)
+        elif (entry.on_step, entry.on_epoch, entry.reduce_fx) != (on_step, on_epoch, reduce_fx):
+            raise ValueError(
+                f"self.log({name!r}, ...) was called with different on_step/on_epoch/reduce_fx in "
+                "the same step function. Use the same options for a name, or another name."
+            )
+        if on_step:
+            entry.last.assign(value)
+        if on_epoch:
+            if reduce_fx == "mean":
+                entry.total.assign_add(value * batch_size)
+                entry.weight.assign_add(batch_size)
+            else:
+                combine = {"sum": tf.add, "max": tf.maximum, "min": tf.minimum}[reduce_fx]
+                entry.total.assign(combine(entry.total, value))
+                entry.weight.assign_add(1.0)
+
+    def _remember_keys(self, name: str, entry: _Entry) -> None:
+        keys = [name]
+        if entry.on_step and entry.on_epoch:
+            keys = [f"{name}_step", f"{name}_epoch"]
+        for key in keys:
+            self.user_keys.add(key)
+            if entry.prog_bar:
+                self.prog_bar_keys.add(key)
+            if not entry.logger:
+                self.hidden_keys.add(key)
+
+    def _log_from_hook(self, name, value, *, prog_bar, logger) -> None:
+        # Outside a compiled step (a hook or a callback): the caller already is at a sync point.
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)
+        if array.size != 1:
+            raise ValueError(
+                f"self.log({name!r}, value) needs a scalar value. Received shape {array.shape}."
+            )
+        self.hook_values[name] = float(array.reshape(()))
+        self.user_keys.add(name)
+        if prog_bar:
+            self.prog_bar_keys.add(name)
+        if not logger:
+            self.hidden_keys.add(name)
+
+    def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
+        """Updates the current stage's ``configure_metrics()`` objects (no-op outside a step)."""
+        if self._recording is None:
+            return
+        for metric in self.stages[self._recording[0]].metrics:
+            metric.update_state(y_true, y_pred, sample_weight=sample_weight)
+
+    def track_loss(self, loss, batch_size) -> None:
+        """Adds the step loss to the running, batch-size-weighted mean reported as ``loss``."""
+        state = self.stages[self._recording[0]]
+        state.has_loss = True
+        state.loss.update_state(tf.cast(loss, tf.float32), sample_weight=batch_size)
+
+    def record_outputs(self, outputs) -> None:
+        """Keeps the step's scalar outputs in variables, for ``on_*_batch_end(outputs=...)``."""
+        if outputs is None:
+            return
+        if not isinstance(outputs, dict):
+            outputs = {"loss": outputs}
+        state = self.stages[self._recording[0]]
+        for key, value in outputs.items():
+            if not tf.is_tensor(value) or value.shape.rank != 0 or not value.dtype.is_floating:
+                continue
+            if key not in state.outputs:
+                state.outputs[key] = self._variable(0.0, f"{state.stage}_out_{key}")
+            state.outputs[key].assign(tf.cast(value, tf.float32))
+
+    def output_values(self, stage: str) -> dict:
+        """Reads the output variables inside the compiled call (still tensors, no host transfer)."""
+        return {key: var.read_value() for key, var in self.stages[stage].outputs.items()}
+
+    # ----------------------------------------------------------------- host side
+    def reset(self, stage: str) -> None:
+        """Starts a new epoch or evaluation run for ``stage``: zeroes its accumulators."""
+        self.stages[stage].reset()
+        self._results.pop(stage, None)
+        self._dirty.add(stage)
+
+    def clear(self, stage: str) -> None:
+        """Forgets ``stage``'s results (after the sanity check, which must not report values)."""
+        self.reset(stage)
+        self._dirty.discard(stage)
+
+    def mark_dirty(self, stage: str) -> None:
+        self._dirty.add(stage)
+
+    def results(self, stage: str) -> dict:
+        """Returns ``stage``'s values as Python floats, reading the device only when stale."""
+        if stage in self._dirty:
+            self._results[stage] = self.stages[stage].read()
+            self._dirty.discard(stage)
+        return dict(self._results.get(stage, {}))
+
+    def callback_metrics(self) -> dict:
+        merged: dict = {}
+        for stage in ("train", "val", "test"):
+            if stage in self.stages:
+                merged.update(self.results(stage))
+        merged.update(self.hook_values)
+        return merged

@@ -1,0 +1,321 @@
+"""TrainModule: a keras.Model that says what to compute; the Trainer decides when."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import keras
+import tensorflow as tf
+
+from kerastrainer.hparams import AttributeDict, normalize_hparams
+
+
+def unpack_batch(batch, where: str):
+    """Splits a batch into ``(x, y, sample_weight)`` the way Keras's ``fit`` does.
+
+    Args:
+        batch: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; lists and dicts are ``x``.
+        where: the step that unpacks, for the error message.
+
+    Raises:
+        ValueError: a tuple of another length.
+    """
+    if not isinstance(batch, tuple):
+        return batch, None, None
+    if 1 <= len(batch) <= 3:
+        return tuple(batch) + (None,) * (3 - len(batch))
+    raise ValueError(
+        f"{where} received a batch that is a tuple of {len(batch)} elements. The default step unpacks "
+        "x, (x,), (x, y) or (x, y, sample_weight). Return one of these structures from your data, or "
+        f"override {where.rsplit('.', 1)[-1]}(self, batch, batch_idx) to unpack it yourself."
+    )
+
+
+def _user_loss(module) -> object | None:
+    """The ``loss`` method a TrainModule subclass defines, if any (not Keras's own)."""
+    for cls in type(module).__mro__:
+        if cls is TrainModule:
+            return None
+        if "loss" in vars(cls) and callable(vars(cls)["loss"]):
+            return vars(cls)["loss"]
+    return None
+
+
+def _keras_only(name: str):
+    def method(self, *args, **kwargs):
+        raise RuntimeError(
+            f"{type(self).__name__}.{name}() is Keras's own training API and is not used with a "
+            "TrainModule. Train with kerastrainer instead: "
+            "kt.Trainer(max_epochs=...).fit(module, train_data=...), then trainer.validate/test/predict."
+        )
+
+    method.__name__ = name
+    method.__doc__ = f"Disabled: use ``kt.Trainer`` instead of ``Model.{name}``."
+    return method
+
+
+class TrainModule(keras.Model):
+    """A ``keras.Model`` that knows how to train itself, driven by a :class:`kerastrainer.Trainer`.
+
+    Subclass it and write ``call`` (the forward pass), ``loss(y_true, y_pred)`` and
+    ``configure_optimizer()``. Optionally ``configure_metrics()``, the ``*_step`` methods and any hook
+    of :class:`kerastrainer.Callback` (here without the ``trainer, module`` arguments).
+
+    Attributes:
+        automatic_optimization: when ``False``, ``training_step`` applies gradients itself.
+        trainer: the Trainer running this module (set when a run starts, kept after it ends).
+        optimizer: the optimizer from ``configure_optimizer()`` (set by the Trainer, as ``compile`` does).
+
+    Example:
+        >>> class Regressor(TrainModule):
+        ...     def __init__(self, units=8):
+        ...         super().__init__()
+        ...         self.save_hyperparameters()
+        ...         self.dense = keras.layers.Dense(units)
+        ...         self.out = keras.layers.Dense(1)
+        ...     def call(self, x, training=False):
+        ...         return self.out(self.dense(x))
+        ...     def loss(self, y_true, y_pred):
+        ...         return keras.losses.mean_squared_error(y_true, y_pred)
+        ...     def configure_optimizer(self):
+        ...         return keras.optimizers.Adam(1e-3)
+    """
+
+    automatic_optimization = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # keras.Model.__init__ assigns `self.loss = None`; that instance attribute would hide the
+        # subclass's `loss` method, so drop it again.
+        if self.__dict__.get("loss", ...) is None:
+            del self.__dict__["loss"]
+        object.__setattr__(self, "_kt_hparams", AttributeDict())
+        object.__setattr__(self, "_kt_trainer", None)
+        object.__setattr__(self, "_kt_input_spec", None)
+
+    # ------------------------------------------------------------------ what users write
+    def configure_optimizer(self):
+        """Returns the optimizer: a ``keras.optimizers.Optimizer``.
+
+        With ``automatic_optimization = False`` it may return a dict of named optimizers.
+
+        Raises:
+            NotImplementedError: when not overridden.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must define configure_optimizer(self) returning a Keras optimizer, "
+            "e.g. `return keras.optimizers.Adam(1e-3)`."
+        )
+
+    def configure_metrics(self) -> list:
+        """Returns Keras metrics, updated by the default steps and reset every epoch/evaluation.
+
+        Each stage (train, val, test) gets its own objects, named ``acc`` / ``val_acc`` / ``test_acc``
+        after the metric's ``name``.
+        """
+        return []
+
+    def training_step(self, batch, batch_idx=None):
+        """Computes the loss of one training batch; the Trainer takes the gradient and applies it.
+
+        Args:
+            batch: one batch from the training data.
+            batch_idx: the batch index within the epoch, a scalar int64 tensor.
+
+        Returns:
+            The scalar loss tensor, or a dict holding ``"loss"``.
+        """
+        x, y, sample_weight = unpack_batch(batch, f"{type(self).__name__}.training_step")
+        y_pred = self(x, training=True)
+        loss = self.compute_step_loss(y, y_pred, sample_weight, step="training_step")
+        self.update_metrics(y, y_pred, sample_weight)
+        return loss
+
+    def validation_step(self, batch, batch_idx=None):
+        """Computes the loss (reported as ``val_loss``) and metrics of one validation batch."""
+        return self._evaluate_batch(batch, "validation_step")
+
+    def test_step(self, batch, batch_idx=None):
+        """Computes the loss (reported as ``test_loss``) and metrics of one test batch."""
+        return self._evaluate_batch(batch, "test_step")
+
+    def predict_step(self, batch, batch_idx=None):
+        """Returns the model's prediction for one batch (``module.predict`` uses it too)."""
+        x, _, _ = unpack_batch(batch, f"{type(self).__name__}.predict_step")
+        return self(x, training=False)
+
+    def _evaluate_batch(self, batch, step: str):
+        x, y, sample_weight = unpack_batch(batch, f"{type(self).__name__}.{step}")
+        y_pred = self(x, training=False)
+        loss = self.compute_step_loss(y, y_pred, sample_weight, step=step)
+        self.update_metrics(y, y_pred, sample_weight)
+        return loss
+
+    # ------------------------------------------------------------------ helpers for steps
+    def compute_step_loss(self, y_true, y_pred, sample_weight=None, *, step: str = "training_step"):
+        """Calls the user's ``loss`` and reduces it to a scalar mean.
+
+        ``sample_weight`` is passed as the third argument when the batch has one and ``loss`` accepts
+        it; otherwise a per-example loss is weighted here.
+
+        Raises:
+            ValueError: the batch has no targets, or Keras could not compare ``y_pred`` with ``y``.
+        """
+        name = type(self).__name__
+        loss_fn = _user_loss(self)
+        if loss_fn is None:
+            raise NotImplementedError(self._no_loss_message())
+        if y_true is None:
+            raise ValueError(
+                f"{name}.{step}: the batch has no targets, so loss(y_true, y_pred) cannot be computed. "
+                f"Give the data as (x, y) or (x, y, sample_weight), or override {step}."
+            )
+        takes_weight = len(inspect.signature(loss_fn).parameters) >= 4  # self, y_true, y_pred, sw
+        try:
+            if sample_weight is not None and takes_weight:
+                value = loss_fn(self, y_true, y_pred, sample_weight)
+            else:
+                value = loss_fn(self, y_true, y_pred)
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+            raise ValueError(
+                f"{name}.{step}: loss(y_true, y_pred) failed for y_true of shape "
+                f"{tuple(getattr(y_true, 'shape', ()))} and y_pred of shape "
+                f"{tuple(getattr(y_pred, 'shape', ()))}. Check that the model's output matches the "
+                f"targets (units of the last layer, sparse vs one-hot labels). Keras said: {error}"
+            ) from error
+        value = tf.convert_to_tensor(value)
+        if sample_weight is not None and not takes_weight:
+            if value.shape.rank == 0:
+                raise ValueError(
+                    f"{name}.{step}: the batch has sample weights but loss(y_true, y_pred) returned a "
+                    "scalar, so they cannot be applied. Return per-example losses, or accept a third "
+                    "argument: loss(self, y_true, y_pred, sample_weight)."
+                )
+            weight = tf.cast(sample_weight, value.dtype)
+            while weight.shape.rank < value.shape.rank:  # (batch,) weights on (batch, k) losses
+                weight = tf.expand_dims(weight, -1)
+            return tf.reduce_mean(value * weight)
+        return tf.reduce_mean(value) if value.shape.rank != 0 else value
+
+    def _no_loss_message(self) -> str:
+        return (
+            f"{type(self).__name__} defines neither loss(self, y_true, y_pred) nor training_step(). "
+            "Add a loss method, e.g. `def loss(self, y_true, y_pred): return "
+            "keras.losses.mean_squared_error(y_true, y_pred)`, or override training_step."
+        )
+
+    def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
+        """Updates this stage's ``configure_metrics()`` objects; call it from your own step overrides."""
+        if self._kt_trainer is not None:
+            self._kt_trainer._logs.update_metrics(y_true, y_pred, sample_weight)
+
+    def log(self, name, value, *, on_step=None, on_epoch=None, prog_bar=False, logger=True,
+            reduce_fx="mean") -> None:
+        """Logs a scalar; works inside compiled steps (no host transfer) and in hooks.
+
+        Args:
+            name: the key in ``trainer.callback_metrics``. Prefix it yourself (``val_mae``).
+            value: a scalar tensor or number.
+            on_step: keep the latest value (default ``True`` in training, ``False`` otherwise).
+            on_epoch: keep the epoch's mean (default ``False`` in training, ``True`` otherwise).
+                With both, the keys are ``<name>_step`` and ``<name>_epoch``.
+            prog_bar: show it on the progress bar.
+            logger: send it to the loggers.
+            reduce_fx: how ``on_epoch`` combines steps: ``"mean"`` (weighted by batch size),
+                ``"sum"``, ``"max"`` or ``"min"``.
+
+        Raises:
+            RuntimeError: when no Trainer runs this module.
+            ValueError: a value that is not a scalar.
+        """
+        if self._kt_trainer is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.log({name!r}, ...) was called outside a Trainer run. Call it "
+                "from a step or a hook while trainer.fit/validate/test runs."
+            )
+        self._kt_trainer._logs.log(
+            name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
+            reduce_fx=reduce_fx,
+        )
+
+    def log_dict(self, values: dict, **kwargs) -> None:
+        """Calls :meth:`log` for every item of ``values`` with the same options."""
+        for name, value in values.items():
+            self.log(name, value, **kwargs)
+
+    def optimizers(self):
+        """Returns the configured optimizer (or the dict of named optimizers)."""
+        return self.optimizer
+
+    # ------------------------------------------------------------------ hyperparameters
+    def save_hyperparameters(self, *names, ignore=None) -> None:
+        """Stores the ``__init__`` arguments in ``self.hparams`` (and in checkpoints).
+
+        Args:
+            *names: keep only these arguments; or pass one dict of hyperparameters instead.
+            ignore: argument name(s) to leave out.
+        """
+        frame = sys._getframe(1)
+        object.__setattr__(self, "_kt_hparams", normalize_hparams(names, frame, ignore))
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved hyperparameters, readable as ``hparams.lr`` or ``hparams["lr"]``."""
+        return self._kt_hparams
+
+    @property
+    def trainer(self):
+        """The :class:`kerastrainer.Trainer` running (or that last ran) this module."""
+        return self._kt_trainer
+
+    @trainer.setter
+    def trainer(self, value) -> None:
+        object.__setattr__(self, "_kt_trainer", value)
+
+    # ------------------------------------------------------------------ Keras's own loop is off
+    compile = _keras_only("compile")
+    fit = _keras_only("fit")
+    evaluate = _keras_only("evaluate")
+    train_on_batch = _keras_only("train_on_batch")
+    test_on_batch = _keras_only("test_on_batch")
+
+    # ------------------------------------------------------------------ hooks (no trainer/module args)
+    def setup(self, stage):
+        """See :meth:`kerastrainer.Callback.setup`."""
+
+    def teardown(self, stage):
+        """See :meth:`kerastrainer.Callback.teardown`."""
+
+    def on_fit_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_fit_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_sanity_check_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_sanity_check_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_train_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_validation_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_validation_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_test_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_test_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_predict_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_predict_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_before_optimizer_step(self, optimizer): """See :class:`kerastrainer.Callback`."""
+    def on_save_checkpoint(self, checkpoint): """See :class:`kerastrainer.Callback`."""
+    def on_load_checkpoint(self, checkpoint): """See :class:`kerastrainer.Callback`."""
+    def on_exception(self, exception): """See :class:`kerastrainer.Callback`."""

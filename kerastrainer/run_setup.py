@@ -1,0 +1,156 @@
+"""Plain functions the Trainer uses before its loops start: data, limits, callbacks, building."""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import tensorflow as tf
+
+from kerastrainer.callbacks.base import Callback
+from kerastrainer.data import DataModule, to_source
+from kerastrainer.module import TrainModule, unpack_batch
+
+
+def resolve_strategy(strategy):
+    """``"auto"`` is the default strategy; a ``tf.distribute.Strategy`` is used as given."""
+    if strategy == "auto" or strategy is None:
+        return tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    raise ValueError(
+        "`strategy` must be 'auto' or a tf.distribute.Strategy instance. "
+        f"Received: strategy={strategy!r}"
+    )
+
+
+def build_callbacks(callbacks, trainer) -> list:
+    """Normalises the ``callbacks`` flag and adds the defaults the other flags ask for."""
+    from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
+    from kerastrainer.callbacks.model_summary import ModelSummary
+    from kerastrainer.callbacks.progress import RichProgressBar
+
+    if callbacks is None:
+        callbacks = []
+    elif isinstance(callbacks, (Callback, keras.callbacks.Callback)):
+        callbacks = [callbacks]
+    result, keras_callbacks = [], []
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.Callback):
+            if not keras_callbacks:
+                result.append(None)  # the adapter takes the place of the first Keras callback
+            keras_callbacks.append(callback)
+        elif isinstance(callback, Callback):
+            result.append(callback)
+        else:
+            raise TypeError(
+                "`callbacks` must hold kerastrainer.Callback or keras.callbacks.Callback objects. "
+                f"Received an item of type {type(callback).__name__}: {callback!r}"
+            )
+    if keras_callbacks:
+        result[result.index(None)] = KerasCallbackAdapter(keras_callbacks)
+    if trainer.enable_progress_bar and not any(isinstance(c, RichProgressBar) for c in result):
+        result.append(RichProgressBar())
+    if trainer.enable_model_summary and not trainer.fast_dev_run and not any(
+            isinstance(c, ModelSummary) for c in result):
+        result.append(ModelSummary())
+    return result
+
+
+def resolve_data(stage, data, datamodule, method, name, *, batch_size, shuffle):
+    """Returns the :class:`~kerastrainer.data.Source` for one stage, from data or a DataModule."""
+    if datamodule is not None:
+        if not isinstance(datamodule, DataModule):
+            raise TypeError(
+                f"`datamodule` must be a kerastrainer.DataModule. Received: {type(datamodule).__name__}"
+            )
+        if data is not None:
+            raise ValueError(
+                f"Pass either {name}=... or datamodule=..., not both. Received both for {name}."
+            )
+        if stage is not None:
+            datamodule.prepare_data()
+            datamodule.setup(stage)
+        data = getattr(datamodule, method)()
+        if batch_size is None:
+            batch_size = getattr(datamodule, "batch_size", None)
+        name = f"{type(datamodule).__name__}.{method}()"
+        if batch_size is not None and not _is_array_data(data):
+            batch_size = None  # the DataModule's batch_size is for its array splits
+    return to_source(data, batch_size=batch_size, shuffle=shuffle, name=name)
+
+
+def _is_array_data(data) -> bool:
+    return not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)) or callable(data)
+                or hasattr(data, "__next__"))
+
+
+def limit_batches(flag, source, flag_name):
+    """Batches per epoch/run after a ``limit_*`` flag; ``None`` means unknown length (run to the end).
+
+    Raises:
+        ValueError: a fraction of data of unknown or infinite length, or one that gives 0 batches.
+    """
+    if source is None:
+        return 0
+    n = source.num_batches
+    if isinstance(flag, int) and not isinstance(flag, bool):
+        return flag if n is None else min(flag, n)
+    if source.infinite or (n is None and flag != 1.0):
+        raise ValueError(
+            f"`{flag_name}` is a fraction ({flag}), but the data has "
+            f"{'infinite' if source.infinite else 'unknown'} length. Pass an int number of batches, "
+            f"e.g. {flag_name}=100."
+        )
+    if n is None:
+        return None
+    limited = int(n * flag)
+    if limited == 0 and flag > 0:
+        raise ValueError(
+            f"`{flag_name}`={flag} of {n} batches gives 0 batches. Increase it or pass an int. "
+            f"Received: {flag_name}={flag}"
+        )
+    return limited
+
+
+def epoch_limit(max_epochs):
+    """The end of the epoch range; ``-1`` means no limit."""
+    return max_epochs if max_epochs >= 0 else sys.maxsize
+
+
+def ensure_built(module, element_spec, step: str) -> None:
+    """Builds the module's variables from the data's spec (before anything is compiled).
+
+    Args:
+        module: the TrainModule.
+        element_spec: the spec of one batch.
+        step: the step that will consume the batches (named in errors).
+
+    Raises:
+        ValueError: the batch structure hides the inputs and the module is not built yet.
+    """
+    if module.built and module._kt_input_spec is not None:
+        return
+    try:
+        x_spec, _, _ = unpack_batch(element_spec, f"{type(module).__name__}.{step}")
+    except ValueError:
+        if getattr(type(module), step) is getattr(TrainModule, step):
+            raise  # the default step will fail the same way: say so now
+        if module.built:
+            return
+        raise ValueError(
+            f"{type(module).__name__} is not built and its inputs cannot be found in batches of "
+            f"structure {element_spec}. Build it before training, e.g. module.build((None, 784)) or "
+            "module(sample_x), so the optimizer can be created before the step is compiled."
+        ) from None
+    if not module.built:
+        # A symbolic call builds every layer and keeps `None` batch sizes in module.summary(); a few
+        # models cannot run symbolically, and a concrete batch of zeros builds those.
+        try:
+            module(tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype), x_spec))
+        except Exception:  # noqa: BLE001 - any failure just means: build with real tensors
+            module(tf.nest.map_structure(
+                lambda s: tf.zeros([1 if d is None else d for d in s.shape], s.dtype), x_spec
+            ), training=False)
+    if module._kt_input_spec is None:
+        object.__setattr__(module, "_kt_input_spec", x_spec)

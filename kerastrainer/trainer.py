@@ -1,0 +1,475 @@
+"""The Trainer: fit / validate / test / predict as plain nested loops with every hook inline."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from kerastrainer import flags
+from kerastrainer.callbacks.bus import CallbackBus
+from kerastrainer.logging import LogCollector
+from kerastrainer.module import TrainModule, _user_loss
+from kerastrainer.run_setup import (build_callbacks, ensure_built, epoch_limit, limit_batches,
+                                    resolve_data, resolve_strategy)
+from kerastrainer.seed import last_seed, seed_everything
+from kerastrainer.steps import CompiledSteps, check_optimizer
+
+_HOOK_PREFIX = {"val": "validation", "test": "test"}
+
+
+class Trainer:
+    """Runs a :class:`~kerastrainer.TrainModule`: the epoch/batch loop, compiled steps, metrics,
+    callbacks and progress.
+
+    Args:
+        max_epochs: stop after this many epochs; ``-1`` for no limit. Default: 1000, or no limit
+            when ``max_steps`` is set.
+        min_epochs: ignore ``should_stop`` (early stopping) before this many epochs.
+        max_steps: stop after this many optimizer steps; ``-1`` for no limit.
+        max_time: stop after this much time: seconds, a ``timedelta``, a dict or ``"DD:HH:MM:SS"``.
+        limit_train_batches: batches per training epoch: an int, or a float fraction of the data.
+        limit_val_batches: the same for each validation run (``0`` disables validation).
+        limit_test_batches: the same for ``test``.
+        limit_predict_batches: the same for ``predict``.
+        val_check_interval: validate every N training batches (int) or every fraction of an epoch.
+        check_val_every_n_epoch: validate in every n-th epoch only.
+        num_sanity_val_steps: validation batches run before training to catch bugs early (``-1``: all).
+        fast_dev_run: run ``n`` batches (``True``: 1) of every stage once, as a smoke test.
+        overfit_batches: train and validate on this many training batches (unshuffled).
+        steps_per_execution: training/evaluation steps per compiled call; batch hooks fire per call.
+        jit_compile: compile the steps with XLA.
+        run_eagerly: run the steps as plain Python (debugging; slow).
+        deterministic: seed (``kt.seed_everything``'s last seed, else 0) and enable TensorFlow's op
+            determinism, so two runs give bitwise equal weights.
+        strategy: ``"auto"`` or a ``tf.distribute.Strategy``.
+        callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
+        logger: accepted for the upcoming loggers; ``False`` disables logging.
+        log_every_n_steps: how often loggers read the training values.
+        enable_progress_bar: add a :class:`~kerastrainer.callbacks.RichProgressBar` if none is given.
+        enable_checkpointing: accepted for the upcoming checkpoint callback; ``False`` disables it.
+        enable_model_summary: print the model summary when fit starts.
+        default_root_dir: where logs and checkpoints go (default: the working directory).
+
+    Raises:
+        TypeError, ValueError: a flag of the wrong type or range; the message names it.
+
+    Example:
+        >>> trainer = Trainer(max_epochs=3, enable_progress_bar=False)  # doctest: +SKIP
+        >>> trainer.fit(module, train_data=(x, y), val_data=(x_val, y_val))  # doctest: +SKIP
+    """
+
+    def __init__(self, *, max_epochs=None, min_epochs=None, max_steps=-1, max_time=None,
+                 limit_train_batches=1.0, limit_val_batches=1.0, limit_test_batches=1.0,
+                 limit_predict_batches=1.0, val_check_interval=1.0, check_val_every_n_epoch=1,
+                 num_sanity_val_steps=2, fast_dev_run=False, overfit_batches=0.0,
+                 steps_per_execution=1, jit_compile=False, run_eagerly=False, deterministic=False,
+                 strategy="auto", callbacks=None, logger=True, log_every_n_steps=50,
+                 enable_progress_bar=True, enable_checkpointing=True, enable_model_summary=True,
+                 default_root_dir=None):
+        self.max_steps = flags.int_at_least("max_steps", max_steps, -1, "-1 means no limit")
+        if max_epochs is None:
+            max_epochs = 1000 if self.max_steps == -1 else -1
+        self.max_epochs = flags.int_at_least("max_epochs", max_epochs, -1, "-1 means no limit")
+        self.min_epochs = flags.optional_int("min_epochs", min_epochs, 0) or 0
+        self.max_time = flags.max_time(max_time)
+        self.limit_train_batches = flags.batches_or_fraction("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = flags.batches_or_fraction("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = flags.batches_or_fraction("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = flags.batches_or_fraction("limit_predict_batches",
+                                                               limit_predict_batches)
+        self.val_check_interval = flags.val_check_interval(val_check_interval)
+        self.check_val_every_n_epoch = flags.int_at_least("check_val_every_n_epoch",
+                                                          check_val_every_n_epoch, 1)
+        self.num_sanity_val_steps = flags.int_at_least("num_sanity_val_steps", num_sanity_val_steps,
+                                                       -1, "-1 runs all validation batches")
+        self.fast_dev_run = flags.fast_dev_run(fast_dev_run)
+        self.overfit_batches = flags.batches_or_fraction("overfit_batches", overfit_batches)
+        self.steps_per_execution = flags.int_at_least("steps_per_execution", steps_per_execution, 1)
+        self.jit_compile = flags.boolean("jit_compile", jit_compile)
+        self.run_eagerly = flags.boolean("run_eagerly", run_eagerly)
+        self.deterministic = flags.boolean("deterministic", deterministic)
+        self.log_every_n_steps = flags.int_at_least("log_every_n_steps", log_every_n_steps, 1)
+        self.enable_progress_bar = flags.boolean("enable_progress_bar", enable_progress_bar)
+        self.enable_checkpointing = flags.boolean("enable_checkpointing", enable_checkpointing)
+        self.enable_model_summary = flags.boolean("enable_model_summary", enable_model_summary)
+        self.logger = logger
+        self.default_root_dir = os.fspath(default_root_dir) if default_root_dir else os.getcwd()
+        self.strategy = resolve_strategy(strategy)
+        if self.fast_dev_run:
+            n = self.fast_dev_run
+            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
+            self.limit_train_batches = self.limit_val_batches = n
+            self.limit_test_batches = self.limit_predict_batches = n
+            self.val_check_interval = 1.0
+        self.callbacks = build_callbacks(callbacks, self)
+        if self.deterministic:
+            seed_everything(last_seed() if last_seed() is not None else 0)
+            tf.config.experimental.enable_op_determinism()
+
+        self.current_epoch = 0
+        self.global_step = 0
+        self.should_stop = False
+        self.sanity_checking = False
+        self.stage: str | None = None
+        self.num_training_batches: int | None = None
+        self.num_val_batches: int | None = None
+        self.num_test_batches: int | None = None
+        self.num_predict_batches: int | None = None
+        self.module: TrainModule | None = None
+        self._logs = LogCollector(scope=self.strategy.scope)
+        self._compiled: CompiledSteps | None = None
+        self._bus: CallbackBus | None = None
+        self._fit_data = None
+        self._start_time = None
+
+    # ------------------------------------------------------------------ public state
+    @property
+    def callback_metrics(self) -> dict:
+        """Every value of the run as Python floats (read from the device when stale)."""
+        return self._logs.callback_metrics()
+
+    @property
+    def logged_metrics(self) -> dict:
+        """The values sent to loggers (``callback_metrics`` minus ``self.log(..., logger=False)``)."""
+        return {k: v for k, v in self.callback_metrics.items() if k not in self._logs.hidden_keys}
+
+    @property
+    def progress_bar_metrics(self) -> dict:
+        """The values the progress bar shows: losses, metrics and ``self.log(..., prog_bar=True)``."""
+        logs = self._logs
+        return {k: v for k, v in self.callback_metrics.items()
+                if k in logs.prog_bar_keys or k not in logs.user_keys}
+
+    @property
+    def log_dir(self) -> str:
+        """The folder of this run's logs."""
+        return self.default_root_dir
+
+    @property
+    def is_global_zero(self) -> bool:
+        """``True`` in the process that writes files and prints."""
+        return True
+
+    @property
+    def trace_counts(self) -> dict:
+        """How many times each compiled step was traced (``{"train": 1, "val": 1}`` is ideal)."""
+        return dict(self._compiled.trace_counts) if self._compiled else {}
+
+    # ------------------------------------------------------------------ entry points
+    def fit(self, module, train_data=None, val_data=None, *, datamodule=None, ckpt_path=None,
+            batch_size=None):
+        """Trains ``module``, validating as the flags say.
+
+        Args:
+            module: a :class:`~kerastrainer.TrainModule`.
+            train_data: training data (a batched ``tf.data.Dataset``, arrays, a ``PyDataset``,
+                a generator).
+            val_data: validation data, same forms.
+            datamodule: a :class:`~kerastrainer.DataModule` instead of the two above.
+            ckpt_path: resume from a checkpoint (arrives with the checkpoint feature).
+            batch_size: batch size for array data (default 32).
+
+        Raises:
+            ValueError: no training data, or data and datamodule both given.
+            TypeError: ``module`` is not a TrainModule.
+        """
+        self._check_ckpt_path(ckpt_path)
+        shuffle = not self.overfit_batches
+        train = resolve_data("fit", train_data, datamodule, "train_dataset", "train_data",
+                             batch_size=batch_size, shuffle=shuffle)
+        if train is None:
+            raise ValueError(
+                "Trainer.fit needs training data. Pass train_data=(x, y), a tf.data.Dataset, or "
+                "datamodule=... with a train_dataset() method. Received: train_data=None"
+            )
+        val = resolve_data(None, val_data, datamodule, "val_dataset", "val_data",
+                           batch_size=batch_size, shuffle=False)
+        if self.overfit_batches:
+            val = train
+        self._fit_data = (datamodule, batch_size)
+        return self._run("fit", module, datamodule, lambda: self._fit(train, val))
+
+    def validate(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
+        """Runs one validation pass; returns its metrics (``val_loss``, ``val_acc``, ...)."""
+        return self._evaluate("val", module, data, datamodule, ckpt_path, batch_size)
+
+    def test(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
+        """Runs one test pass; returns its metrics (``test_loss``, ``test_acc``, ...)."""
+        return self._evaluate("test", module, data, datamodule, ckpt_path, batch_size)
+
+    def predict(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
+        """Returns the predictions for ``data`` as NumPy array(s), batches concatenated."""
+        self._check_ckpt_path(ckpt_path)
+        module = self._module_or_fitted(module, "predict")
+        source = resolve_data("predict", data, datamodule, "predict_dataset", "data",
+                              batch_size=batch_size, shuffle=False)
+        self._require(source, "predict", "predict_dataset")
+        return self._run("predict", module, datamodule, lambda: self._predict(source))
+
+    # ------------------------------------------------------------------ the loops
+    def _fit(self, train, val):
+        module, bus, logs = self.module, self._bus, self._logs
+        self._prepare_module(train, step="training_step")
+        n_train = self.num_training_batches = limit_batches(
+            self.overfit_batches or self.limit_train_batches, train, "limit_train_batches")
+        n_val = self.num_val_batches = (
+            limit_batches(self.overfit_batches or self.limit_val_batches, val, "limit_val_batches")
+            if val is not None else 0)
+        val_every = self._val_interval(n_train) if n_val != 0 else None
+        # One iterator for the whole fit over a repeated dataset: deleting a tf.data iterator at every
+        # epoch end stalls until an autotune timer fires. Unknown lengths need one iterator per epoch.
+        train_iter = iter(train.dataset(limit=n_train, repeat=True)) if n_train is not None else None
+        val_iter = iter(val.dataset(limit=n_val, repeat=True)) if n_val else None
+
+        bus.call("on_fit_start")
+        if n_val != 0 and self.num_sanity_val_steps != 0:
+            sanity = self.num_sanity_val_steps if self.num_sanity_val_steps > 0 else n_val
+            sanity = min(sanity, n_val) if n_val is not None else sanity
+            self.sanity_checking = True
+            bus.call("on_sanity_check_start")
+            self._eval_loop("val", iter(val.dataset(limit=sanity)), sanity, exact=n_val is not None)
+            bus.call("on_sanity_check_end")
+            self.sanity_checking = False
+            logs.clear("val")
+        bus.call("on_train_start")
+        self._start_time = time.monotonic()
+        epochs = range(self.current_epoch, epoch_limit(self.max_epochs)) if n_train != 0 else ()
+        for epoch in epochs:
+            self.current_epoch = epoch
+            logs.reset("train")
+            bus.call("on_train_epoch_start")
+            if n_train is None:
+                train_iter = iter(train.dataset(limit=self._int_limit(self.limit_train_batches)))
+            validate_now = n_val != 0 and (epoch + 1) % self.check_val_every_n_epoch == 0
+            batch_idx, validated_at = 0, None
+            while n_train is None or batch_idx < n_train:
+                chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None)
+                bus.call("on_train_batch_start", batch_idx)
+                ran, outputs = self._compiled.run("train", train_iter, chunk)
+                ran = chunk if n_train is not None else int(ran)  # unknown length: read the count
+                batch_idx += ran
+                self.global_step += ran
+                logs.mark_dirty("train")
+                if ran == 0:
+                    break
+                bus.call("on_train_batch_end", outputs, batch_idx - 1)
+                if validate_now and val_every and batch_idx % val_every == 0:
+                    self._validation_run(val, val_iter, n_val)
+                    validated_at = batch_idx
+                if self._stop_requested(epoch) or ran < chunk:
+                    break
+            if n_train is None and batch_idx == 0:
+                warnings.warn("train_data ran out of data: an epoch got no batches. Training stops; "
+                              "pass a generator function (called every epoch) or a repeatable dataset.")
+                self.should_stop = True
+            if validate_now and val_every is None and validated_at != batch_idx:
+                self._validation_run(val, val_iter, n_val)
+            bus.call("on_train_epoch_end")
+            if self.should_stop and epoch + 1 < self.min_epochs:
+                self.should_stop = False  # min_epochs wins over early stopping
+            if self._stop_requested(epoch):
+                break
+        bus.call("on_train_end")
+        bus.call("on_fit_end")
+
+    def _validation_run(self, val, val_iter, n_val):
+        if val_iter is None:  # unknown length: a fresh pass each time
+            val_iter = iter(val.dataset(limit=self._int_limit(self.limit_val_batches)))
+        self._eval_loop("val", val_iter, n_val, exact=n_val is not None)
+
+    def _eval_loop(self, stage, iterator, n, *, exact):
+        bus, hook = self._bus, _HOOK_PREFIX[stage]
+        self._logs.reset(stage)
+        bus.call(f"on_{hook}_start")
+        bus.call(f"on_{hook}_epoch_start")
+        batch_idx = 0
+        while n is None or batch_idx < n:
+            chunk = self.steps_per_execution if n is None else min(self.steps_per_execution,
+                                                                    n - batch_idx)
+            bus.call(f"on_{hook}_batch_start", batch_idx)
+            ran, outputs = self._compiled.run(stage, iterator, chunk)
+            ran = chunk if exact else int(ran)
+            batch_idx += ran
+            self._logs.mark_dirty(stage)
+            if ran == 0:
+                break
+            bus.call(f"on_{hook}_batch_end", outputs, batch_idx - 1)
+            if ran < chunk:
+                break
+        bus.call(f"on_{hook}_epoch_end")
+        bus.call(f"on_{hook}_end")
+
+    def _evaluate(self, stage, module, data, datamodule, ckpt_path, batch_size):
+        self._check_ckpt_path(ckpt_path)
+        entry = "validate" if stage == "val" else "test"
+        module = self._module_or_fitted(module, entry)
+        method = "val_dataset" if stage == "val" else "test_dataset"
+        if data is None and datamodule is None and self._fit_data and self._fit_data[0] is not None:
+            datamodule, batch_size = self._fit_data  # Lightning: reuse the fit's DataModule
+        source = resolve_data(entry, data, datamodule, method, "data", batch_size=batch_size,
+                              shuffle=False)
+        self._require(source, entry, method)
+
+        def body():
+            self._prepare_module(source, step="validation_step" if stage == "val" else "test_step")
+            flag = self.limit_val_batches if stage == "val" else self.limit_test_batches
+            n = limit_batches(flag, source, f"limit_{'val' if stage == 'val' else 'test'}_batches")
+            setattr(self, f"num_{'val' if stage == 'val' else 'test'}_batches", n)
+            self._eval_loop(stage, iter(source.dataset(limit=n)), n, exact=n is not None)
+            return self._logs.results(stage) | self._logs.hook_values
+
+        return self._run(entry, module, datamodule, body)
+
+    def _predict(self, source):
+        bus = self._bus
+        self._prepare_module(source, step="predict_step")
+        n = self.num_predict_batches = limit_batches(self.limit_predict_batches, source,
+                                                     "limit_predict_batches")
+        iterator = iter(source.dataset(limit=n))
+        predict_fn = self._compiled.predict_function()
+        outputs = []
+        bus.call("on_predict_start")
+        bus.call("on_predict_epoch_start")
+        for batch_idx in itertools.count() if n is None else range(n):
+            bus.call("on_predict_batch_start", batch_idx)
+            try:
+                prediction = predict_fn(iterator, tf.constant(batch_idx, tf.int64))
+            except (tf.errors.OutOfRangeError, StopIteration):
+                break
+            outputs.append(prediction)
+            bus.call("on_predict_batch_end", prediction, batch_idx)
+        bus.call("on_predict_epoch_end")
+        bus.call("on_predict_end")
+        if not outputs:
+            return None
+        return tf.nest.map_structure(lambda *parts: np.concatenate([np.asarray(p) for p in parts]),
+                                     *outputs)
+
+    # ------------------------------------------------------------------ helpers
+    def _run(self, stage, module, datamodule, body):
+        """Attaches the module, calls setup, runs ``body``; on any exception calls on_exception."""
+        self._attach(module)
+        self.stage = stage
+        try:
+            self._bus.call("setup", stage)
+            result = body()
+        except BaseException as error:
+            self._bus.on_exception(error)
+            self._teardown(stage, datamodule, error)
+            raise
+        self._teardown(stage, datamodule, None)
+        return result
+
+    def _teardown(self, stage, datamodule, error):
+        try:
+            self._bus.call("teardown", stage)
+            if datamodule is not None:
+                datamodule.teardown(stage)
+        except Exception as nested:
+            if error is None:
+                raise
+            if hasattr(error, "add_note"):
+                error.add_note(f"teardown also failed: {nested!r}")
+        finally:
+            self.stage = None
+
+    def _attach(self, module):
+        if not isinstance(module, TrainModule):
+            raise TypeError(
+                "Trainer needs a kerastrainer.TrainModule (a keras.Model subclass with call, loss and "
+                f"configure_optimizer). Received: {type(module).__name__}"
+            )
+        if module is not self.module:
+            self.module = module
+            self._logs = LogCollector(scope=self.strategy.scope)
+            self._compiled = None
+        module.trainer = self
+        self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self)
+
+    def _prepare_module(self, source, *, step):
+        module, logs = self.module, self._logs
+        for_training = step == "training_step"
+        stages = ("train", "val", "test") if for_training else ("val", "test")
+        with self.strategy.scope():
+            ensure_built(module, source.element_spec, step)
+            for stage in stages:
+                if stage not in logs.stages:
+                    logs.configure(stage, module.configure_metrics())
+            if for_training:
+                if type(module).training_step is TrainModule.training_step and \
+                        _user_loss(module) is None:
+                    raise NotImplementedError(module._no_loss_message())
+                optimizer = check_optimizer(module, module.configure_optimizer())
+                if not isinstance(optimizer, dict):
+                    optimizer.build(module.trainable_variables)
+                module.optimizer = optimizer
+        if for_training or self._compiled is None:
+            self._compiled = CompiledSteps(module=module, logs=logs, bus=self._bus,
+                                           jit_compile=self.jit_compile, run_eagerly=self.run_eagerly)
+        self._compiled.bus = self._bus
+
+    def _val_interval(self, n_train):
+        """Training batches between validation runs within an epoch; None: at the epoch end only."""
+        interval = self.val_check_interval
+        if isinstance(interval, float):
+            if n_train is None:
+                if interval != 1.0:
+                    raise ValueError(
+                        "`val_check_interval` is a fraction, but train_data has unknown length. Use an "
+                        f"int number of batches. Received: val_check_interval={interval}")
+                return None
+            return max(1, int(n_train * interval))
+        if n_train is not None and interval > n_train:
+            raise ValueError(
+                f"`val_check_interval` ({interval}) must be at most the number of training batches "
+                f"per epoch ({n_train}). Received: val_check_interval={interval}")
+        return interval
+
+    def _chunk(self, batch_idx, n_train, val_every):
+        size = self.steps_per_execution
+        if n_train is not None:
+            size = min(size, n_train - batch_idx)
+        if val_every:
+            size = min(size, val_every - batch_idx % val_every)
+        if self.max_steps >= 0:
+            size = min(size, self.max_steps - self.global_step)
+        return max(size, 1)
+
+    def _stop_requested(self, epoch) -> bool:
+        if 0 <= self.max_steps <= self.global_step:
+            return True
+        if self.max_time is not None and time.monotonic() - self._start_time >= self.max_time:
+            self.should_stop = True
+            return True
+        return self.should_stop and epoch + 1 >= self.min_epochs
+
+    @staticmethod
+    def _int_limit(flag):
+        return flag if isinstance(flag, int) else None
+
+    def _module_or_fitted(self, module, entry):
+        if module is None:
+            if self.module is None:
+                raise ValueError(
+                    f"Trainer.{entry} needs a module: pass one, or call trainer.fit(module, ...) first.")
+            return self.module
+        return module
+
+    @staticmethod
+    def _require(source, entry, method):
+        if source is None:
+            raise ValueError(
+                f"Trainer.{entry} needs data. Pass data=... or a datamodule with {method}(). "
+                "Received: data=None")
+
+    @staticmethod
+    def _check_ckpt_path(ckpt_path):
+        if ckpt_path is not None:
+            raise NotImplementedError(
+                "ckpt_path is not supported yet: checkpoint loading arrives with the checkpoint "
+                f"feature. Received: ckpt_path={ckpt_path!r}")

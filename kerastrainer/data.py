@@ -235,8 +235,12 @@ def _from_py_dataset(data, name) -> Source:
 
     def generate():
         for index in range(length):
-            yield _normalize(data[index])
-        data.on_epoch_end()
+            batch = _normalize(data[index])
+            if index == length - 1:
+                # Before the last yield: a consumer that stops after `length` batches (take/repeat)
+                # never resumes this generator past it.
+                data.on_epoch_end()
+            yield batch
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
     return Source(dataset.apply(tf.data.experimental.assert_cardinality(length)), length)

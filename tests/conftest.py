@@ -8,7 +8,8 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_session():
-    """Every test starts from a clean Keras/TF graph state (names, uids, memory)."""
+    """Every test starts from a clean, seeded Keras/TF state (names, uids, memory, RNGs)."""
     keras.backend.clear_session()
+    keras.utils.set_random_seed(0)  # reproducible weights and shuffles in every test
     yield
     keras.backend.clear_session()

@@ -57,7 +57,7 @@ def regression_data(rows=64, features=3, seed=0):
 def classification_data(rows=60, features=4, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, size=rows)
-    x = rng.normal(size=(rows, features)).astype("float32") + y[:, None]
+    x = rng.normal(size=(rows, features)).astype("float32") + 3 * y[:, None]
     return x, y
 
 

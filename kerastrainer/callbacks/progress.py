@@ -43,6 +43,7 @@ class RichProgressBar(Callback):
         self._eval_task = None
         self._last_read = 0.0
         self._epoch_start = 0.0
+        self._completed = 0
 
     @property
     def is_live(self) -> bool:
@@ -71,6 +72,7 @@ class RichProgressBar(Callback):
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self, trainer, module):
         self._epoch_start = self._last_read = time.monotonic()
+        self._completed = 0
         if not self.is_live:
             return
         total_epochs = f"/{trainer.max_epochs}" if trainer.max_epochs >= 0 else ""
@@ -85,12 +87,15 @@ class RichProgressBar(Callback):
         if now - self._last_read >= self.refresh_rate:  # the bar's own interval for a device read
             self._last_read = now
             fields["metrics"] = format_metrics(trainer.progress_bar_metrics)
-        self._progress.update(self._task, completed=batch_idx + 1, **fields)
+        self._completed = batch_idx + 1
+        self._progress.update(self._task, completed=self._completed, **fields)
 
     def on_train_epoch_end(self, trainer, module):
         text = format_metrics(trainer.progress_bar_metrics)
         if self.is_live and self._task is not None:
-            self._progress.update(self._task, metrics=text, total=self._progress.tasks[self._task].completed)
+            # Unknown-length epochs learn their total here; known ones are unchanged.
+            self._progress.update(self._task, metrics=text, total=self._completed,
+                                  completed=self._completed)
             return
         elapsed = time.monotonic() - self._epoch_start
         total_epochs = f"/{trainer.max_epochs}" if trainer.max_epochs >= 0 else ""

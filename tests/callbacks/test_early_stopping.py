@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+import kerastrainer as kt
+from tests.helpers import BoringModule, quiet_trainer, regression_data
+
+
+class Scripted(BoringModule):
+    """Logs a scripted value per epoch as `score`."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_train_epoch_end(self):
+        self.log("score", self.values[self.trainer.current_epoch])
+
+
+@pytest.mark.parametrize(
+    ("mode", "values", "patience", "min_delta", "stopped_after"),
+    [
+        ("min", [5, 4, 3, 3, 3, 3, 3, 3], 2, 0.0, 5),
+        ("min", [5, 4, 3.9, 3.85, 3.8, 3, 3, 3], 2, 0.5, 4),
+        ("max", [1, 2, 3, 2, 1, 0, 0, 0], 3, 0.0, 6),
+        ("max", [1, 2, 3, 4, 5, 6, 7, 8], 1, 0.0, 8),
+    ],
+)
+def test_patience_and_min_delta(mode, values, patience, min_delta, stopped_after):
+    stopper = kt.callbacks.EarlyStopping(monitor="score", mode=mode, patience=patience,
+                                         min_delta=min_delta)
+    trainer = quiet_trainer(max_epochs=len(values), callbacks=[stopper])
+    trainer.fit(Scripted(values), train_data=regression_data(8))
+    assert trainer.current_epoch + 1 == stopped_after
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "values", "stopped_after", "reason"),
+    [
+        ({"stopping_threshold": 2.0}, [5, 3, 2, 1, 1], 3, "stopping threshold"),
+        ({"divergence_threshold": 10.0}, [5, 6, 11, 1, 1], 3, "divergence threshold"),
+        ({}, [5, float("nan"), 1, 1, 1], 2, "not finite"),
+    ],
+)
+def test_thresholds_and_finite_check(kwargs, values, stopped_after, reason):
+    stopper = kt.callbacks.EarlyStopping(monitor="score", patience=10, **kwargs)
+    trainer = quiet_trainer(max_epochs=len(values), callbacks=[stopper])
+    trainer.fit(Scripted(values), train_data=regression_data(8))
+    assert trainer.current_epoch + 1 == stopped_after
+    assert reason in stopper.stopping_reason
+
+
+def test_missing_monitor_names_the_existing_keys():
+    stopper = kt.callbacks.EarlyStopping(monitor="val_los")
+    trainer = quiet_trainer(max_epochs=2, callbacks=[stopper])
+    with pytest.raises(ValueError, match=r"EarlyStopping.on_train_epoch_end raised: EarlyStopping"
+                                         r"\(monitor='val_los'\) could not find 'val_los'.*"
+                                         r"Available: loss, val_loss"):
+        trainer.fit(BoringModule(), train_data=regression_data(8), val_data=regression_data(4))
+
+
+def test_val_monitor_waits_for_epochs_with_validation():
+    stopper = kt.callbacks.EarlyStopping(monitor="val_loss", patience=100)
+    trainer = quiet_trainer(max_epochs=3, check_val_every_n_epoch=2, callbacks=[stopper])
+    trainer.fit(BoringModule(), train_data=regression_data(8), val_data=regression_data(4))
+    assert trainer.current_epoch == 2
+
+
+def test_restore_best_weights_and_state_dict():
+    best = {}
+
+    class Snapshot(kt.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch == 1:
+                best["weights"] = [w.copy() for w in module.get_weights()]
+
+    stopper = kt.callbacks.EarlyStopping(monitor="score", patience=2, restore_best_weights=True)
+    trainer = quiet_trainer(max_epochs=6, callbacks=[Snapshot(), stopper])
+    module = Scripted([3, 1, 2, 2, 2, 2])
+    trainer.fit(module, train_data=regression_data(8))
+    for a, b in zip(best["weights"], module.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    state = stopper.state_dict()
+    assert state == {"wait_count": 2, "stopped_epoch": 3, "best_score": 1.0, "patience": 2}
+    other = kt.callbacks.EarlyStopping(monitor="score")
+    other.load_state_dict(state)
+    assert other.state_dict() == state
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"mode": "up"}, r"Received: mode='up'"),
+                                               ({"patience": -1}, r"Received: patience=-1"),
+                                               ({"min_delta": -0.1}, r"Received: min_delta=-0.1")])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kt.callbacks.EarlyStopping(**kwargs)

@@ -1,0 +1,102 @@
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+import kerastrainer as kt
+from tests.helpers import BoringModule, quiet_trainer, regression_data
+
+
+class ScriptedValLoss(BoringModule):
+    """Reports a scripted `val_loss` per epoch, so Keras callbacks see known values."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        return None
+
+    def on_validation_epoch_end(self):
+        if not self.trainer.sanity_checking:
+            self.log("val_loss", self.values[self.trainer.current_epoch])
+
+
+def _fit(callbacks, module=None, epochs=6):
+    trainer = quiet_trainer(max_epochs=epochs, callbacks=callbacks, num_sanity_val_steps=0)
+    trainer.fit(module or BoringModule(), train_data=regression_data(16), val_data=regression_data(8),
+                batch_size=8)
+    return trainer
+
+
+def test_keras_early_stopping_stops_the_trainer():
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    trainer = _fit([stopper], ScriptedValLoss([3, 2, 2.5, 2.6, 1, 1]))
+    assert trainer.current_epoch == 2 and stopper.stopped_epoch == 2
+
+
+def test_keras_csv_logger_writes_train_and_val_columns(tmp_path):
+    path = tmp_path / "log.csv"
+    _fit([keras.callbacks.CSVLogger(str(path))], epochs=3)
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert {"loss", "val_loss"} <= set(rows[0])
+    assert float(rows[2]["loss"]) > 0
+
+
+def test_terminate_on_nan_stops_at_the_batch():
+    class Explodes(BoringModule):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            return loss * keras.ops.where(batch_idx >= 1, np.nan, 1.0)
+
+    trainer = _fit([keras.callbacks.TerminateOnNaN()], Explodes(), epochs=5)
+    assert trainer.global_step == 2 and trainer.should_stop
+
+
+def test_lambda_callback_sees_model_params_and_float_logs():
+    seen = []
+    callback = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append((epoch, dict(logs))),
+    )
+    trainer = _fit([callback], epochs=2)
+    assert callback.model is trainer.module
+    assert callback.params["epochs"] == 2 and callback.params["steps"] == 2
+    assert [e for e, _ in seen] == [0, 1]
+    assert all(isinstance(v, float) for _, logs in seen for v in logs.values())
+    assert {"loss", "val_loss"} <= set(seen[0][1])
+
+
+def test_lambda_callback_batch_hooks_get_running_loss():
+    batches = []
+    callback = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append((batch, logs["loss"])))
+    _fit([callback], epochs=1)
+    assert [b for b, _ in batches] == [0, 1]
+
+
+def test_reduce_lr_on_plateau_changes_the_learning_rate_and_shares_logs(tmp_path):
+    path = tmp_path / "log.csv"
+    module = ScriptedValLoss([3, 3, 3, 3, 3, 3])
+    reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, factor=0.5)
+    _fit([reduce, keras.callbacks.CSVLogger(str(path))], module, epochs=4)
+    # epoch 0 sets the best; epochs 1, 2, 3 each exceed patience=1 and halve the rate
+    assert float(module.optimizer.learning_rate.numpy()) == pytest.approx(0.05 * 0.5**3)
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert "learning_rate" in rows[0]  # added by ReduceLROnPlateau, read by CSVLogger
+
+
+def test_keras_and_kerastrainer_callbacks_mix():
+    order = []
+
+    class Mine(kt.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            order.append("kt")
+
+    keras_cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: order.append("keras"))
+    _fit([keras_cb, Mine()], epochs=1)
+    assert order == ["keras", "kt"]

@@ -1,0 +1,320 @@
+import datetime
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerastrainer as kt
+from tests.helpers import (BoringClassifier, BoringModule, classification_data, quiet_trainer,
+                           regression_data)
+
+
+@pytest.mark.parametrize(
+    ("flags", "error", "match"),
+    [
+        ({"max_epochs": -3}, ValueError, r"`max_epochs` must be an integer >= -1.*Received: max_epochs=-3"),
+        ({"max_epochs": 2.5}, TypeError, r"Received: max_epochs=2.5"),
+        ({"min_epochs": -1}, ValueError, r"Received: min_epochs=-1"),
+        ({"max_steps": -2}, ValueError, r"Received: max_steps=-2"),
+        ({"limit_train_batches": -1}, ValueError, r"Received: limit_train_batches=-1"),
+        ({"limit_val_batches": 1.5}, ValueError, r"float in \[0, 1\].*Received: limit_val_batches=1.5"),
+        ({"limit_test_batches": "all"}, TypeError, r"Received: limit_test_batches='all'"),
+        ({"val_check_interval": 0}, ValueError, r"Received: val_check_interval=0"),
+        ({"val_check_interval": 1.5}, ValueError, r"Received: val_check_interval=1.5"),
+        ({"check_val_every_n_epoch": 0}, ValueError, r"Received: check_val_every_n_epoch=0"),
+        ({"num_sanity_val_steps": -2}, ValueError, r"Received: num_sanity_val_steps=-2"),
+        ({"fast_dev_run": -1}, ValueError, r"Received: fast_dev_run=-1"),
+        ({"steps_per_execution": 0}, ValueError, r"Received: steps_per_execution=0"),
+        ({"log_every_n_steps": 0}, ValueError, r"Received: log_every_n_steps=0"),
+        ({"jit_compile": "yes"}, TypeError, r"Received: jit_compile='yes'"),
+        ({"max_time": -5}, ValueError, r"Received: max_time=-5"),
+        ({"max_time": "1:2"}, ValueError, r"DD:HH:MM:SS.*Received: max_time='1:2'"),
+        ({"strategy": "tpu"}, ValueError, r"Received: strategy='tpu'"),
+        ({"callbacks": ["not a callback"]}, TypeError, r"`callbacks` must hold"),
+    ],
+)
+def test_bad_flags_name_the_flag_and_value(flags, error, match):
+    with pytest.raises(error, match=match):
+        kt.Trainer(**flags)
+
+
+def test_flags_are_keyword_only():
+    with pytest.raises(TypeError):
+        kt.Trainer(3)
+
+
+@pytest.mark.parametrize("max_time", [60, datetime.timedelta(minutes=1), {"minutes": 1}, "00:00:01:00"])
+def test_max_time_forms(max_time):
+    assert kt.Trainer(max_time=max_time, enable_progress_bar=False).max_time == 60.0
+
+
+def test_fit_without_training_data():
+    with pytest.raises(ValueError, match=r"Trainer.fit needs training data.*Received: train_data=None"):
+        quiet_trainer().fit(BoringModule())
+
+
+def test_fit_needs_a_train_module():
+    with pytest.raises(TypeError, match="needs a kerastrainer.TrainModule.*Received: Sequential"):
+        quiet_trainer().fit(keras.Sequential([keras.layers.Dense(1)]), train_data=regression_data())
+
+
+def test_fit_trains_and_reports_keras_names():
+    x, y = classification_data(rows=90)
+    trainer = quiet_trainer(max_epochs=4)
+    trainer.fit(BoringClassifier(), train_data=(x[:60], y[:60]), val_data=(x[60:], y[60:]),
+                batch_size=16)
+    metrics = trainer.callback_metrics
+    assert set(metrics) == {"loss", "acc", "val_loss", "val_acc"}
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert metrics["acc"] > 0.6
+    assert trainer.current_epoch == 3 and trainer.global_step == 4 * 4
+    assert set(trainer.test(data=(x[60:], y[60:]))) == {"test_loss", "test_acc"}
+
+
+def test_epoch_metrics_are_reset_every_epoch():
+    """Each epoch's `loss` equals the mean over that epoch only (weighted by batch size)."""
+    x, y = regression_data(rows=10)
+    per_epoch = []
+
+    class Record(kt.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            per_epoch.append(trainer.callback_metrics["loss"])
+
+    class Recorded(BoringModule):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.log("sum_of_losses", loss * tf.cast(tf.shape(batch[0])[0], tf.float32),
+                     on_step=False, on_epoch=True, reduce_fx="sum")
+            return loss
+
+    trainer = quiet_trainer(max_epochs=3, callbacks=[Record()])
+    trainer.fit(Recorded(), train_data=(x, y), batch_size=4)
+    assert per_epoch[0] != per_epoch[1] != per_epoch[2]
+    assert per_epoch[-1] == pytest.approx(trainer.callback_metrics["sum_of_losses"] / 10, rel=1e-5)
+
+
+def test_validation_in_mid_epoch_does_not_touch_training_metrics():
+    x, y = classification_data(rows=64)
+    results = {}
+    for interval in (1.0, 0.5):
+        keras.backend.clear_session()
+        kt.seed_everything(1)
+        trainer = quiet_trainer(max_epochs=2, val_check_interval=interval, num_sanity_val_steps=0)
+        module = BoringClassifier()
+        trainer.fit(module, train_data=(x, y), val_data=(x[:16] * 5, (y[:16] + 1) % 3), batch_size=8)
+        results[interval] = trainer.callback_metrics
+    assert results[0.5]["loss"] == pytest.approx(results[1.0]["loss"], abs=1e-6)
+    assert results[0.5]["acc"] == pytest.approx(results[1.0]["acc"], abs=1e-6)
+
+
+def test_no_retracing_across_epochs_or_for_the_last_partial_batch():
+    x, y = regression_data(rows=10)  # batches of 4, 4, 2
+    counts = []
+
+    class Count(kt.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            counts.append(dict(trainer.trace_counts))
+
+    trainer = quiet_trainer(max_epochs=4, callbacks=[Count()])
+    trainer.fit(BoringModule(), train_data=(x, y), val_data=(x, y), batch_size=4)
+    assert counts[0] == counts[-1]
+    assert counts[0]["train"] <= 2  # one trace (+1 when tf.function lifts new variables)
+
+
+@pytest.mark.parametrize(("limit", "batches"), [(2, 2), (0.5, 2), (1.0, 4), (10, 4)])
+def test_limit_train_batches(limit, batches):
+    trainer = quiet_trainer(max_epochs=2, limit_train_batches=limit)
+    trainer.fit(BoringModule(), train_data=regression_data(rows=16), batch_size=4)
+    assert trainer.num_training_batches == batches
+    assert trainer.global_step == 2 * batches
+
+
+def test_limit_fraction_giving_zero_batches():
+    with pytest.raises(ValueError, match=r"limit_train_batches`=0.1 of 4 batches gives 0 batches"):
+        quiet_trainer(limit_train_batches=0.1).fit(BoringModule(), train_data=regression_data(16),
+                                                   batch_size=4)
+
+
+def test_limit_val_batches_zero_disables_validation():
+    calls = []
+
+    class Count(kt.Callback):
+        def on_validation_start(self, trainer, module):
+            calls.append(1)
+
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, callbacks=[Count()])
+    trainer.fit(BoringModule(), train_data=regression_data(16), val_data=regression_data(8))
+    assert calls == [] and "val_loss" not in trainer.callback_metrics
+
+
+def test_max_steps_stops_mid_epoch_and_sets_default_epochs():
+    trainer = quiet_trainer(max_steps=5)
+    assert trainer.max_epochs == -1
+    trainer.fit(BoringModule(), train_data=regression_data(rows=16), batch_size=4)
+    assert trainer.global_step == 5 and trainer.current_epoch == 1
+
+
+def test_max_time_stops_training():
+    class Slow(kt.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+            time.sleep(0.3)
+
+    trainer = quiet_trainer(max_epochs=100, max_time=0.5, callbacks=[Slow()])
+    trainer.fit(BoringModule(), train_data=regression_data(rows=16), batch_size=4)
+    assert trainer.should_stop and trainer.global_step <= 3
+
+
+class StopAtOnce(kt.Callback):
+    def on_train_epoch_end(self, trainer, module):
+        trainer.should_stop = True
+
+
+@pytest.mark.parametrize(("min_epochs", "epochs_run"), [(None, 1), (3, 3)])
+def test_should_stop_respects_min_epochs(min_epochs, epochs_run):
+    trainer = quiet_trainer(max_epochs=10, min_epochs=min_epochs, callbacks=[StopAtOnce()])
+    trainer.fit(BoringModule(), train_data=regression_data(rows=8), batch_size=8)
+    assert trainer.current_epoch + 1 == epochs_run
+
+
+@pytest.mark.parametrize(
+    ("interval", "every_n", "expected"),
+    [(1.0, 1, [4, 8, 12]), (0.5, 1, [2, 4, 6, 8, 10, 12]), (3, 1, [3, 7, 11]), (1.0, 2, [8])],
+)
+def test_validation_schedule(interval, every_n, expected):
+    at = []
+
+    class Where(kt.Callback):
+        def on_validation_start(self, trainer, module):
+            if not trainer.sanity_checking:
+                at.append(trainer.global_step)
+
+    trainer = quiet_trainer(max_epochs=3, val_check_interval=interval,
+                            check_val_every_n_epoch=every_n, callbacks=[Where()])
+    trainer.fit(BoringModule(), train_data=regression_data(rows=16), val_data=regression_data(8),
+                batch_size=4)
+    assert at == expected
+
+
+def test_val_check_interval_larger_than_epoch():
+    with pytest.raises(ValueError, match=r"`val_check_interval` \(9\) must be at most the number of "
+                                         r"training batches per epoch \(4\)"):
+        quiet_trainer(val_check_interval=9).fit(
+            BoringModule(), train_data=regression_data(16), val_data=regression_data(8), batch_size=4)
+
+
+@pytest.mark.parametrize(("steps", "expected"), [(0, 0), (1, 1), (2, 2), (-1, 3)])
+def test_num_sanity_val_steps(steps, expected):
+    seen = []
+
+    class Sanity(kt.Callback):
+        def on_validation_batch_end(self, trainer, module, outputs, batch_idx):
+            if trainer.sanity_checking:
+                seen.append(batch_idx)
+
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=steps, callbacks=[Sanity()])
+    trainer.fit(BoringModule(), train_data=regression_data(8), val_data=regression_data(12),
+                batch_size=4)
+    assert len(seen) == expected
+
+
+def test_fast_dev_run_runs_one_batch_of_everything():
+    trainer = kt.Trainer(fast_dev_run=True, enable_progress_bar=False)
+    trainer.fit(BoringModule(), train_data=regression_data(32), val_data=regression_data(32),
+                batch_size=4)
+    assert trainer.global_step == 1 and trainer.num_val_batches == 1
+    assert trainer.predict(data=regression_data(32)[0], batch_size=4).shape == (4, 1)
+
+
+def test_overfit_batches_uses_the_same_unshuffled_batches_for_validation():
+    x, y = regression_data(rows=32)
+    trainer = quiet_trainer(max_epochs=30, overfit_batches=1)
+    trainer.fit(BoringModule(lr=0.2), train_data=(x, y), val_data=regression_data(8, seed=5),
+                batch_size=4)
+    assert trainer.num_training_batches == trainer.num_val_batches == 1
+    assert trainer.callback_metrics["val_loss"] < 0.05
+
+
+def _weights_after(trainer_flags, data_kwargs=None, seed=3):
+    keras.backend.clear_session()
+    kt.seed_everything(seed)
+    module = BoringModule()
+    x, y = regression_data(rows=40)
+    trainer = quiet_trainer(max_epochs=2, **trainer_flags)
+    trainer.fit(module, train_data=(x, y), val_data=(x[:12], y[:12]), batch_size=8,
+                **(data_kwargs or {}))
+    return [w.copy() for w in module.get_weights()], trainer
+
+
+@pytest.mark.parametrize("flags", [{"steps_per_execution": 3}, {"run_eagerly": True},
+                                   {"jit_compile": True}])
+def test_fast_paths_give_the_same_weights(flags):
+    reference, _ = _weights_after({})
+    weights, trainer = _weights_after(flags)
+    for a, b in zip(reference, weights):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert trainer.global_step == 10
+
+
+def test_steps_per_execution_fires_batch_hooks_per_chunk():
+    seen = []
+
+    class Chunks(kt.Callback):
+        def on_train_batch_start(self, trainer, module, batch_idx):
+            seen.append(("start", batch_idx))
+
+        def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+            seen.append(("end", batch_idx))
+
+    trainer = quiet_trainer(max_epochs=1, steps_per_execution=3, callbacks=[Chunks()])
+    trainer.fit(BoringModule(), train_data=regression_data(rows=20), batch_size=4)
+    assert seen == [("start", 0), ("end", 2), ("start", 3), ("end", 4)]
+
+
+def test_deterministic_runs_are_bitwise_equal():
+    first, _ = _weights_after({"deterministic": True}, seed=11)
+    second, _ = _weights_after({"deterministic": True}, seed=11)
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)
+
+
+def test_validate_and_predict_use_the_fitted_module():
+    x, y = regression_data(rows=16)
+    trainer = quiet_trainer(max_epochs=1)
+    module = BoringModule()
+    trainer.fit(module, train_data=(x, y))
+    result = trainer.validate(data=(x, y))
+    assert set(result) == {"val_loss"}
+    np.testing.assert_allclose(trainer.predict(data=x), module.predict(x, verbose=0), atol=1e-6)
+
+
+def test_validate_without_fit_builds_the_module():
+    x, y = regression_data(rows=16)
+    result = quiet_trainer().validate(BoringModule(), data=(x, y))
+    assert result["val_loss"] > 0
+
+
+@pytest.mark.parametrize("entry", ["validate", "test", "predict"])
+def test_evaluation_needs_a_module_and_data(entry):
+    with pytest.raises(ValueError, match=rf"Trainer.{entry} needs a module"):
+        getattr(quiet_trainer(), entry)(data=regression_data())
+    with pytest.raises(ValueError, match=rf"Trainer.{entry} needs data"):
+        getattr(quiet_trainer(), entry)(BoringModule())
+
+
+def test_predict_with_a_dict_output_structure():
+    class TwoHeads(BoringModule):
+        def predict_step(self, batch, batch_idx):
+            y = self(batch)
+            return {"y": y, "twice": 2 * y}
+
+    x, _ = regression_data(rows=10)
+    out = quiet_trainer().predict(TwoHeads(), data=x, batch_size=4)
+    assert out["y"].shape == (10, 1)
+    np.testing.assert_allclose(out["twice"], 2 * out["y"])
+
+
+def test_ckpt_path_is_rejected_until_checkpoints_exist():
+    with pytest.raises(NotImplementedError, match=r"Received: ckpt_path='last'"):
+        quiet_trainer().fit(BoringModule(), train_data=regression_data(), ckpt_path="last")

@@ -1,0 +1,51 @@
+"""Every example runs as a real script, in a subprocess, with a tiny setting."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script, *args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
+                            text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_every_example_is_tested():
+    scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
+                       "linear_regression.py"}
+
+
+@pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
+def test_course_classifiers_run(script):
+    out = _run(script, "--epochs", "2")
+    assert "Epoch 2/2" in out and "test_acc" in out
+
+
+def test_linear_map_recovers_the_weights():
+    out = _run("linear_map.py", "--epochs", "10")
+    assert float(re.search(r"max error: ([0-9.]+)", out).group(1)) < 0.05
+
+
+def test_linear_regression_recovers_m_and_b():
+    out = _run("linear_regression.py", "--epochs", "15")
+    m, b = map(float, re.search(r"m = ([-0-9.]+) .* b = ([-0-9.]+)", out).groups())
+    assert abs(m - 2.0) < 0.1 and abs(b - 0.5) < 0.05
+
+
+def test_demo_reaches_the_promised_test_accuracy():
+    out = _run("digits.py")
+    assert "Total params" in out  # the model summary comes first
+    assert out.index("Total params") < out.index("Epoch 1/")
+    accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", out).group(1))
+    assert accuracy > 0.95
+    assert out.rstrip().splitlines()[-1].startswith("Final test accuracy")

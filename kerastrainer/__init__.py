@@ -3,6 +3,7 @@
 from kerastrainer import callbacks
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule
+from kerastrainer.export import export_saved_model
 from kerastrainer.hparams import AttributeDict
 from kerastrainer.module import TrainModule
 from kerastrainer.seed import seed_everything
@@ -17,5 +18,6 @@ __all__ = [
     "TrainModule",
     "Trainer",
     "callbacks",
+    "export_saved_model",
     "seed_everything",
 ]

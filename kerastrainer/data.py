@@ -72,16 +72,29 @@ class Source:
     """A stage's data: a dataset of batches plus what is known about its length.
 
     For in-memory arrays, ``batches`` yields index batches and ``finish`` gathers the rows, so that
-    shuffling, limiting and skipping happen on cheap integer vectors.
+    shuffling, limiting and skipping happen on cheap integer vectors; ``seed`` is the shuffle seed
+    (saved in checkpoints, so a resumed run shuffles exactly as the interrupted one).
     """
 
-    batches: tf.data.Dataset
+    batches: tf.data.Dataset | None
     num_batches: int | None  # None: unknown length
     infinite: bool = False
     finish: Callable | None = None
+    rows: int = 0
+    batch_size: int = 0
+    seed: int | None = None
+
+    def _batches(self):
+        if self.rows == 0:
+            return self.batches
+        indices = tf.data.Dataset.range(self.rows)
+        if self.seed is not None:
+            indices = indices.shuffle(self.rows, seed=self.seed, reshuffle_each_iteration=True)
+        return indices.batch(self.batch_size)
 
     def dataset(self, *, limit: int | None = None, repeat: bool = False, skip: int = 0):
-        ds = self.batches
+        """The batched pipeline: the first ``limit`` batches, repeated, minus ``skip`` batches."""
+        ds = self._batches()
         if limit is not None:
             ds = ds.take(limit)
         if repeat:
@@ -178,18 +191,15 @@ def _from_arrays(data, batch_size, shuffle, name) -> Source:
     if rows == 0:
         raise ValueError(f"{name} has no rows. Received arrays of shapes {[a.shape for a in leaves]}.")
     tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
-    indices = tf.data.Dataset.range(rows)
-    if shuffle:
-        # A seed drawn from NumPy's global generator: reproducible under kt.seed_everything, and
-        # reshuffled differently every epoch.
-        seed = int(np.random.randint(0, 2**31 - 1))
-        indices = indices.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size)
+    # A seed drawn from NumPy's global generator: reproducible under kt.seed_everything, reshuffled
+    # differently every epoch, and stored in checkpoints for exact resume.
+    seed = int(np.random.randint(0, 2**31 - 1)) if shuffle else None
 
     def gather(index_batch):
         return tf.nest.map_structure(lambda t: tf.gather(t, index_batch), tensors)
 
-    return Source(indices, -(-rows // batch_size), finish=gather)
+    return Source(None, -(-rows // batch_size), finish=gather, rows=rows, batch_size=batch_size,
+                  seed=seed)
 
 
 def _leaf_spec(value):

@@ -112,6 +112,7 @@ class LogCollector:
         self._results: dict[str, dict] = {}
         self._dirty: set[str] = set()
         self._taken_metrics: set[int] = set()
+        self._pending: dict[str, np.ndarray] = {}  # restored values of variables not created yet
 
     def configure(self, stage: str, metrics) -> None:
         """Creates the accumulators of ``stage`` with the module's ``configure_metrics()`` result."""
@@ -150,11 +151,14 @@ class LogCollector:
     def recording_stage(self) -> str | None:
         return self._recording[0] if self._recording else None
 
-    def _variable(self, initial: float, name: str) -> tf.Variable:
+    def _variable(self, initial: float, key: str) -> tf.Variable:
         # init_scope lifts creation out of the function being traced, so the variable is created once,
         # eagerly, even when the first trace happens inside a while loop or an XLA-compiled step.
+        # A value restored from a checkpoint before the first trace is used as the initial value.
+        initial = self._pending.pop(key, initial)
         with tf.init_scope(), self.scope():
-            return tf.Variable(initial, dtype=tf.float32, trainable=False, name=name)
+            return tf.Variable(initial, dtype=tf.float32, trainable=False,
+                               name=key.replace("/", "_"))
 
     def log(self, name, value, *, on_step, on_epoch, prog_bar, logger, reduce_fx) -> None:
         """Implements ``TrainModule.log`` (see there)."""
@@ -183,9 +187,9 @@ class LogCollector:
         if entry is None:
             entry = _Entry(
                 on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx,
-                last=self._variable(0.0, f"{stage}_{name}_last"),
-                total=self._variable(_INITIAL[reduce_fx], f"{stage}_{name}_total"),
-                weight=self._variable(0.0, f"{stage}_{name}_weight"),
+                last=self._variable(0.0, f"{stage}/log/{name}/last"),
+                total=self._variable(_INITIAL[reduce_fx], f"{stage}/log/{name}/total"),
+                weight=self._variable(0.0, f"{stage}/log/{name}/weight"),
             )
             state.entries[name] = entry
             self._remember_keys(name, entry)
@@ -254,7 +258,7 @@ class LogCollector:
             if not tf.is_tensor(value) or value.shape.rank != 0 or not value.dtype.is_floating:
                 continue
             if key not in state.outputs:
-                state.outputs[key] = self._variable(0.0, f"{state.stage}_out_{key}")
+                state.outputs[key] = self._variable(0.0, f"{state.stage}/out/{key}")
             state.outputs[key].assign(tf.cast(value, tf.float32))
 
     def output_values(self, stage: str) -> dict:
@@ -282,6 +286,37 @@ class LogCollector:
             self._results[stage] = self.stages[stage].read()
             self._dirty.discard(stage)
         return dict(self._results.get(stage, {}))
+
+    def variables(self) -> dict:
+        """Every accumulator by a stable key, for checkpoints."""
+        found = {}
+        for stage, state in self.stages.items():
+            found[f"{stage}/batch_idx"] = state.batch_idx
+            for i, var in enumerate(state.loss.variables):
+                found[f"{stage}/loss/{i}"] = var
+            for metric in state.metrics:
+                for i, var in enumerate(metric.variables):
+                    found[f"{stage}/metrics/{metric.name}/{i}"] = var
+            for name, entry in state.entries.items():
+                for part in ("last", "total", "weight"):
+                    found[f"{stage}/log/{name}/{part}"] = getattr(entry, part)
+            for key, var in state.outputs.items():
+                found[f"{stage}/out/{key}"] = var
+        return found
+
+    def state_dict(self) -> dict:
+        """The accumulators' values (a resumed epoch continues its running means exactly)."""
+        return {key: np.asarray(var.numpy()) for key, var in self.variables().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Assigns saved values; those of variables created at the first trace wait until then."""
+        existing = self.variables()
+        for key, value in state.items():
+            if key in existing:
+                existing[key].assign(value)
+            else:
+                self._pending[key] = np.asarray(value)
+        self._dirty.update(self.stages)
 
     def callback_metrics(self) -> dict:
         merged: dict = {}

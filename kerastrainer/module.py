@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 
 import keras
@@ -258,6 +259,49 @@ class TrainModule(keras.Model):
         """
         frame = sys._getframe(1)
         object.__setattr__(self, "_kt_hparams", normalize_hparams(names, frame, ignore))
+
+    @classmethod
+    def load_from_checkpoint(cls, path, **overrides):
+        """Rebuilds a module from a checkpoint: ``cls(**hparams, **overrides)``, built, weights loaded.
+
+        No Trainer and no data are needed: the checkpoint stores the hyperparameters and the input
+        spec. Works with full and ``save_weights_only`` checkpoints.
+
+        Args:
+            path: the checkpoint file.
+            **overrides: hyperparameters to change or supply (e.g. ones that were not saved).
+
+        Returns:
+            The module, ready for ``module(x)``, ``module.predict`` or a new ``Trainer``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: a corrupted file, or variables that do not match (all of them listed).
+            TypeError: the saved hyperparameters do not fit ``cls.__init__``.
+
+        Example:
+            >>> module = DigitClassifier.load_from_checkpoint("checkpoints/last.ckpt")  # doctest: +SKIP
+        """
+        import json
+
+        from kerastrainer.checkpoint import restore_weights, spec_from_json
+        from kerastrainer.checkpoint_io import read_checkpoint
+        from kerastrainer.run_setup import build_from_spec
+
+        tree = read_checkpoint(path)
+        hparams = dict(json.loads(tree["module"]["hparams"]), **overrides)
+        try:
+            module = cls(**hparams)
+        except TypeError as error:
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint({str(path)!r}) could not rebuild the module with "
+                f"the saved hyperparameters {sorted(hparams)}: {error}. Pass missing or renamed "
+                "arguments as keyword overrides."
+            ) from error
+        if tree["module"]["input_spec"] != "null":
+            build_from_spec(module, spec_from_json(tree["module"]["input_spec"]))
+        restore_weights(module, tree, os.fspath(path))
+        return module
 
     @property
     def hparams(self) -> AttributeDict:

@@ -27,6 +27,7 @@ def resolve_strategy(strategy):
 def build_callbacks(callbacks, trainer) -> list:
     """Normalises the ``callbacks`` flag and adds the defaults the other flags ask for."""
     from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
+    from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
     from kerastrainer.callbacks.model_summary import ModelSummary
     from kerastrainer.callbacks.progress import RichProgressBar
 
@@ -54,6 +55,9 @@ def build_callbacks(callbacks, trainer) -> list:
     if trainer.enable_model_summary and not trainer.fast_dev_run and not any(
             isinstance(c, ModelSummary) for c in result):
         result.append(ModelSummary())
+    if trainer.enable_checkpointing and not trainer.fast_dev_run and not any(
+            isinstance(c, ModelCheckpoint) for c in result):
+        result.append(ModelCheckpoint())
     return result
 
 
@@ -143,6 +147,11 @@ def ensure_built(module, element_spec, step: str) -> None:
             f"structure {element_spec}. Build it before training, e.g. module.build((None, 784)) or "
             "module(sample_x), so the optimizer can be created before the step is compiled."
         ) from None
+    build_from_spec(module, x_spec)
+
+
+def build_from_spec(module, x_spec) -> None:
+    """Builds ``module`` from the spec of its inputs (batch dimension ``None``) and records the spec."""
     if not module.built:
         # A symbolic call builds every layer and keeps `None` batch sizes in module.summary(); a few
         # models cannot run symbolically, and a concrete batch of zeros builds those.
@@ -154,3 +163,24 @@ def ensure_built(module, element_spec, step: str) -> None:
             ), training=False)
     if module._kt_input_spec is None:
         object.__setattr__(module, "_kt_input_spec", x_spec)
+
+def val_interval(flag, n_train):
+    """Training batches between validation runs within an epoch; ``None``: at the epoch end only.
+
+    Raises:
+        ValueError: a fractional interval with data of unknown length, or an int interval longer
+            than the epoch.
+    """
+    if isinstance(flag, float):
+        if n_train is None:
+            if flag != 1.0:
+                raise ValueError(
+                    "`val_check_interval` is a fraction, but train_data has unknown length. Use an "
+                    f"int number of batches. Received: val_check_interval={flag}")
+            return None
+        return max(1, int(n_train * flag))
+    if n_train is not None and flag > n_train:
+        raise ValueError(
+            f"`val_check_interval` ({flag}) must be at most the number of training batches per "
+            f"epoch ({n_train}). Received: val_check_interval={flag}")
+    return flag

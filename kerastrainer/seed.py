@@ -42,3 +42,40 @@ def seed_everything(seed: int = 0) -> int:
 def last_seed() -> int | None:
     """The seed of the latest :func:`seed_everything` call, if any."""
     return _last_seed
+
+
+def rng_state() -> dict:
+    """The state of Python's, NumPy's and TensorFlow's global generators, for checkpoints."""
+    import random
+
+    import numpy as np
+    import tensorflow as tf
+
+    try:
+        tf_state = np.asarray(tf.random.get_global_generator().state.numpy())
+    except RuntimeError:  # with op determinism on, TF refuses to create it; nothing to save then
+        tf_state = np.zeros(0, dtype=np.int64)
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "numpy": {"kind": kind, "keys": np.asarray(keys), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "tensorflow": tf_state,
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restores what :func:`rng_state` returned."""
+    import random
+
+    import numpy as np
+    import tensorflow as tf
+
+    saved = state["numpy"]
+    np.random.set_state((saved["kind"], np.asarray(saved["keys"], dtype=np.uint32), saved["pos"],
+                         saved["has_gauss"], saved["cached_gaussian"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
+    if np.size(state["tensorflow"]):
+        tf.random.get_global_generator().state.assign(state["tensorflow"])

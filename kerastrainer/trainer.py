@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import time
@@ -12,11 +13,14 @@ import tensorflow as tf
 
 from kerastrainer import flags
 from kerastrainer.callbacks.bus import CallbackBus
+from kerastrainer.checkpoint import build_checkpoint, restore_training_state, restore_weights
+from kerastrainer.checkpoint_io import read_checkpoint, write_checkpoint
 from kerastrainer.logging import LogCollector
 from kerastrainer.module import TrainModule, _user_loss
 from kerastrainer.run_setup import (build_callbacks, ensure_built, epoch_limit, limit_batches,
-                                    resolve_data, resolve_strategy)
+                                    resolve_data, resolve_strategy, val_interval)
 from kerastrainer.seed import last_seed, seed_everything
+from kerastrainer.signals import EXIT_CODES, SignalCatcher
 from kerastrainer.steps import CompiledSteps, check_optimizer
 
 _HOOK_PREFIX = {"val": "validation", "test": "test"}
@@ -126,6 +130,10 @@ class Trainer:
         self._bus: CallbackBus | None = None
         self._fit_data = None
         self._start_time = None
+        self._train_source = None
+        self._datamodule = None
+        self._ckpt_file = None
+        self._batches_done, self._epoch_done, self._validated_at = 0, False, None
 
     # ------------------------------------------------------------------ public state
     @property
@@ -171,14 +179,15 @@ class Trainer:
                 a generator).
             val_data: validation data, same forms.
             datamodule: a :class:`~kerastrainer.DataModule` instead of the two above.
-            ckpt_path: resume from a checkpoint (arrives with the checkpoint feature).
+            ckpt_path: resume exactly from a checkpoint: a path, ``"last"`` or ``"best"``.
             batch_size: batch size for array data (default 32).
 
         Raises:
-            ValueError: no training data, or data and datamodule both given.
+            ValueError: no training data, data and datamodule both given, or a bad checkpoint.
             TypeError: ``module`` is not a TrainModule.
+            FileNotFoundError: ``ckpt_path`` names no file.
+            SystemExit: after a graceful SIGTERM/SIGINT stop (a checkpoint was saved first).
         """
-        self._check_ckpt_path(ckpt_path)
         shuffle = not self.overfit_batches
         train = resolve_data("fit", train_data, datamodule, "train_dataset", "train_data",
                              batch_size=batch_size, shuffle=shuffle)
@@ -192,10 +201,14 @@ class Trainer:
         if self.overfit_batches:
             val = train
         self._fit_data = (datamodule, batch_size)
-        return self._run("fit", module, datamodule, lambda: self._fit(train, val))
+        self._train_source, self._datamodule = train, datamodule
+        return self._run("fit", module, datamodule, lambda: self._fit(train, val, ckpt_path))
 
     def validate(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
-        """Runs one validation pass; returns its metrics (``val_loss``, ``val_acc``, ...)."""
+        """Runs one validation pass; returns its metrics (``val_loss``, ``val_acc``, ...).
+
+        ``ckpt_path`` (a path, ``"last"`` or ``"best"``) loads those weights first.
+        """
         return self._evaluate("val", module, data, datamodule, ckpt_path, batch_size)
 
     def test(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
@@ -204,30 +217,50 @@ class Trainer:
 
     def predict(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
         """Returns the predictions for ``data`` as NumPy array(s), batches concatenated."""
-        self._check_ckpt_path(ckpt_path)
         module = self._module_or_fitted(module, "predict")
         source = resolve_data("predict", data, datamodule, "predict_dataset", "data",
                               batch_size=batch_size, shuffle=False)
         self._require(source, "predict", "predict_dataset")
-        return self._run("predict", module, datamodule, lambda: self._predict(source))
+        return self._run("predict", module, datamodule,
+                         lambda: self._predict(source, ckpt_path))
+
+    def save_checkpoint(self, path, *, weights_only: bool = False) -> None:
+        """Writes the run's state to ``path`` (HDF5, atomically: temp file, fsync, rename).
+
+        Args:
+            path: the file to write; its folder is created.
+            weights_only: store only the module (hparams, input spec, weights).
+        """
+        if self.module is None:
+            raise RuntimeError("Trainer.save_checkpoint needs a module: call fit (or validate, test, "
+                               "predict) first.")
+        write_checkpoint(path, build_checkpoint(self, weights_only=weights_only))
 
     # ------------------------------------------------------------------ the loops
-    def _fit(self, train, val):
+    def _fit(self, train, val, ckpt_path):
         module, bus, logs = self.module, self._bus, self._logs
         self._prepare_module(train, step="training_step")
+        checkpoint = self._read_checkpoint(ckpt_path)
+        self._batches_done, self._epoch_done, self._validated_at = 0, False, None
+        if checkpoint is not None:
+            restore_training_state(self, checkpoint, self._ckpt_file)
+        resume_at = 0 if self._epoch_done else self._batches_done
+        first_epoch = self.current_epoch + (1 if self._epoch_done else 0)
         n_train = self.num_training_batches = limit_batches(
             self.overfit_batches or self.limit_train_batches, train, "limit_train_batches")
         n_val = self.num_val_batches = (
             limit_batches(self.overfit_batches or self.limit_val_batches, val, "limit_val_batches")
             if val is not None else 0)
-        val_every = self._val_interval(n_train) if n_val != 0 else None
+        val_every = val_interval(self.val_check_interval, n_train) if n_val != 0 else None
         # One iterator for the whole fit over a repeated dataset: deleting a tf.data iterator at every
-        # epoch end stalls until an autotune timer fires. Unknown lengths need one iterator per epoch.
-        train_iter = iter(train.dataset(limit=n_train, repeat=True)) if n_train is not None else None
+        # epoch end stalls until an autotune timer fires. Resuming skips to the saved position.
+        train_iter = (iter(train.dataset(limit=n_train, repeat=True,
+                                         skip=first_epoch * n_train + resume_at))
+                      if n_train is not None else None)
         val_iter = iter(val.dataset(limit=n_val, repeat=True)) if n_val else None
 
         bus.call("on_fit_start")
-        if n_val != 0 and self.num_sanity_val_steps != 0:
+        if n_val != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
             sanity = self.num_sanity_val_steps if self.num_sanity_val_steps > 0 else n_val
             sanity = min(sanity, n_val) if n_val is not None else sanity
             self.sanity_checking = True
@@ -238,44 +271,66 @@ class Trainer:
             logs.clear("val")
         bus.call("on_train_start")
         self._start_time = time.monotonic()
-        epochs = range(self.current_epoch, epoch_limit(self.max_epochs)) if n_train != 0 else ()
-        for epoch in epochs:
-            self.current_epoch = epoch
-            logs.reset("train")
-            bus.call("on_train_epoch_start")
-            if n_train is None:
-                train_iter = iter(train.dataset(limit=self._int_limit(self.limit_train_batches)))
-            validate_now = n_val != 0 and (epoch + 1) % self.check_val_every_n_epoch == 0
-            batch_idx, validated_at = 0, None
-            while n_train is None or batch_idx < n_train:
-                chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None)
-                bus.call("on_train_batch_start", batch_idx)
-                ran, outputs = self._compiled.run("train", train_iter, chunk)
-                ran = chunk if n_train is not None else int(ran)  # unknown length: read the count
-                batch_idx += ran
-                self.global_step += ran
-                logs.mark_dirty("train")
-                if ran == 0:
-                    break
-                bus.call("on_train_batch_end", outputs, batch_idx - 1)
-                if validate_now and val_every and batch_idx % val_every == 0:
+        epochs = range(first_epoch, epoch_limit(self.max_epochs)) if n_train != 0 else ()
+        with SignalCatcher() as signals:
+            for epoch in epochs:
+                self.current_epoch, self._epoch_done = epoch, False
+                validate_now = n_val != 0 and (epoch + 1) % self.check_val_every_n_epoch == 0
+                batch_idx, validated_at = resume_at, self._validated_at
+                if resume_at == 0:
+                    logs.reset("train")
+                    bus.call("on_train_epoch_start")
+                    validated_at = None
+                elif validate_now and val_every and batch_idx % val_every == 0 and \
+                        validated_at != batch_idx:  # saved at a validation point, before it ran
                     self._validation_run(val, val_iter, n_val)
-                    validated_at = batch_idx
-                if self._stop_requested(epoch) or ran < chunk:
+                    validated_at = self._validated_at = batch_idx
+                resume_at = 0
+                if n_train is None:
+                    train_iter = iter(train.dataset(limit=self._int_limit(self.limit_train_batches),
+                                                    skip=batch_idx))
+                while n_train is None or batch_idx < n_train:
+                    chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None)
+                    bus.call("on_train_batch_start", batch_idx)
+                    ran, outputs = self._compiled.run("train", train_iter, chunk)
+                    ran = chunk if n_train is not None else int(ran)  # unknown length: read count
+                    batch_idx += ran
+                    self.global_step += ran
+                    self._batches_done = batch_idx
+                    logs.mark_dirty("train")
+                    if ran == 0:
+                        break
+                    bus.call("on_train_batch_end", outputs, batch_idx - 1)
+                    if validate_now and val_every and batch_idx % val_every == 0:
+                        self._validation_run(val, val_iter, n_val)
+                        validated_at = self._validated_at = batch_idx
+                    if signals.received:
+                        self._stop_on_signal(signals.received)
+                    if self._stop_requested(epoch) or ran < chunk:
+                        break
+                if n_train is None and batch_idx == 0:
+                    warnings.warn("train_data ran out of data: an epoch got no batches. Training "
+                                  "stops; pass a generator function (called every epoch) or a "
+                                  "repeatable dataset.")
+                    self.should_stop = True
+                if validate_now and val_every is None and validated_at != batch_idx:
+                    self._validation_run(val, val_iter, n_val)
+                self._epoch_done = True
+                bus.call("on_train_epoch_end")
+                if self.should_stop and epoch + 1 < self.min_epochs:
+                    self.should_stop = False  # min_epochs wins over early stopping
+                if signals.received:
+                    self._stop_on_signal(signals.received)
+                if self._stop_requested(epoch):
                     break
-            if n_train is None and batch_idx == 0:
-                warnings.warn("train_data ran out of data: an epoch got no batches. Training stops; "
-                              "pass a generator function (called every epoch) or a repeatable dataset.")
-                self.should_stop = True
-            if validate_now and val_every is None and validated_at != batch_idx:
-                self._validation_run(val, val_iter, n_val)
-            bus.call("on_train_epoch_end")
-            if self.should_stop and epoch + 1 < self.min_epochs:
-                self.should_stop = False  # min_epochs wins over early stopping
-            if self._stop_requested(epoch):
-                break
         bus.call("on_train_end")
         bus.call("on_fit_end")
+
+    def _stop_on_signal(self, signum):
+        """Saves ``last.ckpt`` and leaves through SystemExit (on_exception and teardown still run)."""
+        path = os.path.join(self._checkpoint_dirs()[0], "last.ckpt")
+        self.save_checkpoint(path)
+        raise SystemExit(EXIT_CODES[signum])
 
     def _validation_run(self, val, val_iter, n_val):
         if val_iter is None:  # unknown length: a fresh pass each time
@@ -305,7 +360,6 @@ class Trainer:
         bus.call(f"on_{hook}_end")
 
     def _evaluate(self, stage, module, data, datamodule, ckpt_path, batch_size):
-        self._check_ckpt_path(ckpt_path)
         entry = "validate" if stage == "val" else "test"
         module = self._module_or_fitted(module, entry)
         method = "val_dataset" if stage == "val" else "test_dataset"
@@ -314,20 +368,23 @@ class Trainer:
         source = resolve_data(entry, data, datamodule, method, "data", batch_size=batch_size,
                               shuffle=False)
         self._require(source, entry, method)
+        short = "val" if stage == "val" else "test"
 
         def body():
             self._prepare_module(source, step="validation_step" if stage == "val" else "test_step")
-            flag = self.limit_val_batches if stage == "val" else self.limit_test_batches
-            n = limit_batches(flag, source, f"limit_{'val' if stage == 'val' else 'test'}_batches")
-            setattr(self, f"num_{'val' if stage == 'val' else 'test'}_batches", n)
+            self._load_weights(ckpt_path)
+            n = limit_batches(getattr(self, f"limit_{short}_batches"), source,
+                              f"limit_{short}_batches")
+            setattr(self, f"num_{short}_batches", n)
             self._eval_loop(stage, iter(source.dataset(limit=n)), n, exact=n is not None)
             return self._logs.results(stage) | self._logs.hook_values
 
         return self._run(entry, module, datamodule, body)
 
-    def _predict(self, source):
+    def _predict(self, source, ckpt_path):
         bus = self._bus
         self._prepare_module(source, step="predict_step")
+        self._load_weights(ckpt_path)
         n = self.num_predict_batches = limit_batches(self.limit_predict_batches, source,
                                                      "limit_predict_batches")
         iterator = iter(source.dataset(limit=n))
@@ -349,6 +406,44 @@ class Trainer:
             return None
         return tf.nest.map_structure(lambda *parts: np.concatenate([np.asarray(p) for p in parts]),
                                      *outputs)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_dirs(self) -> list:
+        """Where checkpoints of this trainer live: ModelCheckpoint folders, then the default one."""
+        dirs = [c.dirpath for c in self.callbacks if getattr(c, "saves_checkpoints", False)
+                and getattr(c, "dirpath", None)]
+        return dirs + [os.path.join(self.default_root_dir, "checkpoints")]
+
+    def _resolve_ckpt_path(self, ckpt_path):
+        if ckpt_path is None:
+            return None
+        if ckpt_path == "best":
+            best = [c.best_model_path for c in self.callbacks if getattr(c, "best_model_path", "")]
+            if not best:
+                raise ValueError(
+                    'ckpt_path="best" needs a ModelCheckpoint callback in this Trainer that has saved '
+                    "a checkpoint. Pass a path instead. Received: ckpt_path='best'")
+            return best[0]
+        if ckpt_path == "last":
+            found = [c.last_model_path for c in self.callbacks if getattr(c, "last_model_path", "")]
+            for folder in self._checkpoint_dirs():
+                found += glob.glob(os.path.join(folder, "last*.ckpt"))
+            found = [p for p in found if os.path.isfile(p)]
+            if not found:
+                warnings.warn('ckpt_path="last" found no last checkpoint in '
+                              f"{self._checkpoint_dirs()}; training starts from scratch.")
+                return None
+            return max(found, key=os.path.getmtime)
+        return os.fspath(ckpt_path)
+
+    def _read_checkpoint(self, ckpt_path):
+        self._ckpt_file = self._resolve_ckpt_path(ckpt_path)
+        return read_checkpoint(self._ckpt_file) if self._ckpt_file is not None else None
+
+    def _load_weights(self, ckpt_path):
+        checkpoint = self._read_checkpoint(ckpt_path)
+        if checkpoint is not None:
+            restore_weights(self.module, checkpoint, self._ckpt_file)
 
     # ------------------------------------------------------------------ helpers
     def _run(self, stage, module, datamodule, body):
@@ -413,23 +508,6 @@ class Trainer:
                                            jit_compile=self.jit_compile, run_eagerly=self.run_eagerly)
         self._compiled.bus = self._bus
 
-    def _val_interval(self, n_train):
-        """Training batches between validation runs within an epoch; None: at the epoch end only."""
-        interval = self.val_check_interval
-        if isinstance(interval, float):
-            if n_train is None:
-                if interval != 1.0:
-                    raise ValueError(
-                        "`val_check_interval` is a fraction, but train_data has unknown length. Use an "
-                        f"int number of batches. Received: val_check_interval={interval}")
-                return None
-            return max(1, int(n_train * interval))
-        if n_train is not None and interval > n_train:
-            raise ValueError(
-                f"`val_check_interval` ({interval}) must be at most the number of training batches "
-                f"per epoch ({n_train}). Received: val_check_interval={interval}")
-        return interval
-
     def _chunk(self, batch_idx, n_train, val_every):
         size = self.steps_per_execution
         if n_train is not None:
@@ -466,10 +544,3 @@ class Trainer:
             raise ValueError(
                 f"Trainer.{entry} needs data. Pass data=... or a datamodule with {method}(). "
                 "Received: data=None")
-
-    @staticmethod
-    def _check_ckpt_path(ckpt_path):
-        if ckpt_path is not None:
-            raise NotImplementedError(
-                "ckpt_path is not supported yet: checkpoint loading arrives with the checkpoint "
-                f"feature. Received: ckpt_path={ckpt_path!r}")

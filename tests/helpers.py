@@ -62,7 +62,8 @@ def classification_data(rows=60, features=4, classes=3, seed=0):
 
 
 def quiet_trainer(**flags):
-    """A Trainer that prints nothing (no bar, no summary)."""
+    """A Trainer that prints and writes nothing (no bar, no summary, no checkpoints)."""
     flags.setdefault("enable_progress_bar", False)
     flags.setdefault("enable_model_summary", False)
+    flags.setdefault("enable_checkpointing", False)
     return kt.Trainer(**flags)

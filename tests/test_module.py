@@ -112,8 +112,10 @@ def test_batch_the_default_step_cannot_unpack():
 def test_output_shape_mismatch_surfaces_keras_message_and_step():
     class WrongUnits(BoringModule):
         def __init__(self):
-            super().__init__()
-            self.out = keras.layers.Dense(2)  # targets have 3 columns
+            super().__init__(units=2)
+
+        def call(self, x, training=False):
+            return self.hidden(x)  # 2 columns; the targets have 3
 
     x, _ = regression_data(rows=8)
     with pytest.raises(ValueError, match=r"WrongUnits.training_step: loss\(y_true, y_pred\) failed "

@@ -313,8 +313,3 @@ def test_predict_with_a_dict_output_structure():
     out = quiet_trainer().predict(TwoHeads(), data=x, batch_size=4)
     assert out["y"].shape == (10, 1)
     np.testing.assert_allclose(out["twice"], 2 * out["y"])
-
-
-def test_ckpt_path_is_rejected_until_checkpoints_exist():
-    with pytest.raises(NotImplementedError, match=r"Received: ckpt_path='last'"):
-        quiet_trainer().fit(BoringModule(), train_data=regression_data(), ckpt_path="last")

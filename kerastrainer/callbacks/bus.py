@@ -30,7 +30,7 @@ class CallbackBus:
     """Calls hooks on callbacks and the module.
 
     Order at every hook: plain callbacks (in the order given), then the module, then monitoring
-    callbacks (``is_monitor = True``). Only targets that override a hook are called, so an unused hook
+    callbacks (``is_monitor = True``), those that write checkpoints last. Only targets that override a hook are called, so an unused hook
     costs one dict lookup per batch.
 
     Args:
@@ -46,7 +46,9 @@ class CallbackBus:
         self.trainer = trainer
         self.module = module
         plain = [c for c in self.callbacks if not c.is_monitor]
-        monitors = [c for c in self.callbacks if c.is_monitor]
+        # Checkpoint writers go last, so a saved file holds the epoch's other monitors' state too.
+        monitors = sorted((c for c in self.callbacks if c.is_monitor),
+                          key=lambda c: bool(getattr(c, "saves_checkpoints", False)))
         self._handlers: dict[str, list] = {}
         for name in HOOK_NAMES:
             handlers = [

@@ -44,6 +44,7 @@ class RichProgressBar(Callback):
         self._last_read = 0.0
         self._epoch_start = 0.0
         self._completed = 0
+        self._epoch = None
 
     @property
     def is_live(self) -> bool:
@@ -71,15 +72,22 @@ class RichProgressBar(Callback):
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self, trainer, module):
+        self._new_epoch(trainer, completed=0)
+
+    def _new_epoch(self, trainer, completed):
         self._epoch_start = self._last_read = time.monotonic()
-        self._completed = 0
+        self._completed = completed
+        self._epoch = trainer.current_epoch
         if not self.is_live:
             return
         total_epochs = f"/{trainer.max_epochs}" if trainer.max_epochs >= 0 else ""
         self._task = self._start().add_task(f"Epoch {trainer.current_epoch + 1}{total_epochs}",
-                                            total=trainer.num_training_batches, metrics="")
+                                            total=trainer.num_training_batches, metrics="",
+                                            completed=completed)
 
     def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+        if self._epoch != trainer.current_epoch:  # an epoch resumed from a checkpoint mid-way
+            self._new_epoch(trainer, completed=batch_idx)
         if not self.is_live:
             return
         fields = {}

@@ -1,0 +1,210 @@
+"""ModelCheckpoint: save training checkpoints on a schedule and keep the best k."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import re
+import time
+
+from kerastrainer.callbacks.base import Callback
+from kerastrainer.callbacks.monitor import check_mode, monitored_value
+
+_GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
+
+
+def format_checkpoint_name(template: str, metrics: dict, auto_insert_metric_name: bool = True) -> str:
+    """Fills ``"{epoch:02d}-{val_loss:.3f}"`` from ``metrics``; with auto-insert, ``epoch=03-val_loss=0.123``.
+
+    Missing keys count as 0, as in Lightning.
+    """
+    values = dict(metrics)
+
+    def fill(match):
+        name, spec = match.group(1), match.group(2) or ""
+        value = values.get(name, 0)
+        text = format(value, spec[1:]) if spec else str(value)
+        return f"{name}={text}" if auto_insert_metric_name else text
+
+    return _GROUP.sub(fill, template)
+
+
+class ModelCheckpoint(Callback):
+    """Saves HDF5 training checkpoints (see ``docs/checkpointing.md``) and keeps the best ``save_top_k``.
+
+    Args:
+        dirpath: the folder; default ``<default_root_dir>/checkpoints``.
+        filename: a template such as ``"{epoch:02d}-{val_loss:.3f}"`` (``.ckpt`` is appended);
+            default ``"{epoch}-{step}"``, giving ``epoch=3-step=120.ckpt``.
+        monitor: the value ranking checkpoints; ``None`` keeps the most recent ones.
+        mode: ``"min"`` or ``"max"``: which values of ``monitor`` are better.
+        save_top_k: how many to keep; ``-1`` keeps all, ``0`` none (with ``save_last``, only last).
+        save_last: also write ``last.ckpt`` every time a checkpoint is saved.
+        every_n_epochs: save at the end of every n-th epoch. Default 1, or off when
+            ``every_n_train_steps`` or ``train_time_interval`` is given.
+        every_n_train_steps: save after every n optimizer steps (at the end of the compiled call).
+        train_time_interval: save when this much time (seconds or ``timedelta``) has passed.
+        save_weights_only: store only the module (loadable with ``load_from_checkpoint``, not
+            resumable).
+        auto_insert_metric_name: write ``epoch=3`` rather than ``3`` in file names.
+
+    Attributes:
+        best_model_path, best_model_score, last_model_path, best_k_models: as in Lightning.
+
+    Example:
+        >>> checkpoint = ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=2, save_last=True)
+    """
+
+    is_monitor = True
+    saves_checkpoints = True
+    FILE_EXTENSION = ".ckpt"
+    CHECKPOINT_NAME_LAST = "last"
+
+    def __init__(self, *, dirpath=None, filename=None, monitor=None, mode="min", save_top_k=1,
+                 save_last=False, every_n_epochs=None, every_n_train_steps=None,
+                 train_time_interval=None, save_weights_only=False, auto_insert_metric_name=True,
+                 verbose=False) -> None:
+        self.mode = check_mode(mode, "ModelCheckpoint")
+        for name, value, low in (("save_top_k", save_top_k, -1), ("every_n_epochs", every_n_epochs, 0),
+                                 ("every_n_train_steps", every_n_train_steps, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"ModelCheckpoint: `{name}` must be an int >= {low}. "
+                                 f"Received: {name}={value!r}")
+        if isinstance(train_time_interval, datetime.timedelta):
+            train_time_interval = train_time_interval.total_seconds()
+        if train_time_interval is not None and not train_time_interval > 0:
+            raise ValueError("ModelCheckpoint: `train_time_interval` must be positive seconds or a "
+                             f"timedelta. Received: train_time_interval={train_time_interval!r}")
+        if every_n_epochs is None:
+            every_n_epochs = 0 if (every_n_train_steps or train_time_interval) else 1
+        self.dirpath = os.fspath(dirpath) if dirpath is not None else None
+        self.filename = filename
+        self.monitor = monitor
+        self.save_top_k = save_top_k
+        self.save_last = save_last
+        self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps or 0
+        self.train_time_interval = train_time_interval
+        self.save_weights_only = save_weights_only
+        self.auto_insert_metric_name = auto_insert_metric_name
+        self.verbose = verbose
+        self.best_k_models: dict[str, float] = {}
+        self.best_model_path = ""
+        self.best_model_score: float | None = None
+        self.last_model_path = ""
+        self._recent: list[str] = []  # monitor=None: most recent first
+        self._last_global_step_saved = -1
+        self._last_time = None
+
+    @property
+    def state_key(self) -> str:
+        return (f"ModelCheckpoint{{'monitor': {self.monitor!r}, 'mode': {self.mode!r}, "
+                f"'every_n_train_steps': {self.every_n_train_steps}, 'every_n_epochs': "
+                f"{self.every_n_epochs}, 'train_time_interval': {self.train_time_interval}}}")
+
+    def state_dict(self) -> dict:
+        return {
+            "monitor": self.monitor, "dirpath": self.dirpath,
+            "best_model_path": self.best_model_path, "best_model_score": self.best_model_score,
+            "last_model_path": self.last_model_path,
+            "best_k_models": [[path, score] for path, score in self.best_k_models.items()],
+            "recent": list(self._recent), "last_global_step_saved": self._last_global_step_saved,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if state_dict.get("dirpath") not in (None, self.dirpath) and self.dirpath is not None:
+            return  # a different folder now: do not adopt (or later delete) files from the old one
+        self.best_model_path = state_dict["best_model_path"]
+        self.best_model_score = state_dict["best_model_score"]
+        self.last_model_path = state_dict["last_model_path"]
+        self.best_k_models = {path: float(score) for path, score in state_dict["best_k_models"]}
+        self._recent = list(state_dict["recent"])
+        self._last_global_step_saved = int(state_dict["last_global_step_saved"])
+
+    # ------------------------------------------------------------------ triggers
+    def setup(self, trainer, module, stage):
+        if self.dirpath is None:
+            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+        self._last_time = time.monotonic()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+        step = trainer.global_step
+        due_steps = self.every_n_train_steps and (
+            step // self.every_n_train_steps > self._last_global_step_saved // self.every_n_train_steps
+            if self._last_global_step_saved >= 0 else step >= self.every_n_train_steps)
+        due_time = (self.train_time_interval is not None
+                    and time.monotonic() - self._last_time >= self.train_time_interval)
+        if due_steps or due_time:
+            self._save(trainer, module)
+
+    def on_train_epoch_end(self, trainer, module):
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._save(trainer, module)
+
+    # ------------------------------------------------------------------ saving
+    def _save(self, trainer, module):
+        if self._last_global_step_saved == trainer.global_step:
+            return  # already saved this exact state (a step trigger at the epoch's last batch)
+        current = monitored_value(trainer, self.monitor, "ModelCheckpoint") if self.monitor else None
+        if self.monitor and current is None:
+            return  # no validation this epoch
+        self._last_global_step_saved = trainer.global_step
+        self._last_time = time.monotonic()
+        metrics = dict(trainer.callback_metrics, epoch=trainer.current_epoch, step=trainer.global_step)
+        if self.save_top_k != 0:
+            if self.monitor is None:
+                self._save_recent(trainer, metrics)
+            elif self._is_top_k(current):
+                self._save_top_k(trainer, metrics, current)
+        if self.save_last:
+            last = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+            trainer.save_checkpoint(last, weights_only=self.save_weights_only)
+            self.last_model_path = last
+
+    def _path(self, metrics) -> str:
+        template = self.filename or "{epoch}-{step}"
+        name = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
+        return os.path.join(self.dirpath, name + self.FILE_EXTENSION)
+
+    def _save_recent(self, trainer, metrics):
+        path = self._path(metrics)
+        trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+        self._recent = [path] + [p for p in self._recent if p != path]
+        self.best_model_path = path
+        if self.save_top_k > 0:
+            for old in self._recent[self.save_top_k:]:
+                self._remove(old)
+            self._recent = self._recent[:self.save_top_k]
+
+    def _is_top_k(self, current: float) -> bool:
+        if math.isnan(current):
+            return False
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        worst = self._worst()
+        return current < self.best_k_models[worst] if self.mode == "min" else \
+            current > self.best_k_models[worst]
+
+    def _worst(self) -> str:
+        pick = max if self.mode == "min" else min
+        return pick(self.best_k_models, key=self.best_k_models.get)
+
+    def _save_top_k(self, trainer, metrics, current):
+        path = self._path(metrics)
+        trainer.save_checkpoint(path, weights_only=self.save_weights_only)  # written before deleting
+        self.best_k_models[path] = current
+        if self.save_top_k != -1 and len(self.best_k_models) > self.save_top_k:
+            worst = self._worst()
+            del self.best_k_models[worst]
+            if worst != path:
+                self._remove(worst)
+        pick = min if self.mode == "min" else max
+        self.best_model_path = pick(self.best_k_models, key=self.best_k_models.get)
+        self.best_model_score = self.best_k_models[self.best_model_path]
+        if self.verbose:
+            print(f"ModelCheckpoint: saved {path} ({self.monitor}={current:.6g})")
+
+    def _remove(self, path):
+        if path and path not in (self.last_model_path,) and os.path.exists(path):
+            os.remove(path)

@@ -1,0 +1,259 @@
+"""What goes into a training checkpoint and how it is put back.
+
+Variables are stored by *path*: the chain of attribute names from the module to the variable
+(``hidden/kernel``, ``blocks/0/w``), which stays the same across processes, unlike Keras's
+auto-generated layer and variable names (``dense_3``, ``variable_2``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerastrainer.seed import rng_state, set_rng_state
+
+FORMAT = "kerastrainer.checkpoint"
+FORMAT_VERSION = 1
+
+
+def _clean(name: str, taken: set) -> str:
+    stripped = name.lstrip("_") or name
+    return stripped if stripped not in taken else name
+
+
+def variable_paths(module) -> dict:
+    """Maps a stable path to every variable of ``module`` (weights, non-trainable state, RNG states)."""
+    paths: dict[str, object] = {}
+    seen: set[int] = set()
+
+    def record(path, variable):
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            paths[path] = variable
+
+    def visit(value, path, depth):
+        if isinstance(value, keras.Variable):
+            record(path, value)
+        elif isinstance(value, keras.random.SeedGenerator):
+            record(f"{path}/state", value.state)
+        elif isinstance(value, keras.layers.Layer):
+            walk(value, path, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(item, f"{path}/{index}", depth)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "/" not in key:
+                    visit(item, f"{path}/{key}", depth)
+
+    def walk(layer, prefix, depth):
+        if id(layer) in seen or depth > 64:
+            return
+        seen.add(id(layer))
+        items = [(k, v) for k, v in vars(layer).items() if not k.startswith("__") and k != "_kt_trainer"]
+        # Public attributes name things first; then private single objects (Dense's `_kernel`);
+        # Keras's private bookkeeping lists (`_layers`, `_trainable_variables`) only pick up the rest.
+        ordered = [kv for kv in items if not kv[0].startswith("_")]
+        ordered += [kv for kv in items if kv[0].startswith("_") and not isinstance(kv[1], (list, tuple, dict))]
+        ordered += [kv for kv in items if kv[0].startswith("_") and isinstance(kv[1], (list, tuple, dict))]
+        taken: set[str] = set()
+        for name, value in ordered:
+            clean = _clean(name, taken)
+            taken.add(clean)
+            visit(value, f"{prefix}{clean}", depth)
+
+    walk(module, "", 0)
+    for variable in module.variables:  # anything the walk could not name keeps Keras's path
+        record(f"_unnamed/{variable.path}", variable)
+    return paths
+
+
+def optimizer_paths(optimizer, module_paths: dict) -> dict:
+    """Maps optimizer variables to ``iteration``, ``learning_rate`` or ``slots/<variable path>/<slot>``."""
+    by_flat = {var.path.replace("/", "_"): path for path, var in module_paths.items()}
+    flats = sorted(by_flat, key=len, reverse=True)  # longest first: dense_1_kernel before dense_1
+    paths = {}
+    for variable in optimizer.variables:
+        name = variable.name
+        owner = next((flat for flat in flats if name.startswith(flat + "_")), None)
+        if owner is None:
+            paths[name] = variable
+        else:
+            paths[f"slots/{by_flat[owner]}/{name[len(owner) + 1:]}"] = variable
+    return paths
+
+
+def nest(flat: dict) -> dict:
+    """``{"a/b": x}`` -> ``{"a": {"b": x}}`` (HDF5 groups)."""
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        parts = key.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """The inverse of :func:`nest`."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def assign_by_path(variables: dict, saved: dict, path: str, what: str) -> None:
+    """Assigns saved arrays to variables by path.
+
+    Raises:
+        ValueError: missing, unexpected or shape-mismatched paths, all listed, naming the file.
+    """
+    missing = sorted(set(variables) - set(saved))
+    unexpected = sorted(set(saved) - set(variables))
+    mismatched = sorted(
+        f"{key}: checkpoint {tuple(np.shape(saved[key]))} vs module {tuple(variables[key].shape)}"
+        for key in set(variables) & set(saved)
+        if tuple(np.shape(saved[key])) != tuple(variables[key].shape)
+    )
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing in the checkpoint: {missing}")
+        if unexpected:
+            parts.append(f"not in the module: {unexpected}")
+        if mismatched:
+            parts.append(f"shape mismatch: {mismatched}")
+        raise ValueError(
+            f"Checkpoint {path!r} does not fit this {what}: " + "; ".join(parts) + ". Load it into the "
+            "module it was saved from (same layers and hyperparameters), or pass matching overrides "
+            "to load_from_checkpoint."
+        )
+    for key, variable in variables.items():
+        variable.assign(np.asarray(saved[key]).astype(variable.dtype))
+
+
+def spec_to_json(spec) -> str:
+    def encode(s):
+        return {"shape": [None if d is None else int(d) for d in s.shape], "dtype": s.dtype.name}
+
+    return json.dumps(tf.nest.map_structure(encode, spec))
+
+
+def spec_from_json(text: str):
+    def is_leaf(node):
+        return isinstance(node, dict) and set(node) == {"shape", "dtype"}
+
+    def decode(node):
+        if is_leaf(node):
+            return tf.TensorSpec(node["shape"], node["dtype"])
+        if isinstance(node, dict):
+            return {key: decode(value) for key, value in node.items()}
+        return tuple(decode(value) for value in node)
+
+    return decode(json.loads(text))
+
+
+def hparams_to_json(hparams: dict) -> str:
+    def fallback(value):
+        warnings.warn(f"Hyperparameter value {value!r} is not JSON-serialisable; the checkpoint keeps "
+                      "its repr, and load_from_checkpoint will need it as an override.")
+        return repr(value)
+
+    return json.dumps(dict(hparams), default=fallback)
+
+
+def _state_key(callback) -> str:
+    return callback.state_key.replace("/", "|")  # HDF5 group names cannot hold '/'
+
+
+def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
+    """Assembles the checkpoint of ``trainer``'s current state as a nested dict of arrays/JSON."""
+    import kerastrainer
+
+    module = trainer.module
+    weights = variable_paths(module)
+    cls = type(module)
+    tree = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "versions": {"kerastrainer": kerastrainer.__version__, "keras": keras.__version__,
+                     "tensorflow": tf.__version__},
+        "module": {"class": f"{cls.__module__}.{cls.__qualname__}",
+                   "hparams": hparams_to_json(module.hparams),
+                   "input_spec": spec_to_json(module._kt_input_spec)
+                   if module._kt_input_spec is not None else "null"},
+        "weights": nest({path: np.asarray(var.numpy()) for path, var in weights.items()}),
+    }
+    if weights_only:
+        return tree
+    optimizers = module.optimizer if isinstance(module.optimizer, dict) else {"": module.optimizer}
+    tree["optimizer"] = {
+        (name or "default"): nest({path: np.asarray(var.numpy())
+                                   for path, var in optimizer_paths(opt, weights).items()})
+        for name, opt in optimizers.items() if opt is not None
+    }
+    source = trainer._train_source
+    tree["trainer"] = {
+        "epoch": trainer.current_epoch, "global_step": trainer.global_step,
+        "batches_done": trainer._batches_done, "epoch_done": trainer._epoch_done,
+        "validated_at": trainer._validated_at if trainer._validated_at is not None else -1,
+        "train_seed": source.seed if source is not None and source.seed is not None else -1,
+        "num_training_batches": trainer.num_training_batches
+        if trainer.num_training_batches is not None else -1,
+    }
+    tree["rng"] = rng_state()
+    tree["logs"] = nest(trainer._logs.state_dict())
+    tree["callbacks"] = {_state_key(c): c.state_dict() for c in trainer.callbacks}
+    datamodule = trainer._datamodule
+    tree["datamodule"] = datamodule.state_dict() if datamodule is not None else {}
+    if trainer._bus is not None:
+        trainer._bus.call("on_save_checkpoint", tree)
+    return tree
+
+
+def restore_weights(module, tree: dict, path: str) -> None:
+    """Loads the checkpoint's weights into a built ``module`` (by path, all mismatches listed)."""
+    if tree.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a kerastrainer checkpoint (format={tree.get('format')!r}).")
+    assign_by_path(variable_paths(module), flatten(tree["weights"]), path, type(module).__name__)
+
+
+def restore_training_state(trainer, tree: dict, path: str) -> None:
+    """Puts back everything a resumed fit needs: weights, optimizer, progress, RNG, logs, callbacks."""
+    module = trainer.module
+    restore_weights(module, tree, path)
+    if "optimizer" not in tree:
+        raise ValueError(
+            f"Checkpoint {path!r} holds weights only (save_weights_only=True), so training cannot "
+            "resume from it. Load the weights with YourModule.load_from_checkpoint(path) and start a "
+            "new fit, or resume from a full checkpoint.")
+    weights = variable_paths(module)
+    optimizers = module.optimizer if isinstance(module.optimizer, dict) else {"default": module.optimizer}
+    for name, opt in optimizers.items():
+        assign_by_path(optimizer_paths(opt, weights), flatten(tree["optimizer"].get(name, {})), path,
+                       f"optimizer {name!r}")
+    state = tree["trainer"]
+    trainer.current_epoch = int(state["epoch"])
+    trainer.global_step = int(state["global_step"])
+    trainer._batches_done = int(state["batches_done"])
+    trainer._epoch_done = bool(state["epoch_done"])
+    trainer._validated_at = int(state["validated_at"]) if state["validated_at"] >= 0 else None
+    if trainer._train_source is not None and state["train_seed"] >= 0:
+        trainer._train_source.seed = int(state["train_seed"])
+    set_rng_state(tree["rng"])
+    trainer._logs.load_state_dict(flatten(tree["logs"]))
+    saved = tree.get("callbacks", {})
+    for callback in trainer.callbacks:
+        if _state_key(callback) in saved:
+            callback.load_state_dict(saved[_state_key(callback)])
+    if trainer._datamodule is not None:
+        trainer._datamodule.load_state_dict(tree.get("datamodule", {}))
+    trainer._bus.call("on_load_checkpoint", tree)

@@ -7,7 +7,9 @@ auto-generated layer and variable names (``dense_3``, ``variable_2``).
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import warnings
 
 import keras
@@ -41,7 +43,7 @@ def variable_paths(module) -> dict:
         elif isinstance(value, keras.random.SeedGenerator):
             record(f"{path}/state", value.state)
         elif isinstance(value, keras.layers.Layer):
-            walk(value, path, depth + 1)
+            walk(value, path + "/", depth + 1)
         elif isinstance(value, (list, tuple)):
             for index, item in enumerate(value):
                 visit(item, f"{path}/{index}", depth)
@@ -140,34 +142,35 @@ def assign_by_path(variables: dict, saved: dict, path: str, what: str) -> None:
         variable.assign(np.asarray(saved[key]).astype(variable.dtype))
 
 
-def spec_to_json(spec) -> str:
+def spec_to_tree(spec):
+    """The input spec as plain data: ``{"shape": [None, 64], "dtype": "float32"}`` per input."""
     def encode(s):
         return {"shape": [None if d is None else int(d) for d in s.shape], "dtype": s.dtype.name}
 
-    return json.dumps(tf.nest.map_structure(encode, spec))
+    return tf.nest.map_structure(encode, spec)
 
 
-def spec_from_json(text: str):
-    def is_leaf(node):
-        return isinstance(node, dict) and set(node) == {"shape", "dtype"}
-
-    def decode(node):
-        if is_leaf(node):
-            return tf.TensorSpec(node["shape"], node["dtype"])
-        if isinstance(node, dict):
-            return {key: decode(value) for key, value in node.items()}
-        return tuple(decode(value) for value in node)
-
-    return decode(json.loads(text))
+def spec_from_tree(node):
+    """The inverse of :func:`spec_to_tree`."""
+    if isinstance(node, dict) and set(node) == {"shape", "dtype"}:
+        return tf.TensorSpec(node["shape"], node["dtype"])
+    if isinstance(node, dict):
+        return {key: spec_from_tree(value) for key, value in node.items()}
+    return tuple(spec_from_tree(value) for value in node)
 
 
-def hparams_to_json(hparams: dict) -> str:
-    def fallback(value):
-        warnings.warn(f"Hyperparameter value {value!r} is not JSON-serialisable; the checkpoint keeps "
-                      "its repr, and load_from_checkpoint will need it as an override.")
-        return repr(value)
-
-    return json.dumps(dict(hparams), default=fallback)
+def plain_hparams(hparams: dict) -> dict:
+    """Hyperparameters as JSON values; anything else is kept as its repr, with a warning."""
+    plain = {}
+    for key, value in hparams.items():
+        try:
+            json.dumps(value)
+            plain[key] = value
+        except TypeError:
+            warnings.warn(f"Hyperparameter {key}={value!r} is not JSON-serialisable; the checkpoint "
+                          "keeps its repr, so load_from_checkpoint needs it as an override.")
+            plain[key] = repr(value)
+    return plain
 
 
 def _state_key(callback) -> str:
@@ -187,11 +190,11 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
         "versions": {"kerastrainer": kerastrainer.__version__, "keras": keras.__version__,
                      "tensorflow": tf.__version__},
         "module": {"class": f"{cls.__module__}.{cls.__qualname__}",
-                   "hparams": hparams_to_json(module.hparams),
-                   "input_spec": spec_to_json(module._kt_input_spec)
-                   if module._kt_input_spec is not None else "null"},
+                   "hparams": plain_hparams(module.hparams)},
         "weights": nest({path: np.asarray(var.numpy()) for path, var in weights.items()}),
     }
+    if module._kt_input_spec is not None:
+        tree["module"]["input_spec"] = spec_to_tree(module._kt_input_spec)
     if weights_only:
         return tree
     optimizers = module.optimizer if isinstance(module.optimizer, dict) else {"": module.optimizer}
@@ -257,3 +260,42 @@ def restore_training_state(trainer, tree: dict, path: str) -> None:
     if trainer._datamodule is not None:
         trainer._datamodule.load_state_dict(tree.get("datamodule", {}))
     trainer._bus.call("on_load_checkpoint", tree)
+
+
+def checkpoint_dirs(callbacks, default_root_dir) -> list:
+    """Where a trainer's checkpoints live: its ModelCheckpoint folders, then the default one."""
+    dirs = [c.dirpath for c in callbacks if getattr(c, "saves_checkpoints", False)
+            and getattr(c, "dirpath", None)]
+    return dirs + [os.path.join(default_root_dir, "checkpoints")]
+
+
+def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir):
+    """Turns ``ckpt_path`` (a path, ``"last"``, ``"best"`` or ``None``) into a file path or ``None``.
+
+    ``"last"`` is the newest ``last*.ckpt`` among the checkpoint folders (temp files of interrupted
+    writes start with a dot and never match); none found warns and returns ``None`` (start fresh).
+
+    Raises:
+        ValueError: ``"best"`` without a ModelCheckpoint that has saved.
+    """
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "best":
+        best = [c.best_model_path for c in callbacks if getattr(c, "best_model_path", "")]
+        if not best:
+            raise ValueError(
+                'ckpt_path="best" needs a ModelCheckpoint callback in this Trainer that has saved a '
+                "checkpoint. Pass a path instead. Received: ckpt_path='best'")
+        return best[0]
+    if ckpt_path == "last":
+        folders = checkpoint_dirs(callbacks, default_root_dir)
+        found = [c.last_model_path for c in callbacks if getattr(c, "last_model_path", "")]
+        for folder in folders:
+            found += glob.glob(os.path.join(folder, "last*.ckpt"))
+        found = [path for path in found if os.path.isfile(path)]
+        if not found:
+            warnings.warn(f'ckpt_path="last" found no last checkpoint in {folders}; training starts '
+                          "from scratch.")
+            return None
+        return max(found, key=os.path.getmtime)
+    return os.fspath(ckpt_path)

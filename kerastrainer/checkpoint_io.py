@@ -22,6 +22,16 @@ def _is_array(value) -> bool:
     return isinstance(value, np.ndarray)
 
 
+def _json(value, name: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except TypeError as error:
+        raise TypeError(
+            f"Checkpoint entry {name} holds a {type(value).__name__}, which is neither a NumPy array "
+            "nor JSON-serialisable. Convert it in state_dict() (lists, numbers, strings, arrays)."
+        ) from error
+
+
 def _digest_tree(tree: dict, prefix: str, digest) -> None:
     for key in sorted(tree):
         value = tree[key]
@@ -34,7 +44,7 @@ def _digest_tree(tree: dict, prefix: str, digest) -> None:
             digest.update(f"D{name}|{array.dtype.str}|{array.shape}".encode())
             digest.update(array.tobytes())
         else:
-            digest.update(f"A{name}|{json.dumps(value, sort_keys=True)}".encode())
+            digest.update(f"A{name}|{_json(value, name)}".encode())
 
 
 def checksum(tree: dict) -> str:
@@ -58,13 +68,7 @@ def _write_group(group: h5py.Group, tree: dict) -> None:
         elif _is_array(value):
             group.create_dataset(key, data=value)
         else:
-            try:
-                group.attrs[key] = json.dumps(value)
-            except TypeError as error:
-                raise TypeError(
-                    f"Checkpoint entry {group.name}/{key} holds a {type(value).__name__}, which is "
-                    "neither a NumPy array nor JSON-serialisable. Convert it in state_dict()."
-                ) from error
+            group.attrs[key] = _json(value, f"{group.name}/{key}")
 
 
 def write_checkpoint(path: str, tree: dict) -> None:

@@ -27,7 +27,8 @@ def export_saved_model(module, directory) -> str:
 
     Example:
         >>> export_saved_model(module, "exported/digits")  # doctest: +SKIP
-        >>> import tensorflow as tf; tf.saved_model.load("exported/digits").serve(x)  # doctest: +SKIP
+        >>> served = tf.saved_model.load("exported/digits")  # doctest: +SKIP
+        >>> served.serve(x)  # doctest: +SKIP
     """
     spec = getattr(module, "_kt_input_spec", None)
     if spec is None:

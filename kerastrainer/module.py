@@ -282,14 +282,19 @@ class TrainModule(keras.Model):
         Example:
             >>> module = DigitClassifier.load_from_checkpoint("checkpoints/last.ckpt")  # doctest: +SKIP
         """
-        import json
-
-        from kerastrainer.checkpoint import restore_weights, spec_from_json
+        from kerastrainer.checkpoint import restore_weights, spec_from_tree
         from kerastrainer.checkpoint_io import read_checkpoint
         from kerastrainer.run_setup import build_from_spec
 
         tree = read_checkpoint(path)
-        hparams = dict(json.loads(tree["module"]["hparams"]), **overrides)
+        hparams = dict(tree["module"].get("hparams", {}))
+        params = inspect.signature(cls.__init__).parameters.values()
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            # hparams saved by a parent __init__ may not all be arguments of this class (Lightning
+            # filters the same way); explicit overrides are passed as given.
+            names = {p.name for p in params}
+            hparams = {k: v for k, v in hparams.items() if k in names}
+        hparams.update(overrides)
         try:
             module = cls(**hparams)
         except TypeError as error:
@@ -298,8 +303,8 @@ class TrainModule(keras.Model):
                 f"the saved hyperparameters {sorted(hparams)}: {error}. Pass missing or renamed "
                 "arguments as keyword overrides."
             ) from error
-        if tree["module"]["input_spec"] != "null":
-            build_from_spec(module, spec_from_json(tree["module"]["input_spec"]))
+        if "input_spec" in tree["module"]:
+            build_from_spec(module, spec_from_tree(tree["module"]["input_spec"]))
         restore_weights(module, tree, os.fspath(path))
         return module
 

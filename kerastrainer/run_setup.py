@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule, to_source
-from kerastrainer.module import TrainModule, unpack_batch
+from kerastrainer.module import TrainModule, _user_loss, unpack_batch
+from kerastrainer.steps import check_optimizer
 
 
 def resolve_strategy(strategy):
@@ -184,3 +185,27 @@ def val_interval(flag, n_train):
             f"`val_check_interval` ({flag}) must be at most the number of training batches per "
             f"epoch ({n_train}). Received: val_check_interval={flag}")
     return flag
+
+
+def prepare_module(module, logs, source, *, step, strategy) -> None:
+    """Makes ``module`` ready for ``step`` inside ``strategy``'s scope: built from the data's spec,
+    each stage's metrics configured once, and (for training) a fresh optimizer, built eagerly so
+    no variable is created lazily inside a compiled step.
+
+    Raises:
+        NotImplementedError: training a module with neither ``loss`` nor ``training_step``.
+        TypeError: ``configure_optimizer`` returned something else than an optimizer.
+    """
+    for_training = step == "training_step"
+    with strategy.scope():
+        ensure_built(module, source.element_spec, step)
+        for stage in ("train", "val", "test") if for_training else ("val", "test"):
+            if stage not in logs.stages:
+                logs.configure(stage, module.configure_metrics())
+        if for_training:
+            if type(module).training_step is TrainModule.training_step and _user_loss(module) is None:
+                raise NotImplementedError(module._no_loss_message())
+            optimizer = check_optimizer(module, module.configure_optimizer())
+            if not isinstance(optimizer, dict):
+                optimizer.build(module.trainable_variables)
+            module.optimizer = optimizer

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
 import time
@@ -13,15 +12,16 @@ import tensorflow as tf
 
 from kerastrainer import flags
 from kerastrainer.callbacks.bus import CallbackBus
-from kerastrainer.checkpoint import build_checkpoint, restore_training_state, restore_weights
+from kerastrainer.checkpoint import (build_checkpoint, checkpoint_dirs, resolve_ckpt_path,
+                                     restore_training_state, restore_weights)
 from kerastrainer.checkpoint_io import read_checkpoint, write_checkpoint
 from kerastrainer.logging import LogCollector
-from kerastrainer.module import TrainModule, _user_loss
-from kerastrainer.run_setup import (build_callbacks, ensure_built, epoch_limit, limit_batches,
+from kerastrainer.module import TrainModule
+from kerastrainer.run_setup import (build_callbacks, epoch_limit, limit_batches, prepare_module,
                                     resolve_data, resolve_strategy, val_interval)
 from kerastrainer.seed import last_seed, seed_everything
 from kerastrainer.signals import EXIT_CODES, SignalCatcher
-from kerastrainer.steps import CompiledSteps, check_optimizer
+from kerastrainer.steps import CompiledSteps
 
 _HOOK_PREFIX = {"val": "validation", "test": "test"}
 
@@ -277,10 +277,11 @@ class Trainer:
                 self.current_epoch, self._epoch_done = epoch, False
                 validate_now = n_val != 0 and (epoch + 1) % self.check_val_every_n_epoch == 0
                 batch_idx, validated_at = resume_at, self._validated_at
+                self._batches_done = batch_idx
                 if resume_at == 0:
+                    validated_at = self._validated_at = None
                     logs.reset("train")
                     bus.call("on_train_epoch_start")
-                    validated_at = None
                 elif validate_now and val_every and batch_idx % val_every == 0 and \
                         validated_at != batch_idx:  # saved at a validation point, before it ran
                     self._validation_run(val, val_iter, n_val)
@@ -328,7 +329,7 @@ class Trainer:
 
     def _stop_on_signal(self, signum):
         """Saves ``last.ckpt`` and leaves through SystemExit (on_exception and teardown still run)."""
-        path = os.path.join(self._checkpoint_dirs()[0], "last.ckpt")
+        path = os.path.join(checkpoint_dirs(self.callbacks, self.default_root_dir)[0], "last.ckpt")
         self.save_checkpoint(path)
         raise SystemExit(EXIT_CODES[signum])
 
@@ -408,36 +409,8 @@ class Trainer:
                                      *outputs)
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_dirs(self) -> list:
-        """Where checkpoints of this trainer live: ModelCheckpoint folders, then the default one."""
-        dirs = [c.dirpath for c in self.callbacks if getattr(c, "saves_checkpoints", False)
-                and getattr(c, "dirpath", None)]
-        return dirs + [os.path.join(self.default_root_dir, "checkpoints")]
-
-    def _resolve_ckpt_path(self, ckpt_path):
-        if ckpt_path is None:
-            return None
-        if ckpt_path == "best":
-            best = [c.best_model_path for c in self.callbacks if getattr(c, "best_model_path", "")]
-            if not best:
-                raise ValueError(
-                    'ckpt_path="best" needs a ModelCheckpoint callback in this Trainer that has saved '
-                    "a checkpoint. Pass a path instead. Received: ckpt_path='best'")
-            return best[0]
-        if ckpt_path == "last":
-            found = [c.last_model_path for c in self.callbacks if getattr(c, "last_model_path", "")]
-            for folder in self._checkpoint_dirs():
-                found += glob.glob(os.path.join(folder, "last*.ckpt"))
-            found = [p for p in found if os.path.isfile(p)]
-            if not found:
-                warnings.warn('ckpt_path="last" found no last checkpoint in '
-                              f"{self._checkpoint_dirs()}; training starts from scratch.")
-                return None
-            return max(found, key=os.path.getmtime)
-        return os.fspath(ckpt_path)
-
     def _read_checkpoint(self, ckpt_path):
-        self._ckpt_file = self._resolve_ckpt_path(ckpt_path)
+        self._ckpt_file = resolve_ckpt_path(ckpt_path, self.callbacks, self.default_root_dir)
         return read_checkpoint(self._ckpt_file) if self._ckpt_file is not None else None
 
     def _load_weights(self, ckpt_path):
@@ -487,24 +460,9 @@ class Trainer:
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self)
 
     def _prepare_module(self, source, *, step):
-        module, logs = self.module, self._logs
-        for_training = step == "training_step"
-        stages = ("train", "val", "test") if for_training else ("val", "test")
-        with self.strategy.scope():
-            ensure_built(module, source.element_spec, step)
-            for stage in stages:
-                if stage not in logs.stages:
-                    logs.configure(stage, module.configure_metrics())
-            if for_training:
-                if type(module).training_step is TrainModule.training_step and \
-                        _user_loss(module) is None:
-                    raise NotImplementedError(module._no_loss_message())
-                optimizer = check_optimizer(module, module.configure_optimizer())
-                if not isinstance(optimizer, dict):
-                    optimizer.build(module.trainable_variables)
-                module.optimizer = optimizer
-        if for_training or self._compiled is None:
-            self._compiled = CompiledSteps(module=module, logs=logs, bus=self._bus,
+        prepare_module(self.module, self._logs, source, step=step, strategy=self.strategy)
+        if step == "training_step" or self._compiled is None:  # a new optimizer: compile afresh
+            self._compiled = CompiledSteps(module=self.module, logs=self._logs, bus=self._bus,
                                            jit_compile=self.jit_compile, run_eagerly=self.run_eagerly)
         self._compiled.bus = self._bus
 

@@ -18,7 +18,8 @@ def _blocks(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_code_blocks_run(page):
+def test_code_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default checkpoints and logs land here, not in the repository
     namespace = {"__name__": f"docs_{page.stem}"}
     for code in _blocks(page):
         exec(compile(code, str(page), "exec"), namespace)  # noqa: S102 - our own docs

@@ -21,8 +21,9 @@ def _run(script, *args, timeout=300):
 
 def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    # resume.py runs in tests/test_checkpoint.py (four crash/resume variants)
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
-                       "linear_regression.py"}
+                       "linear_regression.py", "resume.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])

@@ -1,0 +1,123 @@
+import datetime
+import os
+
+import pytest
+
+import kerastrainer as kt
+from kerastrainer.callbacks.model_checkpoint import format_checkpoint_name
+from tests.helpers import BoringModule, quiet_trainer, regression_data
+
+
+class Scripted(BoringModule):
+    """Logs a scripted `score` at every epoch end."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_train_epoch_end(self):
+        self.log("score", self.values[self.trainer.current_epoch])
+
+
+def _fit(tmp_path, checkpoint, values=(5, 3, 4, 1, 2), **flags):
+    trainer = quiet_trainer(max_epochs=len(values), callbacks=[checkpoint], default_root_dir=str(tmp_path),
+                            **flags)
+    trainer.fit(Scripted(list(values)), train_data=regression_data(8), batch_size=4)
+    return trainer
+
+
+@pytest.mark.parametrize(
+    ("template", "metrics", "auto", "expected"),
+    [
+        ("{epoch}-{step}", {"epoch": 3, "step": 120}, True, "epoch=3-step=120"),
+        ("{epoch:02d}-{val_loss:.3f}", {"epoch": 3, "val_loss": 0.12345}, True, "epoch=03-val_loss=0.123"),
+        ("model-{epoch:02d}", {"epoch": 7}, False, "model-07"),
+        ("{missing}", {}, True, "missing=0"),
+    ],
+)
+def test_filename_templates(template, metrics, auto, expected):
+    assert format_checkpoint_name(template, metrics, auto) == expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "top_k", "kept_epochs", "best_epoch", "best_score"),
+    [
+        ("min", 1, [3], 3, 1.0),
+        ("min", 2, [3, 4], 3, 1.0),
+        ("max", 2, [0, 2], 0, 5.0),
+        ("min", -1, [0, 1, 2, 3, 4], 3, 1.0),
+    ],
+)
+def test_top_k_keeps_the_best_files(tmp_path, mode, top_k, kept_epochs, best_epoch, best_score):
+    checkpoint = kt.callbacks.ModelCheckpoint(monitor="score", mode=mode, save_top_k=top_k,
+                                              filename="{epoch}")
+    _fit(tmp_path, checkpoint)
+    files = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert files == [f"epoch={e}.ckpt" for e in kept_epochs]
+    assert checkpoint.best_model_path == str(tmp_path / "checkpoints" / f"epoch={best_epoch}.ckpt")
+    assert checkpoint.best_model_score == best_score
+
+
+def test_without_monitor_the_latest_are_kept(tmp_path):
+    checkpoint = kt.callbacks.ModelCheckpoint(save_top_k=2, save_last=True, filename="{epoch}")
+    _fit(tmp_path, checkpoint)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch=3.ckpt", "epoch=4.ckpt", "last.ckpt"]
+    assert checkpoint.last_model_path.endswith("last.ckpt")
+
+
+def test_save_top_k_zero_with_last_writes_only_last(tmp_path):
+    _fit(tmp_path, kt.callbacks.ModelCheckpoint(save_top_k=0, save_last=True))
+    assert os.listdir(tmp_path / "checkpoints") == ["last.ckpt"]
+
+
+@pytest.mark.parametrize(("kwargs", "steps"), [
+    ({"every_n_train_steps": 3}, [3, 6, 9]),
+    ({"every_n_train_steps": 4, "every_n_epochs": 1}, [2, 4, 6, 8, 10]),
+    ({"every_n_epochs": 2}, [4, 8]),
+])
+def test_save_schedule(tmp_path, kwargs, steps):
+    checkpoint = kt.callbacks.ModelCheckpoint(filename="{step}", save_top_k=-1, **kwargs)
+    _fit(tmp_path, checkpoint)
+    saved = sorted(int(name[5:-5]) for name in os.listdir(tmp_path / "checkpoints"))
+    assert saved == steps
+
+
+def test_train_time_interval(tmp_path):
+    checkpoint = kt.callbacks.ModelCheckpoint(filename="{step}", save_top_k=-1,
+                                              train_time_interval=datetime.timedelta(microseconds=1))
+    _fit(tmp_path, checkpoint, values=(1, 2))
+    assert len(os.listdir(tmp_path / "checkpoints")) == 4  # every compiled call
+
+
+def test_weights_only_files_load_without_trainer(tmp_path):
+    checkpoint = kt.callbacks.ModelCheckpoint(save_weights_only=True)
+    trainer = _fit(tmp_path, checkpoint, values=(1,))
+    module = Scripted.load_from_checkpoint(checkpoint.best_model_path, values=[1])
+    x, _ = regression_data(4)
+    assert (module.predict(x, verbose=0) == trainer.module.predict(x, verbose=0)).all()
+
+
+def test_missing_monitor_lists_the_keys(tmp_path):
+    with pytest.raises(ValueError, match=r"ModelCheckpoint\(monitor='val_acc'\) could not find 'val_acc'.*"
+                                         r"Available: loss, score"):
+        _fit(tmp_path, kt.callbacks.ModelCheckpoint(monitor="val_acc"))
+
+
+def test_state_round_trip_continues_top_k(tmp_path):
+    first = kt.callbacks.ModelCheckpoint(monitor="score", save_top_k=2, filename="{epoch}")
+    _fit(tmp_path, first, values=(5, 3))
+    second = kt.callbacks.ModelCheckpoint(monitor="score", save_top_k=2, filename="{epoch}",
+                                          dirpath=first.dirpath)
+    second.load_state_dict(first.state_dict())
+    assert second.best_k_models == first.best_k_models and second.best_model_path == first.best_model_path
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"mode": "best"}, r"Received: mode='best'"),
+    ({"save_top_k": -2}, r"Received: save_top_k=-2"),
+    ({"every_n_train_steps": -1}, r"Received: every_n_train_steps=-1"),
+    ({"train_time_interval": 0}, r"Received: train_time_interval=0"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        kt.callbacks.ModelCheckpoint(**kwargs)

@@ -1,0 +1,256 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerastrainer as kt
+from tests.helpers import BoringClassifier, BoringModule, classification_data, quiet_trainer, regression_data
+
+RESUME = Path(__file__).resolve().parent.parent / "examples" / "resume.py"
+
+
+def _fit(tmp_path, module=None, epochs=2, callbacks=(), ckpt_path=None, **flags):
+    trainer = quiet_trainer(max_epochs=epochs, default_root_dir=str(tmp_path), callbacks=list(callbacks),
+                            **flags)
+    trainer.fit(module or BoringModule(), train_data=regression_data(16), val_data=regression_data(8),
+                batch_size=4, ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_checkpoint_file_is_self_describing(tmp_path):
+    trainer = _fit(tmp_path, callbacks=[kt.callbacks.EarlyStopping(monitor="val_loss", patience=9)])
+    path = tmp_path / "manual.ckpt"
+    trainer.save_checkpoint(path)
+    with h5py.File(path, "r") as f:
+        assert set(f["weights"]) == {"hidden", "out"}
+        assert f["weights/hidden/kernel"].shape == (3, 4)
+        assert set(f["optimizer/default"]) >= {"iteration", "learning_rate"}
+        assert int(f["optimizer/default/iteration"][()]) == 8
+        assert f["trainer"].attrs["global_step"] == "8" and f["trainer"].attrs["epoch_done"] == "true"
+        assert "numpy" in f["rng"] and "train" in f["logs"]
+        assert any(k.startswith("EarlyStopping") for k in f["callbacks"])
+        assert {"kerastrainer", "keras", "tensorflow"} <= set(f["versions"].attrs)
+        assert f["module/hparams"].attrs["units"] == "4"
+        assert f["module/input_spec"].attrs["shape"] == "[null, 3]"
+        assert len(f.attrs["checksum"]) > 60
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+def test_weights_only_checkpoint_cannot_resume(tmp_path):
+    trainer = _fit(tmp_path)
+    trainer.save_checkpoint(tmp_path / "w.ckpt", weights_only=True)
+    with h5py.File(tmp_path / "w.ckpt", "r") as f:
+        assert "optimizer" not in f
+    with pytest.raises(ValueError, match=r"holds weights only.*cannot resume"):
+        _fit(tmp_path / "again", ckpt_path=str(tmp_path / "w.ckpt"))
+
+
+def test_load_from_checkpoint_rebuilds_without_trainer_or_data(tmp_path):
+    module = BoringModule(units=6)
+    trainer = _fit(tmp_path, module=module)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = BoringModule.load_from_checkpoint(tmp_path / "m.ckpt")
+    x, _ = regression_data(5)
+    assert loaded.hparams.units == 6
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), module.predict(x, verbose=0))
+    changed = BoringModule.load_from_checkpoint(tmp_path / "m.ckpt", lr=0.5)
+    assert changed.hparams.lr == 0.5
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_file_is_named_in_the_error(tmp_path, damage):
+    trainer = _fit(tmp_path)
+    path = tmp_path / "c.ckpt"
+    trainer.save_checkpoint(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not hdf5" + data[8:])
+    with pytest.raises(ValueError, match=rf"Checkpoint '{path}' cannot be read"):
+        BoringModule.load_from_checkpoint(path)
+
+
+def test_altered_content_fails_the_checksum(tmp_path):
+    trainer = _fit(tmp_path)
+    path = tmp_path / "c.ckpt"
+    trainer.save_checkpoint(path)
+    with h5py.File(path, "r+") as f:
+        f["weights/out/bias"][...] = 42.0
+    with pytest.raises(ValueError, match=rf"Checkpoint '{path}' is corrupted.*checksum"):
+        _fit(tmp_path / "b", ckpt_path=str(path))
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No checkpoint file at '.*nope.ckpt'"):
+        _fit(tmp_path, ckpt_path=str(tmp_path / "nope.ckpt"))
+
+
+def test_variables_that_differ_are_listed(tmp_path):
+    trainer = _fit(tmp_path, module=BoringModule(units=4))
+    path = tmp_path / "c.ckpt"
+    trainer.save_checkpoint(path)
+
+    class Deeper(BoringModule):
+        def __init__(self, units=4, lr=0.05):
+            super().__init__(units=units, lr=lr)
+            self.extra = keras.layers.Dense(1)
+
+        def call(self, x, training=False):
+            return self.extra(super().call(x))
+
+    with pytest.raises(ValueError, match=r"missing in the checkpoint: \['extra/bias', 'extra/kernel'\]"):
+        Deeper.load_from_checkpoint(path)
+    with pytest.raises(ValueError, match=r"shape mismatch: \['hidden/bias: checkpoint \(4,\) vs module "
+                                         r"\(5,\)'"):
+        BoringModule.load_from_checkpoint(path, units=5)
+
+
+def test_last_with_nothing_saved_warns_and_starts_fresh(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".last.ckpt.tmp-crashed").write_bytes(b"half written")
+    with pytest.warns(UserWarning, match='ckpt_path="last" found no last checkpoint'):
+        trainer = _fit(tmp_path, ckpt_path="last")
+    assert trainer.global_step == 8
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
+    trainer = _fit(tmp_path)
+    path = tmp_path / "c.ckpt"
+    trainer.save_checkpoint(path)
+    before = path.read_bytes()
+
+    class Unsaveable(kt.Callback):
+        def state_dict(self):
+            return {"handle": object()}
+
+    trainer.callbacks.append(Unsaveable())
+    with pytest.raises(TypeError, match="neither a NumPy array nor JSON-serialisable"):
+        trainer.save_checkpoint(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["c.ckpt"]
+
+
+class EpochStarts(kt.Callback):
+    def __init__(self):
+        self.epochs = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self.epochs.append(trainer.current_epoch)
+
+
+@pytest.mark.parametrize(("file", "epoch_starts"), [("step=6.ckpt", [2]), ("step=8.ckpt", [2])])
+def test_resume_does_not_restart_the_resumed_epoch(tmp_path, file, epoch_starts):
+    saver = kt.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", filename="{step}", every_n_train_steps=2,
+                                         save_top_k=-1)
+    _fit(tmp_path, epochs=2, callbacks=[saver])
+    starts = EpochStarts()
+    trainer = _fit(tmp_path / "b", epochs=3, callbacks=[starts], ckpt_path=str(tmp_path / "ck" / file))
+    assert starts.epochs == epoch_starts  # step 6 is mid-epoch 1, step 8 ends epoch 1
+    assert trainer.global_step == 12
+
+
+def test_resumed_epoch_metrics_continue_the_running_mean(tmp_path):
+    saver = kt.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", filename="{step}", every_n_train_steps=2,
+                                         save_top_k=-1)
+    full = _fit(tmp_path, epochs=2, callbacks=[saver], deterministic=True)
+    resumed = _fit(tmp_path / "b", epochs=2, deterministic=True, ckpt_path=str(tmp_path / "ck" / "step=6.ckpt"))
+    assert resumed.callback_metrics["loss"] == pytest.approx(full.callback_metrics["loss"], abs=1e-7)
+
+
+def test_callback_state_continues_after_resume(tmp_path):
+    stopper = kt.callbacks.EarlyStopping(monitor="val_loss", patience=50)
+    _fit(tmp_path, epochs=2, callbacks=[stopper, kt.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck",
+                                                                               save_last=True)])
+    again = kt.callbacks.EarlyStopping(monitor="val_loss", patience=50)
+    _fit(tmp_path / "b", epochs=2, callbacks=[again, kt.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck")],
+         ckpt_path=str(tmp_path / "ck" / "last.ckpt"))
+    assert again.best_score == stopper.best_score and again.wait_count == stopper.wait_count
+
+
+def test_on_exception_checkpoint_resumes(tmp_path):
+    class Fail(kt.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                raise RuntimeError("disk on fire")
+
+    saver = kt.callbacks.OnExceptionCheckpoint(dirpath=tmp_path)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _fit(tmp_path, epochs=3, callbacks=[Fail(), saver])
+    trainer = _fit(tmp_path / "b", epochs=3, ckpt_path=saver.ckpt_path)
+    assert trainer.global_step == 12
+
+
+def test_enable_checkpointing_adds_a_default_model_checkpoint(tmp_path):
+    trainer = kt.Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(BoringModule(), train_data=regression_data(16), batch_size=4)
+    assert os.listdir(tmp_path / "checkpoints") == ["epoch=1-step=8.ckpt"]
+    assert trainer.validate(data=regression_data(8), ckpt_path="best")["val_loss"] > 0
+
+
+def test_best_without_model_checkpoint(tmp_path):
+    trainer = _fit(tmp_path)
+    with pytest.raises(ValueError, match='ckpt_path="best" needs a ModelCheckpoint'):
+        trainer.test(data=regression_data(8), ckpt_path="best")
+
+
+def test_test_and_predict_load_checkpoint_weights(tmp_path):
+    trainer = _fit(tmp_path)
+    trainer.save_checkpoint(tmp_path / "after.ckpt")
+    x, y = regression_data(8)
+    expected = trainer.predict(data=x)
+    trainer.fit(trainer.module, train_data=regression_data(16))  # weights move on
+    assert not np.allclose(trainer.predict(data=x), expected)
+    np.testing.assert_allclose(trainer.predict(data=x, ckpt_path=str(tmp_path / "after.ckpt")), expected)
+
+
+def test_export_saved_model_serves_the_same_predictions(tmp_path):
+    trainer = _fit(tmp_path)
+    module = trainer.module
+    path = kt.export_saved_model(module, tmp_path / "served")
+    x, _ = regression_data(5)
+    loaded = tf.saved_model.load(path)  # keep a reference: it owns the variables
+    served = loaded.serve(tf.constant(x))
+    np.testing.assert_allclose(served.numpy(), module.predict(x, verbose=0), atol=1e-6)
+
+
+def test_export_needs_an_input_spec(tmp_path):
+    with pytest.raises(ValueError, match="has no recorded input spec"):
+        kt.export_saved_model(BoringModule(), tmp_path / "x")
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class Serializable(BoringModule):
+    def get_config(self):
+        return {"units": self.hparams.units, "lr": self.hparams.lr}
+
+
+def test_keras_file_round_trip(tmp_path):
+    trainer = _fit(tmp_path, module=Serializable(units=5))
+    trainer.module.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    x, _ = regression_data(5)
+    assert isinstance(loaded, Serializable) and loaded.hparams.units == 5
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), trainer.module.predict(x, verbose=0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [
+    [],                                                    # shuffled arrays, SIGKILL
+    ["--data", "tfdata"],                                  # a tf.data pipeline with shuffle
+    ["--steps-per-execution", "3"],                        # compiled chunks of 3 steps
+    ["--crash", "term", "--data", "tfdata"],               # graceful SIGTERM: save, exit 143
+], ids=["arrays-kill", "tfdata-kill", "spe3-kill", "tfdata-sigterm"])
+def test_killed_run_resumes_bitwise_equal(tmp_path, args):
+    result = subprocess.run([sys.executable, str(RESUME), "--workdir", str(tmp_path), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "(bitwise, 15 arrays): True" in result.stdout
+    full, resumed = np.load(tmp_path / "full.npz"), np.load(tmp_path / "resume.npz")
+    assert int(full["global_step"]) == int(resumed["global_step"]) == 30
+    for key in full.files:
+        assert np.array_equal(full[key], resumed[key]), key

@@ -110,12 +110,19 @@ def test_batch_the_default_step_cannot_unpack():
 
 
 def test_output_shape_mismatch_surfaces_keras_message_and_step():
-    class WrongUnits(BoringModule):
+    class WrongUnits(kt.TrainModule):
         def __init__(self):
-            super().__init__(units=2)
+            super().__init__()
+            self.out = keras.layers.Dense(2)  # the targets have 3 columns
 
         def call(self, x, training=False):
-            return self.hidden(x)  # 2 columns; the targets have 3
+            return self.out(x)
+
+        def loss(self, y_true, y_pred):
+            return keras.losses.mean_squared_error(y_true, y_pred)
+
+        def configure_optimizer(self):
+            return keras.optimizers.SGD()
 
     x, _ = regression_data(rows=8)
     with pytest.raises(ValueError, match=r"WrongUnits.training_step: loss\(y_true, y_pred\) failed "

@@ -57,6 +57,7 @@ def main(argv=None) -> float:
     )
     trainer.fit(DigitClassifier(), train_data=train, val_data=val, batch_size=args.batch_size)
     results = trainer.test(data=test)
+    print(f"Training curves: {kt.plot_metrics(trainer.log_dir)}")
     print(f"Final test accuracy: {results['test_acc']:.4f}")
     return results["test_acc"]
 

@@ -1,11 +1,12 @@
 """kerastrainer: a Lightning-style trainer for Keras 3 on TensorFlow."""
 
-from kerastrainer import callbacks
+from kerastrainer import callbacks, loggers
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule
 from kerastrainer.export import export_saved_model
 from kerastrainer.hparams import AttributeDict
 from kerastrainer.module import TrainModule
+from kerastrainer.plot import plot_metrics
 from kerastrainer.seed import seed_everything
 from kerastrainer.trainer import Trainer
 
@@ -19,5 +20,7 @@ __all__ = [
     "Trainer",
     "callbacks",
     "export_saved_model",
+    "loggers",
+    "plot_metrics",
     "seed_everything",
 ]

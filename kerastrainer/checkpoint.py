@@ -212,6 +212,9 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
         "num_training_batches": trainer.num_training_batches
         if trainer.num_training_batches is not None else -1,
     }
+    tree["trainer"]["history"] = json.dumps(trainer.history)  # metric names may hold '/'
+
+    tree["loggers"] = [logger.state_dict() for logger in trainer.loggers]
     tree["rng"] = rng_state()
     tree["logs"] = nest(trainer._logs.state_dict())
     tree["callbacks"] = {_state_key(c): c.state_dict() for c in trainer.callbacks}
@@ -251,6 +254,7 @@ def restore_training_state(trainer, tree: dict, path: str) -> None:
     trainer._validated_at = int(state["validated_at"]) if state["validated_at"] >= 0 else None
     if trainer._train_source is not None and state["train_seed"] >= 0:
         trainer._train_source.seed = int(state["train_seed"])
+    trainer.history = json.loads(state.get("history", "{}"))
     set_rng_state(tree["rng"])
     trainer._logs.load_state_dict(flatten(tree["logs"]))
     saved = tree.get("callbacks", {})
@@ -269,11 +273,11 @@ def checkpoint_dirs(callbacks, default_root_dir) -> list:
     return dirs + [os.path.join(default_root_dir, "checkpoints")]
 
 
-def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir):
+def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
     """Turns ``ckpt_path`` (a path, ``"last"``, ``"best"`` or ``None``) into a file path or ``None``.
 
-    ``"last"`` is the newest ``last*.ckpt`` among the checkpoint folders (temp files of interrupted
-    writes start with a dot and never match); none found warns and returns ``None`` (start fresh).
+    ``"last"`` is the newest ``last*.ckpt`` among the checkpoint folders, those of every logger run
+    folder included (temp files of interrupted writes start with a dot and never match); none found warns and returns ``None`` (start fresh).
 
     Raises:
         ValueError: ``"best"`` without a ModelCheckpoint that has saved.
@@ -289,6 +293,8 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir):
         return best[0]
     if ckpt_path == "last":
         folders = checkpoint_dirs(callbacks, default_root_dir)
+        for logger in loggers:  # every run of the experiment: resume continues the newest
+            folders += glob.glob(os.path.join(logger.save_dir, logger.name, "*", "checkpoints"))
         found = [c.last_model_path for c in callbacks if getattr(c, "last_model_path", "")]
         for folder in folders:
             found += glob.glob(os.path.join(folder, "last*.ckpt"))

@@ -102,6 +102,23 @@ def write_checkpoint(path: str, tree: dict) -> None:
         raise
 
 
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes a text file atomically (temp file in the same folder, fsync, rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
 def _read_group(group: h5py.Group) -> dict:
     tree = {key: json.loads(value) for key, value in group.attrs.items()}
     for key, item in group.items():

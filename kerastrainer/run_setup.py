@@ -209,3 +209,25 @@ def prepare_module(module, logs, source, *, step, strategy) -> None:
             if not isinstance(optimizer, dict):
                 optimizer.build(module.trainable_variables)
             module.optimizer = optimizer
+
+
+def build_loggers(logger, default_root_dir) -> list:
+    """Normalises the ``logger`` flag: ``True`` is CSV (+ TensorBoard when installed), one version."""
+    from kerastrainer.loggers import CSVLogger, Logger, TensorBoardLogger, tensorboard_available
+
+    if logger is True:
+        csv_logger = CSVLogger(default_root_dir)
+        loggers = [csv_logger]
+        if tensorboard_available():  # same run folder: the version is fixed now, shared
+            loggers.append(TensorBoardLogger(default_root_dir, version=csv_logger.version))
+        return loggers
+    if logger is False or logger is None:
+        return []
+    items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    for item in items:
+        if not isinstance(item, Logger):
+            raise TypeError(
+                "`logger` must be True, False, a kerastrainer.loggers.Logger or a list of them. "
+                f"Received an item of type {type(item).__name__}: {item!r}")
+        item.attach(default_root_dir)
+    return items

@@ -17,8 +17,9 @@ from kerastrainer.checkpoint import (build_checkpoint, checkpoint_dirs, resolve_
 from kerastrainer.checkpoint_io import read_checkpoint, write_checkpoint
 from kerastrainer.logging import LogCollector
 from kerastrainer.module import TrainModule
-from kerastrainer.run_setup import (build_callbacks, epoch_limit, limit_batches, prepare_module,
-                                    resolve_data, resolve_strategy, val_interval)
+from kerastrainer.profiler import make_profiler
+from kerastrainer.run_setup import (build_callbacks, build_loggers, epoch_limit, limit_batches,
+                                    prepare_module, resolve_data, resolve_strategy, val_interval)
 from kerastrainer.seed import last_seed, seed_everything
 from kerastrainer.signals import EXIT_CODES, SignalCatcher
 from kerastrainer.steps import CompiledSteps
@@ -52,12 +53,16 @@ class Trainer:
             determinism, so two runs give bitwise equal weights.
         strategy: ``"auto"`` or a ``tf.distribute.Strategy``.
         callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
-        logger: accepted for the upcoming loggers; ``False`` disables logging.
-        log_every_n_steps: how often loggers read the training values.
+        logger: ``True`` for a CSV logger (plus TensorBoard when the ``tensorboard`` package is
+            installed) in ``<default_root_dir>/kt_logs/version_N``; ``False`` for none; a
+            :class:`~kerastrainer.loggers.Logger` or a list of them.
+        log_every_n_steps: how often loggers receive (and read from the device) training values.
         enable_progress_bar: add a :class:`~kerastrainer.callbacks.RichProgressBar` if none is given.
         enable_checkpointing: accepted for the upcoming checkpoint callback; ``False`` disables it.
         enable_model_summary: print the model summary when fit starts.
         default_root_dir: where logs and checkpoints go (default: the working directory).
+        profiler: ``None``, ``"simple"`` (time per hook and phase, a table at the end), ``"tf"``
+            (plus a ``tf.profiler`` trace of a few steps) or a profiler instance.
 
     Raises:
         TypeError, ValueError: a flag of the wrong type or range; the message names it.
@@ -74,7 +79,7 @@ class Trainer:
                  steps_per_execution=1, jit_compile=False, run_eagerly=False, deterministic=False,
                  strategy="auto", callbacks=None, logger=True, log_every_n_steps=50,
                  enable_progress_bar=True, enable_checkpointing=True, enable_model_summary=True,
-                 default_root_dir=None):
+                 default_root_dir=None, profiler=None):
         self.max_steps = flags.int_at_least("max_steps", max_steps, -1, "-1 means no limit")
         if max_epochs is None:
             max_epochs = 1000 if self.max_steps == -1 else -1
@@ -101,8 +106,9 @@ class Trainer:
         self.enable_progress_bar = flags.boolean("enable_progress_bar", enable_progress_bar)
         self.enable_checkpointing = flags.boolean("enable_checkpointing", enable_checkpointing)
         self.enable_model_summary = flags.boolean("enable_model_summary", enable_model_summary)
-        self.logger = logger
         self.default_root_dir = os.fspath(default_root_dir) if default_root_dir else os.getcwd()
+        self.loggers = build_loggers(logger if not self.fast_dev_run else False, self.default_root_dir)
+        self.profiler = make_profiler(profiler)
         self.strategy = resolve_strategy(strategy)
         if self.fast_dev_run:
             n = self.fast_dev_run
@@ -134,6 +140,7 @@ class Trainer:
         self._datamodule = None
         self._ckpt_file = None
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
+        self.history: dict[str, list] = {}
 
     # ------------------------------------------------------------------ public state
     @property
@@ -154,9 +161,14 @@ class Trainer:
                 if k in logs.prog_bar_keys or k not in logs.user_keys}
 
     @property
+    def logger(self):
+        """The first logger, or ``None``."""
+        return self.loggers[0] if self.loggers else None
+
+    @property
     def log_dir(self) -> str:
-        """The folder of this run's logs."""
-        return self.default_root_dir
+        """This run's folder: the first logger's ``<name>/version_N``, else ``default_root_dir``."""
+        return self.loggers[0].log_dir if self.loggers else self.default_root_dir
 
     @property
     def is_global_zero(self) -> bool:
@@ -202,7 +214,10 @@ class Trainer:
             val = train
         self._fit_data = (datamodule, batch_size)
         self._train_source, self._datamodule = train, datamodule
-        return self._run("fit", module, datamodule, lambda: self._fit(train, val, ckpt_path))
+        checkpoint = self._read_checkpoint(ckpt_path)
+        for logger, state in zip(self.loggers, (checkpoint or {}).get("loggers", [])):
+            logger.load_state_dict(state)  # before any folder is used: resume in the same run
+        return self._run("fit", module, datamodule, lambda: self._fit(train, val, checkpoint))
 
     def validate(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
         """Runs one validation pass; returns its metrics (``val_loss``, ``val_acc``, ...).
@@ -234,16 +249,23 @@ class Trainer:
         if self.module is None:
             raise RuntimeError("Trainer.save_checkpoint needs a module: call fit (or validate, test, "
                                "predict) first.")
-        write_checkpoint(path, build_checkpoint(self, weights_only=weights_only))
+        with self.profiler.profile("checkpoint save"):
+            write_checkpoint(path, build_checkpoint(self, weights_only=weights_only))
 
     # ------------------------------------------------------------------ the loops
-    def _fit(self, train, val, ckpt_path):
-        module, bus, logs = self.module, self._bus, self._logs
+    def _fit(self, train, val, checkpoint):
+        module, bus, logs, profile = self.module, self._bus, self._logs, self.profiler.profile
         self._prepare_module(train, step="training_step")
-        checkpoint = self._read_checkpoint(ckpt_path)
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
+        self.history = {}
         if checkpoint is not None:
             restore_training_state(self, checkpoint, self._ckpt_file)
+        for logger in self.loggers:
+            if checkpoint is not None:
+                logger.resume(self.global_step)
+            logger.log_hyperparams(module.hparams)
+            if getattr(logger, "log_graph", False):
+                logger.log_model_graph(module, module._kt_input_spec)
         resume_at = 0 if self._epoch_done else self._batches_done
         first_epoch = self.current_epoch + (1 if self._epoch_done else 0)
         n_train = self.num_training_batches = limit_batches(
@@ -293,7 +315,8 @@ class Trainer:
                 while n_train is None or batch_idx < n_train:
                     chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None)
                     bus.call("on_train_batch_start", batch_idx)
-                    ran, outputs = self._compiled.run("train", train_iter, chunk)
+                    with profile("train: compiled call"):
+                        ran, outputs = self._compiled.run("train", train_iter, chunk)
                     ran = chunk if n_train is not None else int(ran)  # unknown length: read count
                     batch_idx += ran
                     self.global_step += ran
@@ -302,6 +325,11 @@ class Trainer:
                     if ran == 0:
                         break
                     bus.call("on_train_batch_end", outputs, batch_idx - 1)
+                    if self.loggers and (self.global_step // self.log_every_n_steps
+                                         > (self.global_step - ran) // self.log_every_n_steps):
+                        self._log_row(logs.results("train"))  # the loggers' own interval
+                    if self.profiler.traces_steps:
+                        self.profiler.after_train_call(self)
                     if validate_now and val_every and batch_idx % val_every == 0:
                         self._validation_run(val, val_iter, n_val)
                         validated_at = self._validated_at = batch_idx
@@ -318,6 +346,7 @@ class Trainer:
                     self._validation_run(val, val_iter, n_val)
                 self._epoch_done = True
                 bus.call("on_train_epoch_end")
+                self._end_epoch_logging()
                 if self.should_stop and epoch + 1 < self.min_epochs:
                     self.should_stop = False  # min_epochs wins over early stopping
                 if signals.received:
@@ -336,7 +365,34 @@ class Trainer:
     def _validation_run(self, val, val_iter, n_val):
         if val_iter is None:  # unknown length: a fresh pass each time
             val_iter = iter(val.dataset(limit=self._int_limit(self.limit_val_batches)))
-        self._eval_loop("val", val_iter, n_val, exact=n_val is not None)
+        with self.profiler.profile("validation run"):
+            self._eval_loop("val", val_iter, n_val, exact=n_val is not None)
+
+    def _log_row(self, metrics, epoch=None):
+        hidden = self._logs.hidden_keys
+        row = {k: v for k, v in metrics.items() if k not in hidden and isinstance(v, float)}
+        if epoch is not None:
+            row = {"epoch": epoch, **row}
+        with self.profiler.profile("logger write"):
+            for logger in self.loggers:
+                logger.log_metrics(row, self.global_step)
+
+    def _end_epoch_logging(self):
+        """Epoch row for the loggers, ``trainer.history`` (Keras's History), histograms."""
+        metrics = {k: v for k, v in self.logged_metrics.items() if isinstance(v, float)}
+        epochs_before = len(self.history.get("epoch", []))
+        for key in metrics.keys() | self.history.keys() - {"epoch"}:
+            self.history.setdefault(key, [None] * epochs_before).append(metrics.get(key))
+        self.history.setdefault("epoch", []).append(self.current_epoch)
+        if not self.loggers:
+            return
+        self._log_row(metrics, epoch=self.current_epoch)
+        with self.profiler.profile("logger write"):
+            for logger in self.loggers:
+                histogram_freq = getattr(logger, "histogram_freq", 0)
+                if histogram_freq and (self.current_epoch + 1) % histogram_freq == 0:
+                    logger.log_weights(self.module, self.current_epoch)
+                logger.save()
 
     def _eval_loop(self, stage, iterator, n, *, exact):
         bus, hook = self._bus, _HOOK_PREFIX[stage]
@@ -378,7 +434,9 @@ class Trainer:
                               f"limit_{short}_batches")
             setattr(self, f"num_{short}_batches", n)
             self._eval_loop(stage, iter(source.dataset(limit=n)), n, exact=n is not None)
-            return self._logs.results(stage) | self._logs.hook_values
+            results = self._logs.results(stage) | self._logs.hook_values
+            self._log_row(results)
+            return results
 
         return self._run(entry, module, datamodule, body)
 
@@ -410,7 +468,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _read_checkpoint(self, ckpt_path):
-        self._ckpt_file = resolve_ckpt_path(ckpt_path, self.callbacks, self.default_root_dir)
+        self._ckpt_file = resolve_ckpt_path(ckpt_path, self.callbacks, self.default_root_dir,
+                                            self.loggers)
         return read_checkpoint(self._ckpt_file) if self._ckpt_file is not None else None
 
     def _load_weights(self, ckpt_path):
@@ -424,14 +483,26 @@ class Trainer:
         self._attach(module)
         self.stage = stage
         try:
-            self._bus.call("setup", stage)
-            result = body()
+            with self.profiler.profile(stage):
+                self._bus.call("setup", stage)
+                result = body()
         except BaseException as error:
             self._bus.on_exception(error)
             self._teardown(stage, datamodule, error)
+            interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+            self._finish(stage, "interrupted" if interrupted else "failed")
             raise
         self._teardown(stage, datamodule, None)
+        self._finish(stage, "success")
         return result
+
+    def _finish(self, stage, status):
+        if stage == "fit":
+            if getattr(self.profiler, "stop", None):
+                self.profiler.stop()
+            self.profiler.describe(self)
+        for logger in self.loggers:
+            logger.finalize(status)
 
     def _teardown(self, stage, datamodule, error):
         try:
@@ -457,7 +528,8 @@ class Trainer:
             self._logs = LogCollector(scope=self.strategy.scope)
             self._compiled = None
         module.trainer = self
-        self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self)
+        self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self,
+                                profiler=self.profiler)
 
     def _prepare_module(self, source, *, step):
         prepare_module(self.module, self._logs, source, step=step, strategy=self.strategy)

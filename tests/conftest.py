@@ -7,8 +7,10 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    """Every test starts from a clean, seeded Keras/TF state (names, uids, memory, RNGs)."""
+def _fresh_keras_session(tmp_path, monkeypatch):
+    """Every test starts from a clean, seeded Keras/TF state (names, uids, memory, RNGs), in its own
+    working directory, so default logs and checkpoints never land in the repository."""
+    monkeypatch.chdir(tmp_path)
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)  # reproducible weights and shuffles in every test
     yield

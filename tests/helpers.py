@@ -62,8 +62,9 @@ def classification_data(rows=60, features=4, classes=3, seed=0):
 
 
 def quiet_trainer(**flags):
-    """A Trainer that prints and writes nothing (no bar, no summary, no checkpoints)."""
+    """A Trainer that prints and writes nothing (no bar, summary, checkpoints or logs)."""
     flags.setdefault("enable_progress_bar", False)
     flags.setdefault("enable_model_summary", False)
     flags.setdefault("enable_checkpointing", False)
+    flags.setdefault("logger", False)
     return kt.Trainer(**flags)

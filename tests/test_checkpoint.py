@@ -186,7 +186,7 @@ def test_on_exception_checkpoint_resumes(tmp_path):
 
 def test_enable_checkpointing_adds_a_default_model_checkpoint(tmp_path):
     trainer = kt.Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False,
-                         enable_model_summary=False)
+                         enable_model_summary=False, logger=False)
     trainer.fit(BoringModule(), train_data=regression_data(16), batch_size=4)
     assert os.listdir(tmp_path / "checkpoints") == ["epoch=1-step=8.ckpt"]
     assert trainer.validate(data=regression_data(8), ckpt_path="best")["val_loss"] > 0

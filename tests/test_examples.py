@@ -47,6 +47,8 @@ def test_demo_reaches_the_promised_test_accuracy():
     out = _run("digits.py")
     assert "Total params" in out  # the model summary comes first
     assert out.index("Total params") < out.index("Epoch 1/")
+    curves = re.search(r"Training curves: (\S+)", out).group(1)
+    assert curves.endswith("kt_logs/version_0/curves.png") and os.path.getsize(curves) > 20_000
     accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", out).group(1))
     assert accuracy > 0.95
     assert out.rstrip().splitlines()[-1].startswith("Final test accuracy")

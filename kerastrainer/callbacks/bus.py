@@ -26,6 +26,14 @@ def _annotate(error: BaseException, where: str) -> None:
         pass
 
 
+def _timed(profiler, where, fn):
+    def call(*args):
+        with profiler.profile(f"[hook] {where}"):
+            return fn(*args)
+
+    return call
+
+
 class CallbackBus:
     """Calls hooks on callbacks and the module.
 
@@ -37,9 +45,10 @@ class CallbackBus:
         callbacks: ``Callback`` instances.
         module: the ``TrainModule`` whose own hooks take no trainer/module arguments.
         trainer: the ``Trainer`` passed to every callback hook.
+        profiler: when enabled, every hook call is timed as ``[hook] <Class>.<hook>``.
     """
 
-    def __init__(self, *, callbacks, module, trainer) -> None:
+    def __init__(self, *, callbacks, module, trainer, profiler=None) -> None:
         from kerastrainer.module import TrainModule
 
         self.callbacks = list(callbacks)
@@ -64,6 +73,11 @@ class CallbackBus:
                 if _overrides(c, name, Callback)
             ]
             self._handlers[name] = handlers
+        if profiler is not None and profiler.enabled:
+            # Timing wrappers only when profiling: the disabled path stays one plain call per hook.
+            for name, handlers in self._handlers.items():
+                self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback)
+                                        for where, fn, is_callback in handlers]
 
     def call(self, hook: str, *args) -> None:
         """Calls ``hook`` on every target that overrides it.

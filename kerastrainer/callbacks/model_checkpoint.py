@@ -34,7 +34,8 @@ class ModelCheckpoint(Callback):
     """Saves HDF5 training checkpoints (see ``docs/checkpointing.md``) and keeps the best ``save_top_k``.
 
     Args:
-        dirpath: the folder; default ``<default_root_dir>/checkpoints``.
+        dirpath: the folder; default ``<log_dir>/checkpoints`` (the run folder of the first logger),
+            or ``<default_root_dir>/checkpoints`` without loggers.
         filename: a template such as ``"{epoch:02d}-{val_loss:.3f}"`` (``.ckpt`` is appended);
             default ``"{epoch}-{step}"``, giving ``epoch=3-step=120.ckpt``.
         monitor: the value ranking checkpoints; ``None`` keeps the most recent ones.
@@ -124,8 +125,9 @@ class ModelCheckpoint(Callback):
 
     # ------------------------------------------------------------------ triggers
     def setup(self, trainer, module, stage):
-        if self.dirpath is None:
-            self.dirpath = os.path.join(trainer.default_root_dir, "checkpoints")
+        if self.dirpath is None:  # beside the logs of this run, like Lightning
+            root = trainer.log_dir if trainer.loggers else trainer.default_root_dir
+            self.dirpath = os.path.join(root, "checkpoints")
         self._last_time = time.monotonic()
 
     def on_train_batch_end(self, trainer, module, outputs, batch_idx):

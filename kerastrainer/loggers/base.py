@@ -1,0 +1,93 @@
+"""The Logger base class and the run-folder rule: <save_dir>/<name>/version_N."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from kerastrainer.checkpoint_io import atomic_write_text
+
+
+def next_version(root: str) -> int:
+    """The first ``N`` such that ``<root>/version_N`` does not exist yet (never reuse a run)."""
+    taken = [int(m.group(1)) for entry in (os.listdir(root) if os.path.isdir(root) else [])
+             if (m := re.fullmatch(r"version_(\d+)", entry))]
+    return max(taken) + 1 if taken else 0
+
+
+class Logger:
+    """Base class of loggers: receives metric rows and hyperparameters, owns a run folder.
+
+    Args:
+        save_dir: the parent folder (default: the Trainer's ``default_root_dir``).
+        name: the experiment name, a sub-folder of ``save_dir``.
+        version: an int (``version_N``), a string (used as the folder name) or ``None`` for the next
+            free ``version_N``.
+
+    Example:
+        >>> class PrintLogger(Logger):
+        ...     def log_metrics(self, metrics, step):
+        ...         print(step, metrics)
+    """
+
+    def __init__(self, save_dir=None, *, name: str = "kt_logs", version=None) -> None:
+        self._save_dir = os.fspath(save_dir) if save_dir is not None else None
+        self._name = name
+        self._version = version
+
+    def attach(self, default_root_dir: str) -> None:
+        """Called by the Trainer: fills in ``save_dir`` when it was not given."""
+        if self._save_dir is None:
+            self._save_dir = default_root_dir
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir or os.getcwd()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self):
+        """The run's version, fixed at first use (the next free ``version_N``)."""
+        if self._version is None:
+            self._version = next_version(os.path.join(self.save_dir, self.name))
+        return self._version
+
+    @version.setter
+    def version(self, value) -> None:
+        self._version = value
+
+    @property
+    def log_dir(self) -> str:
+        """``<save_dir>/<name>/version_N`` (created on first access)."""
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        path = os.path.join(self.save_dir, self.name, version)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """Records ``metrics`` (Python floats) at ``step``; epoch rows carry an ``epoch`` key."""
+
+    def log_hyperparams(self, params: dict) -> None:
+        """Records the run's hyperparameters (default: ``hparams.json`` in the run folder)."""
+        atomic_write_text(os.path.join(self.log_dir, "hparams.json"),
+                          json.dumps(dict(params), indent=2, sort_keys=True, default=repr))
+
+    def resume(self, step: int) -> None:
+        """Called when a fit resumes at ``step``: forget anything recorded after it."""
+
+    def save(self) -> None:
+        """Writes buffered data to disk."""
+
+    def finalize(self, status: str) -> None:
+        """Called once when the run ends: ``"success"``, ``"failed"`` or ``"interrupted"``."""
+        self.save()
+
+    def state_dict(self) -> dict:
+        return {"version": self.version}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._version = state["version"]

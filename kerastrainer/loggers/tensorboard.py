@@ -1,0 +1,92 @@
+"""TensorBoardLogger: tf.summary scalars, hparams, weight histograms and the model graph."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import tensorflow as tf
+
+from kerastrainer.loggers.base import Logger
+
+MISSING = ("TensorBoardLogger needs the `tensorboard` package, which is not installed. Install it with "
+           "`pip install kerastrainer[tensorboard]` (or `pip install tensorboard`), or use CSVLogger.")
+
+
+def tensorboard_available() -> bool:
+    try:
+        return importlib.util.find_spec("tensorboard") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class TensorBoardLogger(Logger):
+    """Writes TensorBoard event files into ``<save_dir>/<name>/version_N``.
+
+    Args:
+        save_dir: the parent folder (default: the Trainer's ``default_root_dir``).
+        name: the experiment folder name.
+        version: the run version (default: the next free one).
+        histogram_freq: write histograms of every weight each n epochs (0: never).
+        log_graph: write the module's forward graph when fit starts.
+
+    Raises:
+        ModuleNotFoundError: the ``tensorboard`` package is missing (the message says how to add it).
+
+    Example:
+        >>> logger = TensorBoardLogger("runs", histogram_freq=1)  # doctest: +SKIP
+    """
+
+    def __init__(self, save_dir=None, *, name: str = "kt_logs", version=None, histogram_freq: int = 0,
+                 log_graph: bool = True) -> None:
+        if not tensorboard_available():
+            raise ModuleNotFoundError(MISSING)
+        super().__init__(save_dir, name=name, version=version)
+        self.histogram_freq = histogram_freq
+        self.log_graph = log_graph
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        return self._writer
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        with self.writer.as_default():
+            for key, value in metrics.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    tf.summary.scalar(key, value, step=step)
+
+    def log_hyperparams(self, params: dict) -> None:
+        super().log_hyperparams(params)
+        from tensorboard.plugins.hparams import api as hp
+
+        plain = {k: v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in params.items()}
+        with self.writer.as_default():
+            hp.hparams(plain)
+
+    def log_weights(self, module, step: int) -> None:
+        """Histograms of every weight, named by the module's variable paths."""
+        with self.writer.as_default():
+            for variable in module.weights:
+                tf.summary.histogram(variable.path, variable, step=step)
+
+    def log_model_graph(self, module, input_spec) -> None:
+        """The forward pass's graph (skipped silently for models that cannot be traced so)."""
+        try:
+            graph = tf.function(lambda x: module(x, training=False)).get_concrete_function(
+                input_spec).graph
+        except Exception:  # noqa: BLE001 - the graph is a nicety, never a reason to fail a run
+            return
+        with self.writer.as_default():
+            tf.summary.graph(graph)
+
+    def save(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def finalize(self, status: str) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,82 @@
+"""Training curves as a picture: loss and every metric, training vs validation, by epoch."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+
+def read_epoch_rows(csv_path: str) -> list[dict]:
+    """The epoch rows (those with an ``epoch`` value) of a CSVLogger file, as floats."""
+    rows = []
+    with open(csv_path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("epoch", "") == "":
+                continue
+            rows.append({k: float(v) for k, v in row.items() if v != ""})
+    return rows
+
+
+def plot_metrics(run_dir_or_csv, path=None) -> str:
+    """Draws the curves of a run to a PNG.
+
+    One panel per metric (``loss``, ``acc``, ...), with the training values and the ``val_*``
+    values on the same axes, by epoch.
+
+    Args:
+        run_dir_or_csv: a run folder holding ``metrics.csv``, or the CSV file itself.
+        path: the PNG to write (default: ``curves.png`` beside the CSV).
+
+    Returns:
+        The PNG's path.
+
+    Raises:
+        ModuleNotFoundError: matplotlib is missing (``pip install kerastrainer[plot]``).
+        FileNotFoundError: no ``metrics.csv`` there.
+        ValueError: the CSV has no epoch rows yet.
+
+    Example:
+        >>> plot_metrics("kt_logs/version_0")  # doctest: +SKIP
+        'kt_logs/version_0/curves.png'
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "plot_metrics needs matplotlib. Install it with `pip install kerastrainer[plot]`.") from error
+    source = os.fspath(run_dir_or_csv)
+    csv_path = os.path.join(source, "metrics.csv") if os.path.isdir(source) else source
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"No metrics.csv at {csv_path!r}. Pass a run folder written by "
+                                "CSVLogger (e.g. kt_logs/version_0) or the CSV file.")
+    rows = read_epoch_rows(csv_path)
+    if not rows:
+        raise ValueError(f"{csv_path!r} has no epoch rows yet: train for at least one epoch.")
+    keys = sorted({k for row in rows for k in row} - {"epoch", "step"})
+    bases = sorted({k[4:] if k.startswith("val_") else k for k in keys},
+                   key=lambda k: (k != "loss", k))
+    columns = min(3, len(bases))
+    figure, axes = plt.subplots(math.ceil(len(bases) / columns), columns,
+                                figsize=(5 * columns, 3.6 * math.ceil(len(bases) / columns)),
+                                squeeze=False)
+    for axis, base in zip(axes.flat, bases):
+        for key, label in ((base, "train"), (f"val_{base}", "validation")):
+            points = [(row["epoch"] + 1, row[key]) for row in rows if key in row]
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+        axis.set_title(base)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    for axis in list(axes.flat)[len(bases):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    path = os.fspath(path) if path else os.path.join(os.path.dirname(os.path.abspath(csv_path)),
+                                                      "curves.png")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

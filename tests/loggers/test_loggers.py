@@ -1,0 +1,161 @@
+import csv
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerastrainer as kt
+from kerastrainer.loggers import CSVLogger, Logger, TensorBoardLogger
+from tests.helpers import BoringClassifier, BoringModule, classification_data, regression_data
+
+
+def _trainer(tmp_path, **flags):
+    flags.setdefault("enable_progress_bar", False)
+    flags.setdefault("enable_model_summary", False)
+    return kt.Trainer(default_root_dir=str(tmp_path), **flags)
+
+
+def _fit(tmp_path, epochs=3, ckpt_path=None, **flags):
+    x, y = classification_data(rows=48)
+    trainer = _trainer(tmp_path, max_epochs=epochs, log_every_n_steps=4, **flags)
+    trainer.fit(BoringClassifier(), train_data=(x, y), val_data=(x[:16], y[:16]), batch_size=8,
+                ckpt_path=ckpt_path)
+    return trainer
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_default_logger_writes_a_versioned_run_folder(tmp_path):
+    trainer = _fit(tmp_path)
+    run = tmp_path / "kt_logs" / "version_0"
+    assert trainer.log_dir == str(run)
+    assert set(os.listdir(run)) >= {"checkpoints", "hparams.json", "metrics.csv"}
+    assert glob.glob(str(run / "events.out.tfevents.*")), "TensorBoard shares the run folder"
+    first_rows = _rows(run / "metrics.csv")
+    second = _fit(tmp_path, epochs=1)
+    assert second.log_dir == str(tmp_path / "kt_logs" / "version_1")  # never overwrite a run
+    assert _rows(run / "metrics.csv") == first_rows
+
+
+def test_csv_rows_steps_and_epochs(tmp_path):
+    trainer = _fit(tmp_path, logger=CSVLogger(tmp_path))
+    rows = _rows(os.path.join(trainer.log_dir, "metrics.csv"))
+    step_rows = [r for r in rows if r["epoch"] == ""]
+    epoch_rows = [r for r in rows if r["epoch"] != ""]
+    assert [int(r["step"]) for r in step_rows] == [4, 8, 12, 16]  # every 4 of 18 steps
+    assert [int(r["epoch"]) for r in epoch_rows] == [0, 1, 2]
+    assert [int(r["step"]) for r in epoch_rows] == [6, 12, 18]
+    assert all(r["val_loss"] != "" for r in epoch_rows) and all(r["val_loss"] == "" for r in step_rows)
+    assert float(epoch_rows[-1]["acc"]) == pytest.approx(trainer.callback_metrics["acc"], rel=1e-6)
+    assert list(rows[0])[:2] == ["epoch", "step"]
+
+
+def test_csv_columns_grow_when_new_keys_appear(tmp_path):
+    class LateKey(BoringModule):
+        def on_train_epoch_end(self):
+            if self.trainer.current_epoch == 1:
+                self.log("late", 1.5)
+
+    trainer = _trainer(tmp_path, max_epochs=3, logger=CSVLogger(tmp_path, flush_every_n_rows=1))
+    trainer.fit(LateKey(), train_data=regression_data(8))
+    rows = _rows(os.path.join(trainer.log_dir, "metrics.csv"))
+    assert [r["late"] for r in rows if r["epoch"] != ""] == ["", "1.5", "1.5"]
+    assert not [p for p in os.listdir(trainer.log_dir) if ".tmp-" in p]
+
+
+def test_history_is_a_dict_of_lists(tmp_path):
+    trainer = _fit(tmp_path, logger=False)
+    assert trainer.history["epoch"] == [0, 1, 2]
+    assert len(trainer.history["val_acc"]) == 3
+    assert trainer.history["loss"][-1] == trainer.callback_metrics["loss"]
+
+
+def test_resume_appends_to_the_same_run_without_duplicated_steps(tmp_path):
+    saver = kt.callbacks.ModelCheckpoint(every_n_train_steps=9, filename="{step}", save_top_k=-1)
+    _fit(tmp_path, epochs=3, callbacks=[saver])
+    run = tmp_path / "kt_logs" / "version_0"
+    full_rows = _rows(run / "metrics.csv")
+    trainer = _fit(tmp_path, epochs=3, ckpt_path=str(run / "checkpoints" / "step=9.ckpt"))
+    assert trainer.log_dir == str(run)
+    rows = _rows(run / "metrics.csv")
+    keys = [(r["epoch"], r["step"]) for r in rows]
+    assert len(keys) == len(set(keys)) == len(full_rows)
+    assert trainer.history["epoch"] == [0, 1, 2]
+
+
+def test_hparams_are_written(tmp_path):
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(BoringModule(units=7), train_data=regression_data(8))
+    assert '"units": 7' in open(os.path.join(trainer.log_dir, "hparams.json")).read()
+
+
+def test_tensorboard_scalars_histograms_and_graph(tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="tb", histogram_freq=1)
+    _fit(tmp_path, epochs=2, logger=logger)
+    tags, kinds = set(), set()
+    for event_file in glob.glob(os.path.join(logger.log_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            kinds.add(event.WhichOneof("what"))
+            for value in event.summary.value:
+                tags.add(value.tag)
+    assert {"loss", "val_loss", "acc", "val_acc"} <= tags
+    assert any("kernel" in tag for tag in tags)  # weight histograms
+    assert "graph_def" in kinds
+
+
+def test_missing_tensorboard_gives_the_install_command(tmp_path):
+    code = ("import sys; sys.modules['tensorboard'] = None\n"
+            "from kerastrainer.loggers import TensorBoardLogger, tensorboard_available\n"
+            "import kerastrainer as kt\n"
+            "assert not tensorboard_available()\n"
+            "assert len(kt.Trainer(enable_progress_bar=False).loggers) == 1  # CSV only\n"
+            "TensorBoardLogger('x')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "pip install kerastrainer[tensorboard]" in result.stderr
+
+
+def test_custom_logger_and_bad_logger(tmp_path):
+    class Collect(Logger):
+        def __init__(self):
+            super().__init__()
+            self.seen, self.status = [], None
+
+        def log_metrics(self, metrics, step):
+            self.seen.append((step, dict(metrics)))
+
+        def finalize(self, status):
+            self.status = status
+
+    collect = Collect()
+    trainer = _trainer(tmp_path, max_epochs=2, logger=[collect], log_every_n_steps=1)
+    trainer.fit(BoringModule(), train_data=regression_data(8), batch_size=4)
+    assert [s for s, _ in collect.seen] == [1, 2, 2, 3, 4, 4] and collect.status == "success"
+    trainer.test(data=regression_data(8))
+    assert "test_loss" in collect.seen[-1][1]
+    with pytest.raises(TypeError, match="`logger` must be True, False"):
+        kt.Trainer(logger="csv")
+
+
+def test_failed_run_finalizes_with_failed(tmp_path):
+    class Collect(Logger):
+        status = None
+
+        def finalize(self, status):
+            Collect.status = status
+
+    class Boom(kt.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            raise RuntimeError("boom")
+
+    trainer = _trainer(tmp_path, max_epochs=2, logger=Collect(), callbacks=[Boom()])
+    with pytest.raises(RuntimeError):
+        trainer.fit(BoringModule(), train_data=regression_data(8))
+    assert Collect.status == "failed"

@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import pytest
+
+import kerastrainer as kt
+from tests.helpers import BoringClassifier, classification_data
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    x, y = classification_data(rows=48)
+    trainer = kt.Trainer(max_epochs=3, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                         enable_model_summary=False, logger=kt.loggers.CSVLogger(tmp_path))
+    trainer.fit(BoringClassifier(), train_data=(x, y), val_data=(x[:16], y[:16]), batch_size=8)
+    return trainer.log_dir
+
+
+def test_plot_metrics_writes_a_real_png(run_dir):
+    from kerastrainer.plot import read_epoch_rows
+
+    path = kt.plot_metrics(run_dir)
+    data = open(path, "rb").read()
+    assert path.endswith("curves.png") and data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000  # two panels with curves, not an empty canvas
+    rows = read_epoch_rows(f"{run_dir}/metrics.csv")
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+
+
+def test_cli_plot(run_dir, tmp_path):
+    out = tmp_path / "c.png"
+    result = subprocess.run([sys.executable, "-m", "kerastrainer.cli", "plot", run_dir, "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out) and out.stat().st_size > 20_000
+
+
+def test_plot_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No metrics.csv"):
+        kt.plot_metrics(tmp_path)
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    with pytest.raises(ValueError, match="no epoch rows"):
+        kt.plot_metrics(tmp_path)

@@ -1,6 +1,6 @@
 """kerastrainer: a Lightning-style trainer for Keras 3 on TensorFlow."""
 
-from kerastrainer import callbacks, loggers
+from kerastrainer import callbacks, data, loggers
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule
 from kerastrainer.export import export_saved_model
@@ -19,6 +19,7 @@ __all__ = [
     "TrainModule",
     "Trainer",
     "callbacks",
+    "data",
     "export_saved_model",
     "loggers",
     "plot_metrics",

@@ -23,7 +23,7 @@ def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
     # resume.py runs in tests/test_checkpoint.py (four crash/resume variants)
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
-                       "linear_regression.py", "resume.py"}
+                       "linear_regression.py", "resume.py", "image_folder.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -52,3 +52,9 @@ def test_demo_reaches_the_promised_test_accuracy():
     accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", out).group(1))
     assert accuracy > 0.95
     assert out.rstrip().splitlines()[-1].startswith("Final test accuracy")
+
+
+def test_image_folder_example(tmp_path):
+    out = _run("image_folder.py", "--epochs", "2", "--rows", "300", "--cache-dir", str(tmp_path))
+    assert os.path.isdir(tmp_path / "digits-png-300" / "train" / "9")
+    assert "Test accuracy of the best checkpoint" in out

@@ -123,6 +123,7 @@ VARIANTS = {
     "keras Model.fit": keras_fit,
     "kerastrainer (defaults, no bar)": kerastrainer_fit,
     "kerastrainer steps_per_execution=32": lambda *a: kerastrainer_fit(*a, steps_per_execution=32),
+    "kerastrainer accumulate_grad_batches=4": lambda *a: kerastrainer_fit(*a, accumulate_grad_batches=4),
 }
 
 

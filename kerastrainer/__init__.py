@@ -1,6 +1,6 @@
 """kerastrainer: a Lightning-style trainer for Keras 3 on TensorFlow."""
 
-from kerastrainer import callbacks, data, loggers
+from kerastrainer import callbacks, data, loggers, lr
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule
 from kerastrainer.export import export_saved_model
@@ -22,6 +22,7 @@ __all__ = [
     "data",
     "export_saved_model",
     "loggers",
+    "lr",
     "plot_metrics",
     "seed_everything",
 ]

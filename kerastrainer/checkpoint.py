@@ -213,6 +213,11 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
         if trainer.num_training_batches is not None else -1,
     }
     tree["trainer"]["history"] = json.dumps(trainer.history)  # metric names may hold '/'
+    accumulation = trainer._compiled.state_variables() if trainer._compiled else {}
+    tree["accumulation"] = nest({k: np.asarray(v.numpy()) for k, v in accumulation.items()})
+    scheduler = trainer._lr_scheduler["scheduler"] if trainer._lr_scheduler else None
+    if hasattr(scheduler, "state_dict"):
+        tree["lr_scheduler"] = scheduler.state_dict()
 
     tree["loggers"] = [logger.state_dict() for logger in trainer.loggers]
     tree["rng"] = rng_state()
@@ -220,6 +225,8 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
     tree["callbacks"] = {_state_key(c): c.state_dict() for c in trainer.callbacks}
     datamodule = trainer._datamodule
     tree["datamodule"] = datamodule.state_dict() if datamodule is not None else {}
+    if datamodule is not None and datamodule.hparams:
+        tree["datamodule_hparams"] = plain_hparams(datamodule.hparams)
     if trainer._bus is not None:
         trainer._bus.call("on_save_checkpoint", tree)
     return tree
@@ -255,6 +262,13 @@ def restore_training_state(trainer, tree: dict, path: str) -> None:
     if trainer._train_source is not None and state["train_seed"] >= 0:
         trainer._train_source.seed = int(state["train_seed"])
     trainer.history = json.loads(state.get("history", "{}"))
+    accumulation = trainer._compiled.state_variables() if trainer._compiled else {}
+    for key, value in flatten(tree.get("accumulation", {})).items():
+        if key in accumulation:
+            accumulation[key].assign(value)
+    scheduler = trainer._lr_scheduler["scheduler"] if trainer._lr_scheduler else None
+    if hasattr(scheduler, "load_state_dict") and "lr_scheduler" in tree:
+        scheduler.load_state_dict(tree["lr_scheduler"])
     set_rng_state(tree["rng"])
     trainer._logs.load_state_dict(flatten(tree["logs"]))
     saved = tree.get("callbacks", {})

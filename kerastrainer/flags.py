@@ -100,3 +100,16 @@ def max_time(value) -> float | None:
     if seconds <= 0:
         raise ValueError(f"{fix} Received: max_time={value!r}")
     return seconds
+
+
+def clip_value(value) -> float | None:
+    """``None`` or a positive number (``gradient_clip_val``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`gradient_clip_val` must be a positive number or None. "
+                        f"Received: gradient_clip_val={value!r}")
+    if value <= 0:
+        raise ValueError(f"`gradient_clip_val` must be a positive number or None. "
+                         f"Received: gradient_clip_val={value!r}")
+    return float(value)

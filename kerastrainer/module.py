@@ -43,6 +43,14 @@ def _user_loss(module) -> object | None:
     return None
 
 
+def _set_trainable(layers, value: bool) -> None:
+    # Keras's setter skips sublayers when the parent's own flag does not change (a model whose
+    # backbone alone was frozen), so every nested layer is set explicitly.
+    for layer in layers:
+        for inner in layer._flatten_layers(include_self=True):
+            inner.trainable = value
+
+
 def _keras_only(name: str):
     def method(self, *args, **kwargs):
         raise RuntimeError(
@@ -244,6 +252,17 @@ class TrainModule(keras.Model):
         """Calls :meth:`log` for every item of ``values`` with the same options."""
         for name, value in values.items():
             self.log(name, value, **kwargs)
+
+    def freeze(self, *layers) -> None:
+        """Makes ``layers`` (default: the whole module) non-trainable.
+
+        The Trainer notices the change at the next epoch start and retraces the training step once.
+        """
+        _set_trainable(layers or (self,), False)
+
+    def unfreeze(self, *layers) -> None:
+        """Makes ``layers`` (default: the whole module) trainable again; see :meth:`freeze`."""
+        _set_trainable(layers or (self,), True)
 
     def optimizers(self):
         """Returns the configured optimizer (or the dict of named optimizers)."""

@@ -10,7 +10,7 @@ import tensorflow as tf
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule, to_source
 from kerastrainer.module import TrainModule, _user_loss, unpack_batch
-from kerastrainer.steps import check_optimizer
+from kerastrainer.steps import check_optimizer, trainable_candidates
 
 
 def resolve_strategy(strategy):
@@ -187,10 +187,13 @@ def val_interval(flag, n_train):
     return flag
 
 
-def prepare_module(module, logs, source, *, step, strategy) -> None:
+def prepare_module(module, logs, source, *, step, strategy, clip_val=None, clip_algorithm="norm"):
     """Makes ``module`` ready for ``step`` inside ``strategy``'s scope: built from the data's spec,
     each stage's metrics configured once, and (for training) a fresh optimizer, built eagerly so
     no variable is created lazily inside a compiled step.
+
+    Returns:
+        The normalised ``lr_scheduler`` configuration, or ``None``.
 
     Raises:
         NotImplementedError: training a module with neither ``loss`` nor ``training_step``.
@@ -205,10 +208,24 @@ def prepare_module(module, logs, source, *, step, strategy) -> None:
         if for_training:
             if type(module).training_step is TrainModule.training_step and _user_loss(module) is None:
                 raise NotImplementedError(module._no_loss_message())
-            optimizer = check_optimizer(module, module.configure_optimizer())
+            optimizer, scheduler = check_optimizer(module, module.configure_optimizer())
             if not isinstance(optimizer, dict):
-                optimizer.build(module.trainable_variables)
+                # Built on frozen variables too, so unfreezing later (fine-tuning) needs no rebuild.
+                optimizer.build(trainable_candidates(module))
+            else:
+                unbuilt = [name for name, opt in optimizer.items() if not opt.built]
+                if unbuilt:
+                    raise ValueError(
+                        f"{type(module).__name__}.configure_optimizer(): with manual optimization, build "
+                        f"each optimizer on its variables there (not built: {unbuilt}), e.g. "
+                        "`opt.build(self.generator.trainable_variables)`; the Trainer cannot know "
+                        "which variables each optimizer updates.")
+            if clip_val is not None:
+                for opt in optimizer.values() if isinstance(optimizer, dict) else [optimizer]:
+                    set_gradient_clipping(opt, clip_val, clip_algorithm)
             module.optimizer = optimizer
+            return scheduler
+    return None
 
 
 def build_loggers(logger, default_root_dir) -> list:
@@ -231,3 +248,22 @@ def build_loggers(logger, default_root_dir) -> list:
                 f"Received an item of type {type(item).__name__}: {item!r}")
         item.attach(default_root_dir)
     return items
+
+
+def set_gradient_clipping(optimizer, value, algorithm) -> None:
+    """Makes the optimizer clip (global norm or value) inside ``apply``, i.e. after loss-scale
+    unscaling and after accumulation.
+
+    Raises:
+        ValueError: the optimizer already clips (``clipnorm``/``global_clipnorm``/``clipvalue``).
+    """
+    target = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer: its inner one
+    if target.clipnorm or target.global_clipnorm or target.clipvalue:
+        raise ValueError(
+            "gradient_clip_val is set, but the optimizer already clips (clipnorm, global_clipnorm or "
+            "clipvalue). Use one of the two. Received: "
+            f"gradient_clip_val={value}, optimizer={type(target).__name__}")
+    if algorithm == "norm":
+        target.global_clipnorm = float(value)
+    else:
+        target.clipvalue = float(value)

@@ -16,6 +16,7 @@ from kerastrainer.checkpoint import (build_checkpoint, checkpoint_dirs, resolve_
                                      restore_training_state, restore_weights)
 from kerastrainer.checkpoint_io import read_checkpoint, write_checkpoint
 from kerastrainer.logging import LogCollector
+from kerastrainer.lr import step_scheduler
 from kerastrainer.module import TrainModule
 from kerastrainer.profiler import make_profiler
 from kerastrainer.run_setup import (build_callbacks, build_loggers, epoch_limit, limit_batches,
@@ -51,6 +52,13 @@ class Trainer:
         run_eagerly: run the steps as plain Python (debugging; slow).
         deterministic: seed (``kt.seed_everything``'s last seed, else 0) and enable TensorFlow's op
             determinism, so two runs give bitwise equal weights.
+        accumulate_grad_batches: sum the gradients of this many batches and apply their mean once;
+            ``global_step`` counts optimizer steps. An epoch's leftover batches are applied at its end.
+        gradient_clip_val: clip gradients to this global norm (or value), inside the optimizer's
+            ``apply``, i.e. after accumulation and loss-scale unscaling.
+        gradient_clip_algorithm: ``"norm"`` (global norm) or ``"value"``.
+        detect_anomaly: check in the compiled step that the loss and every gradient are finite;
+            the run stops with an error naming the step and the value.
         strategy: ``"auto"`` or a ``tf.distribute.Strategy``.
         callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
         logger: ``True`` for a CSV logger (plus TensorBoard when the ``tensorboard`` package is
@@ -77,6 +85,8 @@ class Trainer:
                  limit_predict_batches=1.0, val_check_interval=1.0, check_val_every_n_epoch=1,
                  num_sanity_val_steps=2, fast_dev_run=False, overfit_batches=0.0,
                  steps_per_execution=1, jit_compile=False, run_eagerly=False, deterministic=False,
+                 accumulate_grad_batches=1, gradient_clip_val=None, gradient_clip_algorithm="norm",
+                 detect_anomaly=False,
                  strategy="auto", callbacks=None, logger=True, log_every_n_steps=50,
                  enable_progress_bar=True, enable_checkpointing=True, enable_model_summary=True,
                  default_root_dir=None, profiler=None):
@@ -102,6 +112,14 @@ class Trainer:
         self.jit_compile = flags.boolean("jit_compile", jit_compile)
         self.run_eagerly = flags.boolean("run_eagerly", run_eagerly)
         self.deterministic = flags.boolean("deterministic", deterministic)
+        self.accumulate_grad_batches = flags.int_at_least("accumulate_grad_batches",
+                                                          accumulate_grad_batches, 1)
+        self.gradient_clip_val = flags.clip_value(gradient_clip_val)
+        if gradient_clip_algorithm not in ("norm", "value"):
+            raise ValueError("`gradient_clip_algorithm` must be 'norm' or 'value'. Received: "
+                             f"gradient_clip_algorithm={gradient_clip_algorithm!r}")
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.detect_anomaly = flags.boolean("detect_anomaly", detect_anomaly)
         self.log_every_n_steps = flags.int_at_least("log_every_n_steps", log_every_n_steps, 1)
         self.enable_progress_bar = flags.boolean("enable_progress_bar", enable_progress_bar)
         self.enable_checkpointing = flags.boolean("enable_checkpointing", enable_checkpointing)
@@ -140,6 +158,7 @@ class Trainer:
         self._datamodule = None
         self._ckpt_file = None
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
+        self._lr_scheduler = None
         self.history: dict[str, list] = {}
 
     # ------------------------------------------------------------------ public state
@@ -263,7 +282,8 @@ class Trainer:
         for logger in self.loggers:
             if checkpoint is not None:
                 logger.resume(self.global_step)
-            logger.log_hyperparams(module.hparams)
+            datamodule_hparams = self._datamodule.hparams if self._datamodule is not None else {}
+            logger.log_hyperparams({**datamodule_hparams, **module.hparams})
             if getattr(logger, "log_graph", False):
                 logger.log_model_graph(module, module._kt_input_spec)
         resume_at = 0 if self._epoch_done else self._batches_done
@@ -309,6 +329,10 @@ class Trainer:
                     self._validation_run(val, val_iter, n_val)
                     validated_at = self._validated_at = batch_idx
                 resume_at = 0
+                self._compiled.check_trainable()  # a callback may have (un)frozen layers
+                if self._compiled.accumulating:  # a scheduler may have changed it this epoch
+                    self._compiled.accumulate.assign(self.accumulate_grad_batches)
+                every = self.accumulate_grad_batches if self._compiled.accumulating else 1
                 if n_train is None:
                     train_iter = iter(train.dataset(limit=self._int_limit(self.limit_train_batches),
                                                     skip=batch_idx))
@@ -319,7 +343,7 @@ class Trainer:
                         ran, outputs = self._compiled.run("train", train_iter, chunk)
                     ran = chunk if n_train is not None else int(ran)  # unknown length: read count
                     batch_idx += ran
-                    self.global_step += ran
+                    self.global_step += batch_idx // every - (batch_idx - ran) // every
                     self._batches_done = batch_idx
                     logs.mark_dirty("train")
                     if ran == 0:
@@ -330,6 +354,9 @@ class Trainer:
                         self._log_row(logs.results("train"))  # the loggers' own interval
                     if self.profiler.traces_steps:
                         self.profiler.after_train_call(self)
+                    if self._lr_scheduler is not None:
+                        step_scheduler(self._lr_scheduler, self, module.optimizer, "step",
+                                       self.global_step)
                     if validate_now and val_every and batch_idx % val_every == 0:
                         self._validation_run(val, val_iter, n_val)
                         validated_at = self._validated_at = batch_idx
@@ -342,10 +369,15 @@ class Trainer:
                                   "stops; pass a generator function (called every epoch) or a "
                                   "repeatable dataset.")
                     self.should_stop = True
+                if every > 1 and batch_idx % every:  # the epoch's leftover batches: one more step
+                    self._compiled.flush()
+                    self.global_step += 1
                 if validate_now and val_every is None and validated_at != batch_idx:
                     self._validation_run(val, val_iter, n_val)
                 self._epoch_done = True
                 bus.call("on_train_epoch_end")
+                if self._lr_scheduler is not None:
+                    step_scheduler(self._lr_scheduler, self, module.optimizer, "epoch", epoch + 1)
                 self._end_epoch_logging()
                 if self.should_stop and epoch + 1 < self.min_epochs:
                     self.should_stop = False  # min_epochs wins over early stopping
@@ -532,10 +564,14 @@ class Trainer:
                                 profiler=self.profiler)
 
     def _prepare_module(self, source, *, step):
-        prepare_module(self.module, self._logs, source, step=step, strategy=self.strategy)
+        self._lr_scheduler = prepare_module(
+            self.module, self._logs, source, step=step, strategy=self.strategy,
+            clip_val=self.gradient_clip_val, clip_algorithm=self.gradient_clip_algorithm)
         if step == "training_step" or self._compiled is None:  # a new optimizer: compile afresh
             self._compiled = CompiledSteps(module=self.module, logs=self._logs, bus=self._bus,
-                                           jit_compile=self.jit_compile, run_eagerly=self.run_eagerly)
+                                           jit_compile=self.jit_compile, run_eagerly=self.run_eagerly,
+                                           accumulate=self.accumulate_grad_batches,
+                                           detect_anomaly=self.detect_anomaly)
         self._compiled.bus = self._bus
 
     def _chunk(self, batch_idx, n_train, val_every):
@@ -544,8 +580,9 @@ class Trainer:
             size = min(size, n_train - batch_idx)
         if val_every:
             size = min(size, val_every - batch_idx % val_every)
-        if self.max_steps >= 0:
-            size = min(size, self.max_steps - self.global_step)
+        if self.max_steps >= 0:  # batches left before max_steps optimizer steps
+            every = self.accumulate_grad_batches if self._compiled.accumulating else 1
+            size = min(size, (self.max_steps - self.global_step) * every - batch_idx % every)
         return max(size, 1)
 
     def _stop_requested(self, epoch) -> bool:

@@ -23,7 +23,8 @@ def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
     # resume.py runs in tests/test_checkpoint.py (four crash/resume variants)
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
-                       "linear_regression.py", "resume.py", "image_folder.py"}
+                       "linear_regression.py", "resume.py", "image_folder.py",
+                       "gan.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -58,3 +59,11 @@ def test_image_folder_example(tmp_path):
     out = _run("image_folder.py", "--epochs", "2", "--rows", "300", "--cache-dir", str(tmp_path))
     assert os.path.isdir(tmp_path / "digits-png-300" / "train" / "9")
     assert "Test accuracy of the best checkpoint" in out
+
+
+def test_gan_losses_move_and_the_generator_learns():
+    out = _run("gan.py", "--epochs", "20")
+    epochs = re.findall(r"Epoch \d+/20 .*d_loss: ([0-9.]+) g_loss: ([0-9.]+)", out)
+    assert len(epochs) == 20 and epochs[0] != epochs[-1]
+    before, after = map(float, re.search(r"data mean: ([0-9.]+) -> ([0-9.]+)", out).groups())
+    assert after < before

@@ -1,19 +1,27 @@
 """Callbacks: the base class and the ones kerastrainer ships."""
 
+from kerastrainer.callbacks.backbone_finetuning import BackboneFinetuning
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.early_stopping import EarlyStopping
+from kerastrainer.callbacks.gradient_accumulation import GradientAccumulationScheduler
 from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
+from kerastrainer.callbacks.lr_monitor import LearningRateMonitor
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
 from kerastrainer.callbacks.model_summary import ModelSummary
 from kerastrainer.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from kerastrainer.callbacks.progress import RichProgressBar
+from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
 
 __all__ = [
+    "BackboneFinetuning",
     "Callback",
     "EarlyStopping",
+    "GradientAccumulationScheduler",
     "KerasCallbackAdapter",
+    "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",
     "OnExceptionCheckpoint",
     "RichProgressBar",
+    "TerminateOnNaN",
 ]

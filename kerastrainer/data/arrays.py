@@ -47,6 +47,7 @@ class ArrayDataModule(DataModule):
 
     def __init__(self, x, y, *, batch_size: int = 32, val_split: float = 0.2, test_split: float = 0.0,
                  shuffle_before_split: bool = True, standardize: bool = False, seed: int = 0) -> None:
+        self.save_hyperparameters(ignore=("x", "y"))
         x, y = np.asarray(x), np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"ArrayDataModule: x and y must have the same number of rows. Received "

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
+from kerastrainer.hparams import AttributeDict, normalize_hparams
+
 
 class DataModule:
     """Groups data preparation and the datasets of every stage.
@@ -22,6 +26,20 @@ class DataModule:
         ...     def val_dataset(self):
         ...         return self.val
     """
+
+    def save_hyperparameters(self, *names, ignore=None) -> None:
+        """Stores ``__init__`` arguments in ``self.hparams`` (logged with the module's, and checkpointed).
+
+        Args:
+            *names: keep only these arguments; or pass one dict instead.
+            ignore: argument name(s) to leave out (large arrays, for example).
+        """
+        self._kt_hparams = normalize_hparams(names, sys._getframe(1), ignore)
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved hyperparameters (empty until :meth:`save_hyperparameters`)."""
+        return getattr(self, "_kt_hparams", AttributeDict())
 
     def prepare_data(self) -> None:
         """Downloads or writes files once; called before ``setup``."""

@@ -82,6 +82,7 @@ class ImageFolder(DataModule):
         if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or \
                 not 0 < val_split < 1:
             raise ValueError(f"ImageFolder: `val_split` must be in (0, 1). Received: val_split={val_split!r}")
+        self.save_hyperparameters(ignore="augment")
         self.root = os.fspath(root)
         self.test_root = os.fspath(test_root) if test_root is not None else None
         self.image_size = tuple(image_size)

@@ -50,6 +50,9 @@ def test_statistics_travel_with_the_checkpoint(tmp_path):
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     with h5py.File(tmp_path / "c.ckpt", "r") as f:
         np.testing.assert_allclose(f["datamodule/mean"][()], dm.mean)
+        assert f["datamodule_hparams"].attrs["standardize"] == "true"
+    assert dict(dm.hparams) == {"batch_size": 10, "val_split": 0.2, "test_split": 0.0,
+                                "shuffle_before_split": True, "standardize": True, "seed": 0}
     resumed = kt.data.ArrayDataModule(x, y, standardize=True, batch_size=10)
     quiet_trainer(max_epochs=2).fit(BoringModule(), datamodule=resumed, ckpt_path=str(tmp_path / "c.ckpt"))
     np.testing.assert_array_equal(resumed.std, dm.std)

@@ -1,0 +1,104 @@
+"""Learning-rate schedulers driven by the Trainer (Lightning's ``lr_scheduler`` dict, Keras objects).
+
+For a schedule computed inside the compiled step every optimizer step, give the optimizer a
+``keras.optimizers.schedules.LearningRateSchedule``; nothing here is needed. The schedulers below
+run in Python between compiled calls: every ``frequency`` epochs, or (``interval="step"``) after
+compiled calls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
+
+
+class ReduceLROnPlateau:
+    """Multiplies the learning rate by ``factor`` when ``monitor`` stopped improving for ``patience``.
+
+    Args:
+        factor: the multiplier, in (0, 1).
+        patience: checks without improvement before reducing.
+        mode: ``"min"`` or ``"max"``.
+        min_delta: improvements smaller than this do not count.
+        cooldown: checks to wait after a reduction before counting again.
+        min_lr: the learning rate never goes below this.
+
+    Example:
+        >>> scheduler = ReduceLROnPlateau(factor=0.5, patience=2)
+    """
+
+    def __init__(self, *, factor: float = 0.1, patience: int = 10, mode: str = "min",
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0) -> None:
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau: `factor` must be in (0, 1). Received: factor={factor!r}")
+        self.factor, self.patience, self.min_delta = factor, patience, min_delta
+        self.mode = check_mode(mode, "ReduceLROnPlateau")
+        self.cooldown, self.min_lr = cooldown, min_lr
+        self.best = math.inf if mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def step(self, value: float, optimizer) -> None:
+        """Takes one check of the monitored ``value`` and lowers ``optimizer``'s rate if due."""
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if improved(value, self.best, self.mode, self.min_delta):
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                optimizer.learning_rate = max(current * self.factor, self.min_lr)
+                self.cooldown_counter, self.wait = self.cooldown, 0
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = float(state["best"])
+        self.wait = int(state["wait"])
+        self.cooldown_counter = int(state["cooldown_counter"])
+
+
+def normalize_scheduler(config, owner: str) -> dict:
+    """Validates a ``lr_scheduler`` entry; returns ``{"scheduler", "interval", "frequency", "monitor"}``."""
+    if not isinstance(config, dict):
+        config = {"scheduler": config}
+    unknown = set(config) - {"scheduler", "interval", "frequency", "monitor"}
+    if unknown or "scheduler" not in config:
+        raise ValueError(
+            f"{owner}: `lr_scheduler` must be a scheduler or a dict with 'scheduler' and optional "
+            f"'interval', 'frequency', 'monitor'. Received keys: {sorted(config)}")
+    scheduler = config["scheduler"]
+    if not (isinstance(scheduler, ReduceLROnPlateau) or callable(scheduler)):
+        raise TypeError(
+            f"{owner}: the scheduler must be a kt.lr.ReduceLROnPlateau or a callable(epoch, lr) -> lr. "
+            f"Received: {scheduler!r}")
+    interval = config.get("interval", "epoch")
+    if interval not in ("epoch", "step"):
+        raise ValueError(f"{owner}: `interval` must be 'epoch' or 'step'. Received: interval={interval!r}")
+    frequency = config.get("frequency", 1)
+    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+        raise ValueError(f"{owner}: `frequency` must be an int >= 1. Received: frequency={frequency!r}")
+    return {"scheduler": scheduler, "interval": interval, "frequency": frequency,
+            "monitor": config.get("monitor", "val_loss")}
+
+
+def step_scheduler(config: dict, trainer, optimizer, interval: str, count: int) -> None:
+    """Advances the scheduler when ``interval`` matches and ``count`` hits its frequency."""
+    if config["interval"] != interval or count % config["frequency"] != 0:
+        return
+    scheduler = config["scheduler"]
+    if isinstance(scheduler, ReduceLROnPlateau):
+        value = monitored_value(trainer, config["monitor"], "ReduceLROnPlateau")
+        if value is not None:
+            scheduler.step(value, optimizer)
+    else:
+        current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        index = trainer.current_epoch if interval == "epoch" else trainer.global_step
+        optimizer.learning_rate = float(scheduler(index, current))

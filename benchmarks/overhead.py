@@ -124,6 +124,7 @@ VARIANTS = {
     "kerastrainer (defaults, no bar)": kerastrainer_fit,
     "kerastrainer steps_per_execution=32": lambda *a: kerastrainer_fit(*a, steps_per_execution=32),
     "kerastrainer accumulate_grad_batches=4": lambda *a: kerastrainer_fit(*a, accumulate_grad_batches=4),
+    "kerastrainer precision=mixed_float16": lambda *a: kerastrainer_fit(*a, precision="mixed_float16"),
 }
 
 

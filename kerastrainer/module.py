@@ -181,6 +181,9 @@ class TrainModule(keras.Model):
                 f"Give the data as (x, y) or (x, y, sample_weight), or override {step}."
             )
         takes_weight = len(inspect.signature(loss_fn).parameters) >= 4  # self, y_true, y_pred, sw
+        # Under mixed precision the model computes in float16/bfloat16; the loss is float32.
+        y_pred = tf.nest.map_structure(
+            lambda t: tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t, y_pred)
         try:
             if sample_weight is not None and takes_weight:
                 value = loss_fn(self, y_true, y_pred, sample_weight)

@@ -187,7 +187,8 @@ def val_interval(flag, n_train):
     return flag
 
 
-def prepare_module(module, logs, source, *, step, strategy, clip_val=None, clip_algorithm="norm"):
+def prepare_module(module, logs, source, *, step, strategy, clip_val=None, clip_algorithm="norm",
+                   loss_scaling=False):
     """Makes ``module`` ready for ``step`` inside ``strategy``'s scope: built from the data's spec,
     each stage's metrics configured once, and (for training) a fresh optimizer, built eagerly so
     no variable is created lazily inside a compiled step.
@@ -209,6 +210,9 @@ def prepare_module(module, logs, source, *, step, strategy, clip_val=None, clip_
             if type(module).training_step is TrainModule.training_step and _user_loss(module) is None:
                 raise NotImplementedError(module._no_loss_message())
             optimizer, scheduler = check_optimizer(module, module.configure_optimizer())
+            if loss_scaling and isinstance(optimizer, keras.optimizers.Optimizer) and \
+                    not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients
             if not isinstance(optimizer, dict):
                 # Built on frozen variables too, so unfreezing later (fine-tuning) needs no rebuild.
                 optimizer.build(trainable_candidates(module))

@@ -131,8 +131,10 @@ class CompiledSteps:
                         tape.watch(hidden)
                     outputs = self._call_user(module.training_step, batch, state.batch_idx.value())
                     loss = _loss_of(outputs, where, required=True)
+                    scaled = (module.optimizer.scale_loss(loss) if isinstance(
+                        module.optimizer, keras.optimizers.LossScaleOptimizer) else loss)
                 variables = module.trainable_variables
-                gradients = tape.gradient(loss, variables)
+                gradients = tape.gradient(scaled, variables)  # unscaled inside apply()
                 if self.detect_anomaly:
                     self._assert_finite(loss, gradients, variables)
                 self.bus.call("on_before_optimizer_step", module.optimizer)

@@ -18,6 +18,7 @@ from kerastrainer.checkpoint_io import read_checkpoint, write_checkpoint
 from kerastrainer.logging import LogCollector
 from kerastrainer.lr import step_scheduler
 from kerastrainer.module import TrainModule
+from kerastrainer.precision import normalize_precision, precision_scope
 from kerastrainer.profiler import make_profiler
 from kerastrainer.run_setup import (build_callbacks, build_loggers, epoch_limit, limit_batches,
                                     prepare_module, resolve_data, resolve_strategy, val_interval)
@@ -59,6 +60,8 @@ class Trainer:
         gradient_clip_algorithm: ``"norm"`` (global norm) or ``"value"``.
         detect_anomaly: check in the compiled step that the loss and every gradient are finite;
             the run stops with an error naming the step and the value.
+        precision: ``"32"``, ``"mixed_float16"`` (with dynamic loss scaling) or ``"mixed_bfloat16"``;
+            the Keras dtype policy is set for the run and restored after it.
         strategy: ``"auto"`` or a ``tf.distribute.Strategy``.
         callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
         logger: ``True`` for a CSV logger (plus TensorBoard when the ``tensorboard`` package is
@@ -86,7 +89,7 @@ class Trainer:
                  num_sanity_val_steps=2, fast_dev_run=False, overfit_batches=0.0,
                  steps_per_execution=1, jit_compile=False, run_eagerly=False, deterministic=False,
                  accumulate_grad_batches=1, gradient_clip_val=None, gradient_clip_algorithm="norm",
-                 detect_anomaly=False,
+                 detect_anomaly=False, precision="32",
                  strategy="auto", callbacks=None, logger=True, log_every_n_steps=50,
                  enable_progress_bar=True, enable_checkpointing=True, enable_model_summary=True,
                  default_root_dir=None, profiler=None):
@@ -120,6 +123,7 @@ class Trainer:
                              f"gradient_clip_algorithm={gradient_clip_algorithm!r}")
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.detect_anomaly = flags.boolean("detect_anomaly", detect_anomaly)
+        self.precision = normalize_precision(precision)
         self.log_every_n_steps = flags.int_at_least("log_every_n_steps", log_every_n_steps, 1)
         self.enable_progress_bar = flags.boolean("enable_progress_bar", enable_progress_bar)
         self.enable_checkpointing = flags.boolean("enable_checkpointing", enable_checkpointing)
@@ -515,7 +519,7 @@ class Trainer:
         self._attach(module)
         self.stage = stage
         try:
-            with self.profiler.profile(stage):
+            with self.profiler.profile(stage), precision_scope(self.precision, module):
                 self._bus.call("setup", stage)
                 result = body()
         except BaseException as error:
@@ -566,7 +570,8 @@ class Trainer:
     def _prepare_module(self, source, *, step):
         self._lr_scheduler = prepare_module(
             self.module, self._logs, source, step=step, strategy=self.strategy,
-            clip_val=self.gradient_clip_val, clip_algorithm=self.gradient_clip_algorithm)
+            clip_val=self.gradient_clip_val, clip_algorithm=self.gradient_clip_algorithm,
+            loss_scaling=self.precision == "mixed_float16")
         if step == "training_step" or self._compiled is None:  # a new optimizer: compile afresh
             self._compiled = CompiledSteps(module=self.module, logs=self._logs, bus=self._bus,
                                            jit_compile=self.jit_compile, run_eagerly=self.run_eagerly,

@@ -3,6 +3,7 @@
 from kerastrainer.callbacks.backbone_finetuning import BackboneFinetuning
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.early_stopping import EarlyStopping
+from kerastrainer.callbacks.ema import EMA
 from kerastrainer.callbacks.gradient_accumulation import GradientAccumulationScheduler
 from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
 from kerastrainer.callbacks.lr_monitor import LearningRateMonitor
@@ -15,6 +16,7 @@ from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
 __all__ = [
     "BackboneFinetuning",
     "Callback",
+    "EMA",
     "EarlyStopping",
     "GradientAccumulationScheduler",
     "KerasCallbackAdapter",

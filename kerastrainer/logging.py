@@ -147,10 +147,6 @@ class LogCollector:
         finally:
             self._recording = previous
 
-    @property
-    def recording_stage(self) -> str | None:
-        return self._recording[0] if self._recording else None
-
     def _variable(self, initial: float, key: str) -> tf.Variable:
         # init_scope lifts creation out of the function being traced, so the variable is created once,
         # eagerly, even when the first trace happens inside a while loop or an XLA-compiled step.

@@ -32,10 +32,11 @@ class BoringClassifier(kt.TrainModule):
 
     def __init__(self, classes=3):
         super().__init__()
+        self.flatten = keras.layers.Flatten()  # so image batches work too
         self.out = keras.layers.Dense(classes)
 
     def call(self, x, training=False):
-        return self.out(x)
+        return self.out(self.flatten(x))
 
     def loss(self, y_true, y_pred):
         return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
@@ -45,6 +46,17 @@ class BoringClassifier(kt.TrainModule):
 
     def configure_metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="acc")]
+
+
+class ScriptedScore(BoringModule):
+    """Logs a scripted `score` at every epoch end: values[epoch]."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = list(values)
+
+    def on_train_epoch_end(self):
+        self.log("score", self.values[self.trainer.current_epoch])
 
 
 def regression_data(rows=64, features=3, seed=0):

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
-from tests.helpers import BoringClassifier, BoringModule, classification_data, quiet_trainer, regression_data
+from tests.helpers import BoringModule, quiet_trainer, regression_data
 
 RESUME = Path(__file__).resolve().parent.parent / "examples" / "resume.py"
 

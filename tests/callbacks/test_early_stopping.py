@@ -2,18 +2,7 @@ import numpy as np
 import pytest
 
 import kerastrainer as kt
-from tests.helpers import BoringModule, quiet_trainer, regression_data
-
-
-class Scripted(BoringModule):
-    """Logs a scripted value per epoch as `score`."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = values
-
-    def on_train_epoch_end(self):
-        self.log("score", self.values[self.trainer.current_epoch])
+from tests.helpers import BoringModule, ScriptedScore as Scripted, quiet_trainer, regression_data
 
 
 @pytest.mark.parametrize(

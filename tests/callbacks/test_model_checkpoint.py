@@ -5,18 +5,7 @@ import pytest
 
 import kerastrainer as kt
 from kerastrainer.callbacks.model_checkpoint import format_checkpoint_name
-from tests.helpers import BoringModule, quiet_trainer, regression_data
-
-
-class Scripted(BoringModule):
-    """Logs a scripted `score` at every epoch end."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = values
-
-    def on_train_epoch_end(self):
-        self.log("score", self.values[self.trainer.current_epoch])
+from tests.helpers import ScriptedScore as Scripted, quiet_trainer, regression_data
 
 
 def _fit(tmp_path, checkpoint, values=(5, 3, 4, 1, 2), **flags):

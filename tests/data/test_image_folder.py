@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
-from tests.helpers import quiet_trainer
+from tests.helpers import BoringClassifier, quiet_trainer
 
 
 def _tree(root, classes=("a", "b", "c"), per_class=10):
@@ -19,30 +19,11 @@ def _tree(root, classes=("a", "b", "c"), per_class=10):
     return root
 
 
-class Tiny(kt.TrainModule):
-    def __init__(self):
-        super().__init__()
-        self.flatten = keras.layers.Flatten()
-        self.out = keras.layers.Dense(3)
-
-    def call(self, x, training=False):
-        return self.out(self.flatten(x))
-
-    def loss(self, y_true, y_pred):
-        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-
-    def configure_optimizer(self):
-        return keras.optimizers.Adam(0.05)
-
-    def configure_metrics(self):
-        return [keras.metrics.SparseCategoricalAccuracy(name="acc")]
-
-
 def test_split_classes_rescaling_and_training(tmp_path):
     dm = kt.data.ImageFolder(_tree(tmp_path / "imgs"), image_size=(6, 6), color_mode="grayscale",
                              batch_size=4, val_split=0.3, seed=1)
     trainer = quiet_trainer(max_epochs=8)
-    trainer.fit(Tiny(), datamodule=dm)
+    trainer.fit(BoringClassifier(), datamodule=dm)
     assert dm.class_names == ["a", "b", "c"]
     assert len(dm.train_files) == 21 and len(dm.val_files) == 9
     assert not set(dm.train_files) & set(dm.val_files)  # no leakage
@@ -68,7 +49,7 @@ def test_test_root_feeds_test_and_predict(tmp_path):
     dm = kt.data.ImageFolder(_tree(tmp_path / "train"), test_root=_tree(tmp_path / "test", per_class=2),
                              image_size=(6, 6), color_mode="grayscale", batch_size=4)
     trainer = quiet_trainer(max_epochs=1)
-    trainer.fit(Tiny(), datamodule=dm)
+    trainer.fit(BoringClassifier(), datamodule=dm)
     assert "test_acc" in trainer.test(datamodule=dm)
     assert trainer.predict(datamodule=dm).shape == (6, 3)
 

@@ -279,6 +279,8 @@ class Trainer:
     def _fit(self, train, val, checkpoint):
         module, bus, logs, profile = self.module, self._bus, self._logs, self.profiler.profile
         self._prepare_module(train, step="training_step")
+        # Every fit is a new run (a new optimizer was just configured); ckpt_path continues one.
+        self.current_epoch, self.global_step, self.should_stop = 0, 0, False
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
         self.history = {}
         if checkpoint is not None:

@@ -313,3 +313,13 @@ def test_predict_with_a_dict_output_structure():
     out = quiet_trainer().predict(TwoHeads(), data=x, batch_size=4)
     assert out["y"].shape == (10, 1)
     np.testing.assert_allclose(out["twice"], 2 * out["y"])
+
+
+def test_a_second_fit_is_a_new_run():
+    trainer = quiet_trainer(max_epochs=2, callbacks=[StopAtOnce()], min_epochs=2)
+    module = BoringModule()
+    trainer.fit(module, train_data=regression_data(8), batch_size=4)
+    assert trainer.should_stop and trainer.global_step == 4
+    trainer.fit(module, train_data=regression_data(8), batch_size=4)
+    assert trainer.current_epoch == 1 and trainer.global_step == 4
+    assert trainer.history["epoch"] == [0, 1]

@@ -343,20 +343,22 @@ class Trainer:
                     train_iter = iter(train.dataset(limit=self._int_limit(self.limit_train_batches),
                                                     skip=batch_idx))
                 while n_train is None or batch_idx < n_train:
-                    chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None)
+                    chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None,
+                                        every)
                     bus.call("on_train_batch_start", batch_idx)
                     with profile("train: compiled call"):
                         ran, outputs = self._compiled.run("train", train_iter, chunk)
                     ran = chunk if n_train is not None else int(ran)  # unknown length: read count
                     batch_idx += ran
-                    self.global_step += batch_idx // every - (batch_idx - ran) // every
+                    steps = batch_idx // every - (batch_idx - ran) // every  # optimizer steps
+                    self.global_step += steps
                     self._batches_done = batch_idx
                     logs.mark_dirty("train")
                     if ran == 0:
                         break
                     bus.call("on_train_batch_end", outputs, batch_idx - 1)
                     if self.loggers and (self.global_step // self.log_every_n_steps
-                                         > (self.global_step - ran) // self.log_every_n_steps):
+                                         > (self.global_step - steps) // self.log_every_n_steps):
                         self._log_row(logs.results("train"))  # the loggers' own interval
                     if self.profiler.traces_steps:
                         self.profiler.after_train_call(self)
@@ -581,14 +583,13 @@ class Trainer:
                                            detect_anomaly=self.detect_anomaly)
         self._compiled.bus = self._bus
 
-    def _chunk(self, batch_idx, n_train, val_every):
+    def _chunk(self, batch_idx, n_train, val_every, every):
         size = self.steps_per_execution
         if n_train is not None:
             size = min(size, n_train - batch_idx)
         if val_every:
             size = min(size, val_every - batch_idx % val_every)
         if self.max_steps >= 0:  # batches left before max_steps optimizer steps
-            every = self.accumulate_grad_batches if self._compiled.accumulating else 1
             size = min(size, (self.max_steps - self.global_step) * every - batch_idx % every)
         return max(size, 1)
 

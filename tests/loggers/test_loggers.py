@@ -158,3 +158,11 @@ def test_failed_run_finalizes_with_failed(tmp_path):
     with pytest.raises(RuntimeError):
         trainer.fit(BoringModule(), train_data=regression_data(8))
     assert Collect.status == "failed"
+
+
+def test_step_rows_follow_optimizer_steps_under_accumulation(tmp_path):
+    trainer = _trainer(tmp_path, max_epochs=1, log_every_n_steps=2, accumulate_grad_batches=2,
+                       logger=CSVLogger(tmp_path))
+    trainer.fit(BoringModule(), train_data=regression_data(32), batch_size=4)  # 8 batches, 4 steps
+    rows = _rows(os.path.join(trainer.log_dir, "metrics.csv"))
+    assert [int(r["step"]) for r in rows if r["epoch"] == ""] == [2, 4]

@@ -67,9 +67,9 @@ class StageState:
                 step_key, epoch_key = f"{name}_step", f"{name}_epoch"
             if entry.on_step:
                 values[step_key] = float(entry.last.numpy())
-            if entry.on_epoch and float(entry.weight.numpy()) > 0:
+            weight = float(entry.weight.numpy()) if entry.on_epoch else 0.0
+            if weight > 0:
                 total = float(entry.total.numpy())
-                weight = float(entry.weight.numpy())
                 values[epoch_key] = total / weight if entry.reduce_fx == "mean" else total
         return values
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import time
@@ -80,7 +81,7 @@ class SimpleProfiler(PassThroughProfiler):
         if not trainer.is_global_zero or not self.records:
             return
         Console().print(self.table())
-        text = Console(width=120, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        text = Console(width=120, record=True, file=io.StringIO())
         text.print(self.table())
         base = os.path.join(trainer.log_dir, self.filename)
         atomic_write_text(base + ".txt", text.export_text())

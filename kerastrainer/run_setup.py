@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule, to_source
+from kerastrainer.data.sources import _is_generator
 from kerastrainer.module import TrainModule, _user_loss, unpack_batch
 from kerastrainer.steps import check_optimizer, trainable_candidates
 
@@ -86,8 +87,7 @@ def resolve_data(stage, data, datamodule, method, name, *, batch_size, shuffle):
 
 
 def _is_array_data(data) -> bool:
-    return not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)) or callable(data)
-                or hasattr(data, "__next__"))
+    return not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)) or _is_generator(data))
 
 
 def limit_batches(flag, source, flag_name):

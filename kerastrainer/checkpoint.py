@@ -211,6 +211,8 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
         "train_seed": source.seed if source is not None and source.seed is not None else -1,
         "num_training_batches": trainer.num_training_batches
         if trainer.num_training_batches is not None else -1,
+        # The XLA choice of jit_compile="auto": a resumed run computes exactly as before.
+        "jit": trainer._compiled.tuner.state_dict()["jit"] if trainer._compiled else -1,
     }
     tree["trainer"]["history"] = json.dumps(trainer.history)  # metric names may hold '/'
     accumulation = trainer._compiled.state_variables() if trainer._compiled else {}
@@ -262,6 +264,8 @@ def restore_training_state(trainer, tree: dict, path: str) -> None:
     if trainer._train_source is not None and state["train_seed"] >= 0:
         trainer._train_source.seed = int(state["train_seed"])
     trainer.history = json.loads(state.get("history", "{}"))
+    if trainer._compiled is not None and "jit" in state:
+        trainer._compiled.tuner.load_state_dict({"jit": int(state["jit"]), "reason": "checkpoint"})
     accumulation = trainer._compiled.state_variables() if trainer._compiled else {}
     for key, value in flatten(tree.get("accumulation", {})).items():
         if key in accumulation:

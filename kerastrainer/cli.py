@@ -7,13 +7,26 @@ import sys
 
 
 def main(argv=None) -> int:
-    """``kerastrainer plot RUN_DIR [-o curves.png]``: draws a run's training curves to a PNG."""
+    """The ``kerastrainer`` command.
+
+    ``kerastrainer plot RUN_DIR [-o curves.png]`` draws a run's training curves to a PNG;
+    ``kerastrainer launch [--nproc N] [--max-restarts K] [--start-timeout S] script.py [args...]``
+    runs N workers of a MultiWorkerMirroredStrategy job on this host (like ``torchrun``).
+    """
+    # standard library only: `launch` must not pay for (or depend on) importing TensorFlow
+    from kerastrainer.distributed import launch as launcher
+
     parser = argparse.ArgumentParser(prog="kerastrainer", description="kerastrainer tools")
     commands = parser.add_subparsers(dest="command", required=True)
     plot = commands.add_parser("plot", help="draw a run's training curves (needs matplotlib)")
     plot.add_argument("run_dir", help="a run folder (kt_logs/version_N) or its metrics.csv")
     plot.add_argument("-o", "--output", default=None, help="the PNG to write (default: curves.png)")
+    launcher.add_arguments(
+        commands.add_parser("launch", help="run N workers of a multi-worker job on this host")
+    )
     args = parser.parse_args(argv)
+    if args.command == "launch":
+        return launcher.run_parsed(args)
     from kerastrainer.plot import plot_metrics
 
     try:

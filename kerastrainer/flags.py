@@ -65,6 +65,14 @@ def boolean(name: str, value) -> bool:
     return value
 
 
+def boolean_or_auto(name: str, value):
+    if value == "auto":
+        return value
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True, False or 'auto'. Received: {name}={value!r}")
+    return value
+
+
 def fast_dev_run(value) -> int:
     """``True`` means 1 batch, an int n means n batches, ``False``/0 is off."""
     if isinstance(value, bool):

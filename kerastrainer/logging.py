@@ -43,6 +43,7 @@ class StageState:
     batch_idx: tf.Variable
     entries: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    recorded: set = field(default_factory=set)  # the output keys a traced step really returns
     has_loss: bool = False
 
     def reset(self) -> None:
@@ -135,6 +136,9 @@ class LogCollector:
                 loss=keras.metrics.Mean(name="loss"),
                 batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{stage}_batch_idx"),
             )
+        # Made now rather than in the first trace: a variable created while tracing makes
+        # tf.function trace the step a second time.
+        self.stages[stage].outputs["loss"] = self._variable(0.0, f"{stage}/out/loss")
 
     # ----------------------------------------------------------------- inside compiled steps
     @contextlib.contextmanager
@@ -256,10 +260,12 @@ class LogCollector:
             if key not in state.outputs:
                 state.outputs[key] = self._variable(0.0, f"{state.stage}/out/{key}")
             state.outputs[key].assign(tf.cast(value, tf.float32))
+            state.recorded.add(key)
 
     def output_values(self, stage: str) -> dict:
         """Reads the output variables inside the compiled call (still tensors, no host transfer)."""
-        return {key: var.read_value() for key, var in self.stages[stage].outputs.items()}
+        state = self.stages[stage]
+        return {key: var.read_value() for key, var in state.outputs.items() if key in state.recorded}
 
     # ----------------------------------------------------------------- host side
     def reset(self, stage: str) -> None:

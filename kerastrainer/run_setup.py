@@ -271,3 +271,26 @@ def set_gradient_clipping(optimizer, value, algorithm) -> None:
         target.global_clipnorm = float(value)
     else:
         target.clipvalue = float(value)
+
+
+_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_validation_batch_start",
+                "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end")
+
+
+def _overrides(obj, base) -> bool:
+    return any(getattr(type(obj), name, None) is not getattr(base, name) for name in _BATCH_HOOKS)
+
+
+def chunk_plan(callbacks, module, loggers, log_every_n_steps) -> tuple[bool, list]:
+    """What ``steps_per_execution="auto"`` must respect.
+
+    Returns:
+        ``(per_batch, intervals)``: ``per_batch`` when a callback that is not ``chunk_aware`` (or the
+        module) overrides a batch hook, so it sees every batch as it would in Lightning; ``intervals``,
+        the optimizer-step intervals at which chunks must end (the loggers', callbacks' own).
+    """
+    per_batch = _overrides(module, TrainModule) or any(
+        not c.chunk_aware and _overrides(c, Callback) for c in callbacks)
+    intervals = [log_every_n_steps] if loggers else []
+    intervals += [i for i in (c.step_interval(module.trainer) for c in callbacks) if i]
+    return per_batch, sorted(set(intervals))

@@ -1,18 +1,39 @@
 """The one compile site: training, evaluation and prediction steps as ``tf.function``s.
 
-Each kind of step is an inner function (the user's ``*_step`` plus gradient application, optionally
-XLA-compiled) inside an outer function that runs up to ``n`` steps from a ``tf.data`` iterator in a
-``tf.while_loop``. Both are built once per run and reused across epochs; tensors of the same signature
-never retrace, and the last partial batch does not either (batch dimensions are ``None``).
+Each kind of step (the user's ``*_step`` plus gradient application) runs ``n`` times per call inside
+a ``tf.while_loop``, fed either from a ``tf.data`` iterator (the step is an inner ``tf.function``,
+XLA-compiled when asked) or from arrays held in memory (the loop slices this epoch's row order and
+gathers the rows itself; with XLA the whole loop is one compiled program). Functions are built once per
+run and reused across epochs; the last partial batch does not retrace (batch dimensions are ``None``),
+except under XLA, which compiles once per batch shape.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
+import time
 from collections import Counter
 
 import keras
 import tensorflow as tf
+
+from kerastrainer.autotune import StepTuner
+
+# What tf2xla raises for an op it cannot compile.
+_XLA_ERRORS = (ValueError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError)
+
+
+class _OwnRetracingFilter(logging.Filter):
+    """Drops TensorFlow's "frequent retracing" warning about this module's functions: one function
+    per stage, feed and XLA choice is built on purpose, each traced once (see ``trace_counts``)."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "CompiledSteps." in message)
+
+
+tf.get_logger().addFilter(_OwnRetracingFilter())
 
 
 def _takes_batch_idx(method) -> bool:
@@ -71,20 +92,24 @@ class CompiledSteps:
         module: the ``TrainModule``.
         logs: the trainer's ``LogCollector``.
         bus: the ``CallbackBus`` (for ``on_before_optimizer_step``, traced into the step).
-        jit_compile: compile the inner step with XLA.
+        jit_compile: compile with XLA (``True``/``False``); ``tuner`` decides when it is ``"auto"``.
         run_eagerly: skip ``tf.function`` entirely (debugging).
+        tuner: the run's :class:`~kerastrainer.autotune.StepTuner` (chunk size and XLA choice).
 
     Attributes:
         trace_counts: how many times each step's Python code ran (traces; steps when eager).
     """
 
-    def __init__(self, *, module, logs, bus, jit_compile: bool, run_eagerly: bool,
-                 accumulate: int = 1, detect_anomaly: bool = False) -> None:
+    def __init__(self, *, module, logs, bus, jit_compile, run_eagerly: bool,
+                 accumulate: int = 1, detect_anomaly: bool = False, tuner=None) -> None:
         self.module = module
         self.logs = logs
         self.bus = bus
-        self.jit_compile = jit_compile
         self.run_eagerly = run_eagerly
+        self.tuner = tuner or StepTuner(steps_per_execution=1, jit_compile=jit_compile,
+                                        fixed_rule=True)
+        self._auto_jit = jit_compile == "auto"
+        self._xla_checked: set = set()
         self.detect_anomaly = detect_anomaly
         self.trace_counts: Counter = Counter()
         self._loops: dict = {}
@@ -212,7 +237,17 @@ class CompiledSteps:
             return fn
         return tf.function(fn, jit_compile=jit, reduce_retracing=True)
 
-    def _make_loop(self, stage: str, step):
+    def _step_fn(self, stage: str):
+        if stage == "train":
+            return self._train_step
+        return lambda batch: self._eval_step(stage, batch)
+
+    def _iterator_loop(self, stage: str, jit: bool):
+        """``f(iterator, n)``: up to ``n`` steps from the iterator; returns (steps run, outputs)."""
+        key = (stage, "iterator", jit)
+        if key in self._loops:
+            return self._loops[key]
+        step = self._compile(self._step_fn(stage), jit=jit)
         logs = self.logs
 
         def run_steps(iterator, n):
@@ -235,16 +270,102 @@ class CompiledSteps:
             )
             return ran, logs.output_values(stage)
 
-        return self._compile(run_steps, jit=False)
+        self._loops[key] = self._compile(run_steps, jit=False)
+        return self._loops[key]
 
-    def _loop(self, stage: str):
-        if stage not in self._loops:
-            if stage == "train":
-                step = self._compile(self._train_step, jit=self.jit_compile)
+    def _memory_loop(self, stage: str, jit: bool, batch_size: int):
+        """``f(tensors, order, start, n)``: ``n`` steps on batches ``start, start+1, ...`` of ``order``.
+
+        Under XLA every batch must hold ``batch_size`` rows (a static shape); otherwise the slice
+        is dynamic, so that the last, smaller batch runs through the same trace.
+        """
+        key = (stage, "memory", jit, batch_size)
+        if key in self._loops:
+            return self._loops[key]
+        step, logs = self._step_fn(stage), self.logs
+
+        def run_slices(tensors, order, start, n):
+            rows = tf.shape(order, out_type=tf.int64)[0]
+
+            def one_more(i):
+                low = (start + i) * batch_size
+                if jit:  # a gather, not a slice: XLA would compile again for every start value
+                    indices = tf.gather(order, low + tf.range(batch_size, dtype=tf.int64))
+                else:
+                    count = tf.minimum(tf.constant(batch_size, tf.int64), rows - low)
+                    indices = tf.slice(order, tf.reshape(low, [1]), tf.reshape(count, [1]))
+                step(tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors))
+                return (i + 1,)
+
+            (ran,) = tf.while_loop(lambda i: i < n, one_more, (tf.constant(0, tf.int64),),
+                                   parallel_iterations=1)
+            return ran, logs.output_values(stage)
+
+        self._loops[key] = self._compile(run_slices, jit=jit)
+        return self._loops[key]
+
+    def _run_memory(self, stage, feed, n, batch_idx, jit):
+        def call(loop, start, count):
+            return loop(feed.tensors, feed.order, tf.constant(start, tf.int64),
+                        tf.constant(count, tf.int64))
+
+        if not jit:
+            return call(self._memory_loop(stage, False, feed.batch_size), batch_idx, n)
+        full = max(0, min(n, feed.full_batches - batch_idx))
+        ran = outputs = None
+        if full:
+            ran, outputs = call(self._memory_loop(stage, True, feed.batch_size), batch_idx, full)
+        if n > full:  # the last, smaller batch: plain, rather than one more XLA compile for its shape
+            more, outputs = call(self._memory_loop(stage, False, feed.batch_size), batch_idx + full,
+                                 n - full)
+            ran = more if ran is None else ran + more
+        return ran, outputs
+
+    def _xla_compiles(self, stage, feed, batch_idx) -> bool:
+        """With ``jit_compile="auto"``: lowers the step to XLA once, without running it."""
+        if not self._auto_jit or stage in self._xla_checked or self.run_eagerly:
+            return True
+        self._xla_checked.add(stage)
+        try:
+            if feed.in_memory:
+                loop = self._memory_loop(stage, True, feed.batch_size)
+                loop.experimental_get_compiler_ir(
+                    feed.tensors, feed.order, tf.constant(0, tf.int64),
+                    tf.constant(1, tf.int64))(stage="hlo")
             else:
-                step = self._compile(lambda batch: self._eval_step(stage, batch), jit=self.jit_compile)
-            self._loops[stage] = self._make_loop(stage, step)
-        return self._loops[stage]
+                step = tf.function(self._step_fn(stage), jit_compile=True)
+                zeros = tf.nest.map_structure(
+                    lambda spec: tf.zeros([d or 1 for d in spec.shape], spec.dtype),
+                    feed.iterator.element_spec)
+                step.experimental_get_compiler_ir(zeros)(stage="hlo")
+        except _XLA_ERRORS as error:
+            self.tuner.xla_failed(error)
+            return False
+        return True
+
+    def run(self, stage: str, feed, n: int, batch_idx: int = 0):
+        """Runs up to ``n`` steps of ``stage`` from ``feed`` (in memory: from batch ``batch_idx`` of
+        the epoch); returns (steps run as a tensor, outputs of the last step)."""
+        if stage == "train":
+            jit, timed = self.tuner.next_call()
+        else:  # evaluation follows the training choice
+            jit, timed = bool(self.tuner.jit), False
+        if jit and not self._xla_compiles(stage, feed, batch_idx):
+            jit = False
+        count = len(self._loops)
+        start = time.perf_counter()
+        if feed.in_memory:
+            ran, outputs = self._run_memory(stage, feed, n, batch_idx, jit)
+        else:
+            if n not in self._n_cache:  # one constant per chunk size, not one per call
+                self._n_cache[n] = tf.constant(n, tf.int64)
+            ran, outputs = self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
+        if stage == "train":
+            if timed:
+                ran = int(ran)  # a device sync, only while timing XLA against the plain step
+            self.tuner.record(jit=jit, timed=timed, steps=n, seconds=time.perf_counter() - start,
+                              first_call=len(self._loops) > count)
+        return ran, outputs
 
     def check_trainable(self) -> bool:
         """Drops the compiled training step when trainability changed; True if it did.
@@ -255,15 +376,9 @@ class CompiledSteps:
         if signature == self.signature:
             return False
         self.signature = signature
-        self._loops.pop("train", None)
-        self._loops.pop("flush", None)
+        for key in [k for k in self._loops if k == "flush" or k[0] == "train"]:
+            del self._loops[key]
         return True
-
-    def run(self, stage: str, iterator, n: int):
-        """Runs up to ``n`` steps of ``stage``; returns (steps run as a tensor, outputs of the last)."""
-        if n not in self._n_cache:  # one constant per chunk size, not one per call
-            self._n_cache[n] = tf.constant(n, tf.int64)
-        return self._loop(stage)(iterator, self._n_cache[n])
 
     def predict_function(self):
         """Returns ``f(iterator, batch_idx)`` running ``predict_step`` on the iterator's next batch.
@@ -277,7 +392,7 @@ class CompiledSteps:
                 self.trace_counts["predict"] += 1
                 return self._call_user(module.predict_step, batch, batch_idx)
 
-            step = self._compile(predict_one, jit=self.jit_compile)
+            step = self._compile(predict_one, jit=bool(self.tuner.jit))
 
             def predict_next(iterator, batch_idx):
                 return step(next(iterator), batch_idx)

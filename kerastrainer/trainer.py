@@ -20,8 +20,11 @@ from kerastrainer.lr import step_scheduler
 from kerastrainer.module import TrainModule
 from kerastrainer.precision import normalize_precision, precision_scope
 from kerastrainer.profiler import make_profiler
-from kerastrainer.run_setup import (build_callbacks, build_loggers, epoch_limit, limit_batches,
-                                    prepare_module, resolve_data, resolve_strategy, val_interval)
+from kerastrainer.autotune import StepTuner, planned_batches
+from kerastrainer.data.feeds import ArrayFeed, IteratorFeed
+from kerastrainer.run_setup import (build_callbacks, build_loggers, chunk_plan, epoch_limit,
+                                    limit_batches, prepare_module, resolve_data, resolve_strategy,
+                                    val_interval)
 from kerastrainer.seed import last_seed, seed_everything
 from kerastrainer.signals import EXIT_CODES, SignalCatcher
 from kerastrainer.steps import CompiledSteps
@@ -49,7 +52,12 @@ class Trainer:
         fast_dev_run: run ``n`` batches (``True``: 1) of every stage once, as a smoke test.
         overfit_batches: train and validate on this many training batches (unshuffled).
         steps_per_execution: training/evaluation steps per compiled call; batch hooks fire per call.
-        jit_compile: compile the steps with XLA.
+            ``"auto"`` (default) sizes calls to about 50 ms from measured step time, ending them
+            where loggers, validation and step-interval callbacks need; one batch per call when a
+            callback that is not ``chunk_aware`` (or the module) overrides a batch hook.
+        jit_compile: compile the steps with XLA. ``"auto"`` (default): on a GPU whenever the step
+            compiles; on a CPU when it measured faster on the run's first batches (runs planned
+            shorter than 500 batches, ``deterministic`` and ``detect_anomaly`` runs stay plain).
         run_eagerly: run the steps as plain Python (debugging; slow).
         deterministic: seed (``kt.seed_everything``'s last seed, else 0) and enable TensorFlow's op
             determinism, so two runs give bitwise equal weights.
@@ -87,7 +95,7 @@ class Trainer:
                  limit_train_batches=1.0, limit_val_batches=1.0, limit_test_batches=1.0,
                  limit_predict_batches=1.0, val_check_interval=1.0, check_val_every_n_epoch=1,
                  num_sanity_val_steps=2, fast_dev_run=False, overfit_batches=0.0,
-                 steps_per_execution=1, jit_compile=False, run_eagerly=False, deterministic=False,
+                 steps_per_execution="auto", jit_compile="auto", run_eagerly=False, deterministic=False,
                  accumulate_grad_batches=1, gradient_clip_val=None, gradient_clip_algorithm="norm",
                  detect_anomaly=False, precision="32",
                  strategy="auto", callbacks=None, logger=True, log_every_n_steps=50,
@@ -111,8 +119,10 @@ class Trainer:
                                                        -1, "-1 runs all validation batches")
         self.fast_dev_run = flags.fast_dev_run(fast_dev_run)
         self.overfit_batches = flags.batches_or_fraction("overfit_batches", overfit_batches)
-        self.steps_per_execution = flags.int_at_least("steps_per_execution", steps_per_execution, 1)
-        self.jit_compile = flags.boolean("jit_compile", jit_compile)
+        self.steps_per_execution = (steps_per_execution if steps_per_execution == "auto" else
+                                    flags.int_at_least("steps_per_execution", steps_per_execution,
+                                                       1, "or 'auto'"))
+        self.jit_compile = flags.boolean_or_auto("jit_compile", jit_compile)
         self.run_eagerly = flags.boolean("run_eagerly", run_eagerly)
         self.deterministic = flags.boolean("deterministic", deterministic)
         self.accumulate_grad_batches = flags.int_at_least("accumulate_grad_batches",
@@ -163,6 +173,7 @@ class Trainer:
         self._ckpt_file = None
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
         self._lr_scheduler = None
+        self._per_batch, self._chunk_intervals = False, []
         self.history: dict[str, list] = {}
 
     # ------------------------------------------------------------------ public state
@@ -279,6 +290,18 @@ class Trainer:
     def _fit(self, train, val, checkpoint):
         module, bus, logs, profile = self.module, self._bus, self._logs, self.profiler.profile
         self._prepare_module(train, step="training_step")
+        n_train = self.num_training_batches = limit_batches(
+            self.overfit_batches or self.limit_train_batches, train, "limit_train_batches")
+        n_val = self.num_val_batches = (
+            limit_batches(self.overfit_batches or self.limit_val_batches, val, "limit_val_batches")
+            if val is not None else 0)
+        self._compiled.tuner = StepTuner(
+            steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile,
+            planned_steps=planned_batches(n_train, self.max_epochs, self.max_steps,
+                                          self.accumulate_grad_batches),
+            fixed_rule=self.deterministic or self.detect_anomaly or self.run_eagerly)
+        self._per_batch, self._chunk_intervals = chunk_plan(self.callbacks, module, self.loggers,
+                                                            self.log_every_n_steps)
         # Every fit is a new run (a new optimizer was just configured); ckpt_path continues one.
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
@@ -294,18 +317,16 @@ class Trainer:
                 logger.log_model_graph(module, module._kt_input_spec)
         resume_at = 0 if self._epoch_done else self._batches_done
         first_epoch = self.current_epoch + (1 if self._epoch_done else 0)
-        n_train = self.num_training_batches = limit_batches(
-            self.overfit_batches or self.limit_train_batches, train, "limit_train_batches")
-        n_val = self.num_val_batches = (
-            limit_batches(self.overfit_batches or self.limit_val_batches, val, "limit_val_batches")
-            if val is not None else 0)
         val_every = val_interval(self.val_check_interval, n_train) if n_val != 0 else None
-        # One iterator for the whole fit over a repeated dataset: deleting a tf.data iterator at every
-        # epoch end stalls until an autotune timer fires. Resuming skips to the saved position.
-        train_iter = (iter(train.dataset(limit=n_train, repeat=True,
-                                         skip=first_epoch * n_train + resume_at))
-                      if n_train is not None else None)
-        val_iter = iter(val.dataset(limit=n_val, repeat=True)) if n_val else None
+        # Arrays are sliced in memory by the compiled loop. Other data: one iterator for the whole
+        # fit over a repeated dataset (deleting a tf.data iterator at every epoch end stalls until an
+        # autotune timer fires); resuming skips to the saved position.
+        if n_train is not None and train.in_memory:
+            train_feed = ArrayFeed(train)
+        elif n_train is not None:
+            train_feed = IteratorFeed(iter(train.dataset(
+                limit=n_train, repeat=True, skip=first_epoch * n_train + resume_at)))
+        val_feed = self._feed(val, n_val, repeat=True) if n_val else None
 
         bus.call("on_fit_start")
         if n_val != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
@@ -313,7 +334,9 @@ class Trainer:
             sanity = min(sanity, n_val) if n_val is not None else sanity
             self.sanity_checking = True
             bus.call("on_sanity_check_start")
-            self._eval_loop("val", iter(val.dataset(limit=sanity)), sanity, exact=n_val is not None)
+            self._eval_loop("val", val_feed if val_feed and val_feed.in_memory else
+                            IteratorFeed(iter(val.dataset(limit=sanity))), sanity,
+                            exact=n_val is not None)
             bus.call("on_sanity_check_end")
             self.sanity_checking = False
             logs.clear("val")
@@ -332,7 +355,7 @@ class Trainer:
                     bus.call("on_train_epoch_start")
                 elif validate_now and val_every and batch_idx % val_every == 0 and \
                         validated_at != batch_idx:  # saved at a validation point, before it ran
-                    self._validation_run(val, val_iter, n_val)
+                    self._validation_run(val, val_feed, n_val)
                     validated_at = self._validated_at = batch_idx
                 resume_at = 0
                 self._compiled.check_trainable()  # a callback may have (un)frozen layers
@@ -340,14 +363,15 @@ class Trainer:
                     self._compiled.accumulate.assign(self.accumulate_grad_batches)
                 every = self.accumulate_grad_batches if self._compiled.accumulating else 1
                 if n_train is None:
-                    train_iter = iter(train.dataset(limit=self._int_limit(self.limit_train_batches),
-                                                    skip=batch_idx))
+                    train_feed = IteratorFeed(iter(train.dataset(
+                        limit=self._int_limit(self.limit_train_batches), skip=batch_idx)))
+                train_feed.start_epoch(epoch)
                 while n_train is None or batch_idx < n_train:
                     chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None,
                                         every)
                     bus.call("on_train_batch_start", batch_idx)
                     with profile("train: compiled call"):
-                        ran, outputs = self._compiled.run("train", train_iter, chunk)
+                        ran, outputs = self._compiled.run("train", train_feed, chunk, batch_idx)
                     ran = chunk if n_train is not None else int(ran)  # unknown length: read count
                     batch_idx += ran
                     steps = batch_idx // every - (batch_idx - ran) // every  # optimizer steps
@@ -366,7 +390,7 @@ class Trainer:
                         step_scheduler(self._lr_scheduler, self, module.optimizer, "step",
                                        self.global_step)
                     if validate_now and val_every and batch_idx % val_every == 0:
-                        self._validation_run(val, val_iter, n_val)
+                        self._validation_run(val, val_feed, n_val)
                         validated_at = self._validated_at = batch_idx
                     if signals.received:
                         self._stop_on_signal(signals.received)
@@ -381,7 +405,7 @@ class Trainer:
                     self._compiled.flush()
                     self.global_step += 1
                 if validate_now and val_every is None and validated_at != batch_idx:
-                    self._validation_run(val, val_iter, n_val)
+                    self._validation_run(val, val_feed, n_val)
                 self._epoch_done = True
                 bus.call("on_train_epoch_end")
                 if self._lr_scheduler is not None:
@@ -402,11 +426,20 @@ class Trainer:
         self.save_checkpoint(path)
         raise SystemExit(EXIT_CODES[signum])
 
-    def _validation_run(self, val, val_iter, n_val):
-        if val_iter is None:  # unknown length: a fresh pass each time
-            val_iter = iter(val.dataset(limit=self._int_limit(self.limit_val_batches)))
+    def _validation_run(self, val, val_feed, n_val):
+        if val_feed is None:  # unknown length: a fresh pass each time
+            val_feed = IteratorFeed(iter(val.dataset(limit=self._int_limit(self.limit_val_batches))))
         with self.profiler.profile("validation run"):
-            self._eval_loop("val", val_iter, n_val, exact=n_val is not None)
+            self._eval_loop("val", val_feed, n_val, exact=n_val is not None)
+
+    @staticmethod
+    def _feed(source, n, *, repeat=False):
+        """Array data in memory, anything else through one ``tf.data`` iterator."""
+        if n is not None and source.in_memory:
+            feed = ArrayFeed(source)
+            feed.start_epoch(0)
+            return feed
+        return IteratorFeed(iter(source.dataset(limit=n, repeat=repeat)))
 
     def _log_row(self, metrics, epoch=None):
         hidden = self._logs.hidden_keys
@@ -434,17 +467,17 @@ class Trainer:
                     logger.log_weights(self.module, self.current_epoch)
                 logger.save()
 
-    def _eval_loop(self, stage, iterator, n, *, exact):
+    def _eval_loop(self, stage, feed, n, *, exact):
         bus, hook = self._bus, _HOOK_PREFIX[stage]
         self._logs.reset(stage)
         bus.call(f"on_{hook}_start")
         bus.call(f"on_{hook}_epoch_start")
         batch_idx = 0
+        size = self._eval_chunk()
         while n is None or batch_idx < n:
-            chunk = self.steps_per_execution if n is None else min(self.steps_per_execution,
-                                                                    n - batch_idx)
+            chunk = size if n is None else min(size, n - batch_idx)
             bus.call(f"on_{hook}_batch_start", batch_idx)
-            ran, outputs = self._compiled.run(stage, iterator, chunk)
+            ran, outputs = self._compiled.run(stage, feed, chunk, batch_idx)
             ran = chunk if exact else int(ran)
             batch_idx += ran
             self._logs.mark_dirty(stage)
@@ -473,7 +506,9 @@ class Trainer:
             n = limit_batches(getattr(self, f"limit_{short}_batches"), source,
                               f"limit_{short}_batches")
             setattr(self, f"num_{short}_batches", n)
-            self._eval_loop(stage, iter(source.dataset(limit=n)), n, exact=n is not None)
+            self._per_batch, self._chunk_intervals = chunk_plan(
+                self.callbacks, self.module, self.loggers, self.log_every_n_steps)
+            self._eval_loop(stage, self._feed(source, n), n, exact=n is not None)
             results = self._logs.results(stage) | self._logs.hook_values
             self._log_row(results)
             return results
@@ -585,6 +620,10 @@ class Trainer:
 
     def _chunk(self, batch_idx, n_train, val_every, every):
         size = self.steps_per_execution
+        if size == "auto":
+            size = 1 if self._per_batch else self._compiled.tuner.chunk
+            for interval in self._chunk_intervals:  # end where a logger or callback looks
+                size = min(size, (interval - self.global_step % interval) * every - batch_idx % every)
         if n_train is not None:
             size = min(size, n_train - batch_idx)
         if val_every:
@@ -592,6 +631,14 @@ class Trainer:
         if self.max_steps >= 0:  # batches left before max_steps optimizer steps
             size = min(size, (self.max_steps - self.global_step) * every - batch_idx % every)
         return max(size, 1)
+
+    def _eval_chunk(self):
+        if self.steps_per_execution != "auto":
+            return self.steps_per_execution
+        if self._per_batch:
+            return 1
+        tuner = self._compiled.tuner
+        return tuner.chunk if tuner.seconds_per_step is not None else 32
 
     def _stop_requested(self, epoch) -> bool:
         if 0 <= self.max_steps <= self.global_step:

@@ -68,7 +68,8 @@ def test_fit_trains_and_reports_keras_names():
     metrics = trainer.callback_metrics
     assert set(metrics) == {"loss", "acc", "val_loss", "val_acc"}
     assert all(isinstance(v, float) for v in metrics.values())
-    assert metrics["acc"] > 0.6
+    assert metrics["acc"] > 0.45  # chance is 1/3
+    assert trainer.history["loss"][-1] < trainer.history["loss"][0]
     assert trainer.current_epoch == 3 and trainer.global_step == 4 * 4
     assert set(trainer.test(data=(x[60:], y[60:]))) == {"test_loss", "test_acc"}
 

@@ -15,12 +15,16 @@ class Callback:
     default training step), still on the device until you convert them.
 
     With ``Trainer(steps_per_execution=N)`` the batch hooks fire once per compiled chunk of N batches;
-    ``on_*_batch_start`` gets the chunk's first batch index and ``on_*_batch_end`` its last.
+    ``on_*_batch_start`` gets the chunk's first batch index and ``on_*_batch_end`` its last. With the
+    default ``steps_per_execution="auto"``, a callback that overrides a batch hook gets one call per
+    batch unless it sets ``chunk_aware = True`` (then chunks may end only where its
+    :meth:`step_interval` says).
 
     ``on_before_optimizer_step`` is traced into the compiled training step (like ``training_step``
     itself): it runs in Python once per trace, and the TensorFlow ops it creates run every step.
 
     Attributes:
+        chunk_aware: the batch hooks work when called once per compiled chunk.
         is_monitor: ``True`` for callbacks that act on logged values (checkpointing, early stopping).
             At every hook they run after the plain callbacks and after the module, so at epoch end they
             see everything logged, validation included.
@@ -31,7 +35,15 @@ class Callback:
         ...         print(trainer.current_epoch, trainer.callback_metrics.get("loss"))
     """
 
+    chunk_aware: ClassVar[bool] = False
     is_monitor: ClassVar[bool] = False
+
+    def step_interval(self, trainer) -> int | None:
+        """Optimizer steps between the batch ends this callback must see (``None``: any chunking).
+
+        With ``steps_per_execution="auto"`` the trainer ends a compiled chunk at every multiple.
+        """
+        return None
 
     @property
     def state_key(self) -> str:

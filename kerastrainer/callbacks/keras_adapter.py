@@ -41,6 +41,11 @@ class KerasCallbackAdapter(Callback):
                        for kind, names in _BATCH_HOOKS.items()}
 
     @property
+    def chunk_aware(self) -> bool:
+        """Keras batch hooks expect every batch; without them chunks are fine."""
+        return not (self._batch["train"] or self._batch["test"])
+
+    @property
     def state_key(self) -> str:
         return "KerasCallbackAdapter[" + ",".join(type(c).__name__ for c in self.callbacks) + "]"
 

@@ -21,6 +21,11 @@ class LearningRateMonitor(Callback):
         >>> monitor = LearningRateMonitor(logging_interval="step")
     """
 
+    chunk_aware = True
+
+    def step_interval(self, trainer):
+        return trainer.log_every_n_steps if self.logging_interval == "step" else None
+
     def __init__(self, *, logging_interval: str = "epoch") -> None:
         if logging_interval not in ("epoch", "step"):
             raise ValueError("LearningRateMonitor: `logging_interval` must be 'epoch' or 'step'. "

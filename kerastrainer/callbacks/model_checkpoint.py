@@ -62,6 +62,11 @@ class ModelCheckpoint(Callback):
     FILE_EXTENSION = ".ckpt"
     CHECKPOINT_NAME_LAST = "last"
 
+    chunk_aware = True
+
+    def step_interval(self, trainer):
+        return self.every_n_train_steps or None
+
     def __init__(self, *, dirpath=None, filename=None, monitor=None, mode="min", save_top_k=1,
                  save_last=False, every_n_epochs=None, every_n_train_steps=None,
                  train_time_interval=None, save_weights_only=False, auto_insert_metric_name=True,

@@ -31,6 +31,8 @@ class RichProgressBar(Callback):
         >>> bar = RichProgressBar(refresh_rate=1.0)
     """
 
+    chunk_aware = True  # draws the batch count it is given, whatever the chunk
+
     def __init__(self, *, refresh_rate: float = 0.5, console: Console | None = None) -> None:
         if not isinstance(refresh_rate, (int, float)) or refresh_rate < 0:
             raise ValueError(

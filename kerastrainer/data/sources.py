@@ -14,42 +14,71 @@ import tensorflow as tf
 DEFAULT_BATCH_SIZE = 32
 
 
+#: Array data up to this many bytes is fed from memory inside the compiled loop (no tf.data).
+IN_MEMORY_MAX_BYTES = 2 * 1024**3
+
+
 @dataclass
 class Source:
     """A stage's data: a dataset of batches plus what is known about its length.
 
-    For in-memory arrays, ``batches`` yields index batches and ``finish`` gathers the rows, so that
-    shuffling, limiting and skipping happen on cheap integer vectors; ``seed`` is the shuffle seed
-    (saved in checkpoints, so a resumed run shuffles exactly as the interrupted one).
+    For in-memory arrays, ``tensors`` holds the rows and ``order(epoch)`` the row order of an epoch: a
+    stateless shuffle of ``seed`` and the epoch number (saved in checkpoints, so a resumed run sees
+    exactly the batches the interrupted one would have). Both ways of feeding arrays, the ``tf.data``
+    pipeline of :meth:`dataset` and the compiled loop's own slicing, use that order, so they train
+    identically.
     """
 
     batches: tf.data.Dataset | None
     num_batches: int | None  # None: unknown length
     infinite: bool = False
-    finish: Callable | None = None
+    tensors: object = None
     rows: int = 0
     batch_size: int = 0
     seed: int | None = None
 
-    def _batches(self):
-        if self.rows == 0:
-            return self.batches
-        indices = tf.data.Dataset.range(self.rows)
-        if self.seed is not None:
-            indices = indices.shuffle(self.rows, seed=self.seed, reshuffle_each_iteration=True)
-        return indices.batch(self.batch_size)
+    @property
+    def in_memory(self) -> bool:
+        """Arrays small enough to slice inside the compiled loop."""
+        if self.tensors is None:
+            return False
+        size = sum(t.shape.num_elements() * t.dtype.size for t in tf.nest.flatten(self.tensors))
+        return size <= IN_MEMORY_MAX_BYTES
+
+    def order(self, epoch):
+        """Row indices of ``epoch`` (a permutation when shuffling), as an int64 tensor."""
+        rows = tf.range(self.rows, dtype=tf.int64)
+        if self.seed is None:
+            return rows
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.random.experimental.stateless_shuffle(rows, seed=seed)
+
+    def gather(self, indices):
+        """The rows ``indices`` of every array."""
+        return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.tensors)
 
     def dataset(self, *, limit: int | None = None, repeat: bool = False, skip: int = 0):
         """The batched pipeline: the first ``limit`` batches, repeated, minus ``skip`` batches."""
-        ds = self._batches()
+        if self.tensors is not None:
+            return self._array_dataset(limit, repeat, skip)
+        ds = self.batches
         if limit is not None:
             ds = ds.take(limit)
         if repeat:
             ds = ds.repeat()
         if skip:
             ds = ds.skip(skip)
-        if self.finish is not None:
-            ds = ds.map(self.finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _array_dataset(self, limit, repeat, skip):
+        per_epoch = min(limit, self.num_batches) if limit is not None else self.num_batches
+        first_epoch, skip = divmod(skip, per_epoch) if per_epoch else (0, 0)
+        epochs = tf.data.Dataset.range(first_epoch, 2**62 if repeat else first_epoch + 1)
+        ds = epochs.flat_map(lambda epoch: tf.data.Dataset.from_tensor_slices(self.order(epoch))
+                             .batch(self.batch_size).take(per_epoch))
+        if skip:
+            ds = ds.skip(skip)
+        ds = ds.map(self.gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     @property
@@ -138,14 +167,11 @@ def _from_arrays(data, batch_size, shuffle, name) -> Source:
     if rows == 0:
         raise ValueError(f"{name} has no rows. Received arrays of shapes {[a.shape for a in leaves]}.")
     tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
-    # A seed drawn from NumPy's global generator: reproducible under kt.seed_everything, reshuffled
-    # differently every epoch, and stored in checkpoints for exact resume.
+    # A seed drawn from NumPy's global generator: reproducible under kt.seed_everything; each epoch's
+    # order derives from it and the epoch number, and it is stored in checkpoints for exact resume.
     seed = int(np.random.randint(0, 2**31 - 1)) if shuffle else None
 
-    def gather(index_batch):
-        return tf.nest.map_structure(lambda t: tf.gather(t, index_batch), tensors)
-
-    return Source(None, -(-rows // batch_size), finish=gather, rows=rows, batch_size=batch_size,
+    return Source(None, -(-rows // batch_size), tensors=tensors, rows=rows, batch_size=batch_size,
                   seed=seed)
 
 

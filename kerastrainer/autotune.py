@@ -1,0 +1,133 @@
+"""``steps_per_execution="auto"`` and ``jit_compile="auto"``: choices made from measured call times.
+
+The chunk size (training steps per compiled call) grows until one call takes about
+:data:`TARGET_CALL_SECONDS`: long enough that the Python work per call (hooks, dispatch) is noise,
+short enough that the progress bar, ``max_time`` and a SIGTERM are served promptly. The trainer then
+caps each chunk at the next point a hook, logger or validation needs (see ``Trainer._chunk``).
+
+XLA is tried only where it can pay off: on a GPU it is used whenever the step compiles; on a CPU it is
+timed against the plain step on the run's own first batches (XLA speeds up small dense nets several
+times there but slows convolutions down), and kept when it is clearly faster. Runs too short to repay
+a compile, ``deterministic=True`` runs and ``detect_anomaly`` runs skip the measurement.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+#: Aim for compiled calls of about this many seconds.
+TARGET_CALL_SECONDS = 0.05
+#: The largest automatic chunk.
+MAX_CHUNK = 1000
+#: The largest chunk while XLA is being timed.
+PROBE_CHUNK = 16
+#: Runs planned shorter than this many training batches do not time XLA against the plain step.
+MIN_STEPS_TO_PROBE = 500
+#: XLA is kept when a step takes at most this fraction of the plain step's time.
+XLA_MARGIN = 0.9
+
+# The measurement, one entry per training call: (use XLA, time it). The first call of each variant
+# traces (and compiles), so it is not timed; the variants then alternate to share any drift in load.
+_PROBE = ((False, False), (False, True), (True, False), (True, True), (False, True), (True, True))
+
+
+def gpu_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+class StepTuner:
+    """Holds the chunk size and the XLA choice of one fit; :class:`CompiledSteps` consults it.
+
+    Args:
+        steps_per_execution: an int, or ``"auto"``.
+        jit_compile: ``True``, ``False`` or ``"auto"``.
+        planned_steps: training batches the run will take at most (``None``: unknown or no limit).
+        fixed_rule: decide ``"auto"`` XLA without timing (deterministic or anomaly-checking runs).
+
+    Attributes:
+        jit: the XLA choice, or ``None`` while it is being measured.
+        reason: why ``jit`` is what it is (shown by ``Trainer.describe_compilation``).
+        chunk: the current automatic chunk size.
+    """
+
+    def __init__(self, *, steps_per_execution, jit_compile, planned_steps=None,
+                 fixed_rule: bool = False) -> None:
+        self.auto_chunk = steps_per_execution == "auto"
+        self.chunk = 1 if self.auto_chunk else steps_per_execution
+        self.seconds_per_step: float | None = None
+        self._calls = 0
+        self._samples: dict = {False: [0.0, 0], True: [0.0, 0]}
+        if jit_compile != "auto":
+            self.jit, self.reason = bool(jit_compile), "set by jit_compile"
+        elif gpu_visible():
+            self.jit, self.reason = True, "auto: GPU visible"
+        elif fixed_rule:
+            self.jit, self.reason = False, "auto: CPU, deterministic or anomaly-checking run"
+        elif planned_steps is not None and planned_steps < MIN_STEPS_TO_PROBE:
+            self.jit, self.reason = False, f"auto: CPU, run shorter than {MIN_STEPS_TO_PROBE} steps"
+        else:
+            self.jit, self.reason = None, "auto: measuring"
+
+    @property
+    def probing(self) -> bool:
+        return self.jit is None
+
+    def next_call(self) -> tuple[bool, bool]:
+        """Returns ``(use XLA, time this call with a device sync)`` for the next training call."""
+        if self.jit is None:
+            return _PROBE[self._calls]
+        return self.jit, False
+
+    def xla_failed(self, error: Exception) -> None:
+        """The step does not compile with XLA: use the plain step from now on."""
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        self.jit, self.reason = False, f"auto: XLA cannot compile the step ({first_line[:160]})"
+
+    def record(self, *, jit: bool, timed: bool, steps: int, seconds: float, first_call: bool) -> None:
+        """Takes the duration of a training call of ``steps`` steps (``first_call``: it traced)."""
+        probing = self.jit is None
+        if probing:
+            if timed and steps:
+                self._samples[jit][0] += seconds
+                self._samples[jit][1] += steps
+            self._calls += 1
+            if self._calls == len(_PROBE):
+                self._decide()
+        # While measuring XLA the chunk is sized once (after the first timed call), so that both
+        # variants are timed on calls of the same size.
+        if first_call or steps <= 0 or not self.auto_chunk or (probing and self._calls != 2):
+            return
+        per_step = seconds / steps
+        self.seconds_per_step = per_step if self.seconds_per_step is None else (
+            0.7 * self.seconds_per_step + 0.3 * per_step)
+        wanted = int(TARGET_CALL_SECONDS / max(self.seconds_per_step, 1e-7))
+        # Short calls while measuring, so that the measurement ends within the first epoch.
+        self.chunk = max(1, min(PROBE_CHUNK if probing else MAX_CHUNK, wanted))
+
+    def _decide(self) -> None:
+        (plain, plain_steps), (xla, xla_steps) = self._samples[False], self._samples[True]
+        if not plain_steps or not xla_steps:
+            self.jit, self.reason = False, "auto: too few steps to measure"
+            return
+        plain, xla = plain / plain_steps, xla / xla_steps
+        self.jit = xla <= XLA_MARGIN * plain
+        self.reason = (f"auto: measured {xla * 1e6:.0f} us/step with XLA, {plain * 1e6:.0f} us/step "
+                       "without")
+
+    def state_dict(self) -> dict:
+        """The XLA choice, so that a resumed run computes exactly as the interrupted one."""
+        return {"jit": -1 if self.jit is None else int(self.jit), "reason": self.reason}
+
+    def load_state_dict(self, state: dict) -> None:
+        if int(state.get("jit", -1)) >= 0:
+            self.jit, self.reason = bool(int(state["jit"])), str(state.get("reason", "restored"))
+
+
+def planned_batches(n_train, max_epochs, max_steps, accumulate) -> int | None:
+    """Training batches a fit will take at most; ``None`` when unbounded or unknown."""
+    bounds = []
+    if n_train is not None and max_epochs >= 0:
+        bounds.append(n_train * max_epochs)
+    if max_steps >= 0:
+        bounds.append(max_steps * accumulate)
+    return min(bounds) if bounds else None

@@ -1,0 +1,1 @@
+"""Distributed training: strategies and the local launcher."""

@@ -27,7 +27,7 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/overhead.py
+	$(VENV)/bin/python benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) build site *.egg-info

@@ -416,7 +416,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
-    rows = args.rows or (3000 if args.quick else 60000)
+    rows = args.rows or (2000 if args.quick else 60000)
     if args.peak_memory:
         return peak_memory_child(args.peak_memory, rows)
     repeats = args.repeats or (3 if args.quick else 11)

@@ -9,6 +9,7 @@ marks a stage dirty after each compiled call, and the first reader of ``trainer.
 from __future__ import annotations
 
 import contextlib
+import threading
 import math
 from dataclasses import dataclass, field
 
@@ -109,7 +110,8 @@ class LogCollector:
         self.prog_bar_keys: set[str] = set()
         self.hidden_keys: set[str] = set()
         self.user_keys: set[str] = set()
-        self._recording: tuple | None = None
+        # Per thread: MirroredStrategy traces each replica's step in its own thread.
+        self._local = threading.local()
         self._results: dict[str, dict] = {}
         self._dirty: set[str] = set()
         self._taken_metrics: set[int] = set()
@@ -134,13 +136,23 @@ class LogCollector:
                 stage=stage,
                 metrics=_clone_if_shared(metrics, self._taken_metrics),
                 loss=keras.metrics.Mean(name="loss"),
-                batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{stage}_batch_idx"),
+                batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{stage}_batch_idx",
+                                      synchronization=tf.VariableSynchronization.ON_READ,
+                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA),
             )
         # Made now rather than in the first trace: a variable created while tracing makes
         # tf.function trace the step a second time.
         self.stages[stage].outputs["loss"] = self._variable(0.0, f"{stage}/out/loss")
 
     # ----------------------------------------------------------------- inside compiled steps
+    @property
+    def _recording(self) -> tuple | None:
+        return getattr(self._local, "recording", None)
+
+    @_recording.setter
+    def _recording(self, value) -> None:
+        self._local.recording = value
+
     @contextlib.contextmanager
     def recording(self, stage: str, batch_size):
         """Routes ``module.log`` / ``update_metrics`` calls made while tracing to ``stage``."""
@@ -151,14 +163,20 @@ class LogCollector:
         finally:
             self._recording = previous
 
-    def _variable(self, initial: float, key: str) -> tf.Variable:
+    def _variable(self, initial: float, key: str, aggregation="mean") -> tf.Variable:
         # init_scope lifts creation out of the function being traced, so the variable is created once,
         # eagerly, even when the first trace happens inside a while loop or an XLA-compiled step.
         # A value restored from a checkpoint before the first trace is used as the initial value.
         initial = self._pending.pop(key, initial)
+        # Under a distribution strategy every replica updates its own copy (no collective per
+        # step); a read from the host combines them: sums for the running totals, the mean of the
+        # replicas' values for last values (like Keras metrics, which are ON_READ too).
         with tf.init_scope(), self.scope():
-            return tf.Variable(initial, dtype=tf.float32, trainable=False,
-                               name=key.replace("/", "_"))
+            return tf.Variable(
+                initial, dtype=tf.float32, trainable=False, name=key.replace("/", "_"),
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=(tf.VariableAggregation.SUM if aggregation == "sum"
+                             else tf.VariableAggregation.MEAN))
 
     def log(self, name, value, *, on_step, on_epoch, prog_bar, logger, reduce_fx) -> None:
         """Implements ``TrainModule.log`` (see there)."""
@@ -188,8 +206,9 @@ class LogCollector:
             entry = _Entry(
                 on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx,
                 last=self._variable(0.0, f"{stage}/log/{name}/last"),
-                total=self._variable(_INITIAL[reduce_fx], f"{stage}/log/{name}/total"),
-                weight=self._variable(0.0, f"{stage}/log/{name}/weight"),
+                total=self._variable(_INITIAL[reduce_fx], f"{stage}/log/{name}/total",
+                                     "sum" if reduce_fx in ("mean", "sum") else "mean"),
+                weight=self._variable(0.0, f"{stage}/log/{name}/weight", "sum"),
             )
             state.entries[name] = entry
             self._remember_keys(name, entry)

@@ -15,14 +15,23 @@ from kerastrainer.steps import check_optimizer, trainable_candidates
 
 
 def resolve_strategy(strategy):
-    """``"auto"`` is the default strategy; a ``tf.distribute.Strategy`` is used as given."""
-    if strategy == "auto" or strategy is None:
-        return tf.distribute.get_strategy()
+    """Turns the ``strategy`` flag into a ``tf.distribute.Strategy``.
+
+    ``"auto"``: MultiWorkerMirrored when ``TF_CONFIG`` names a cluster of several tasks, Mirrored when
+    several GPUs are visible, else the default (no distribution). ``"mirrored"`` uses every local GPU,
+    or every logical CPU device when there is no GPU (tests configure two at process start).
+    """
+    from kerastrainer.distributed.strategies import make_strategy
+
+    if strategy is None:
+        strategy = "auto"
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
+    if isinstance(strategy, str) and strategy in ("auto", "one_device", "mirrored", "multi_worker"):
+        return make_strategy(strategy)
     raise ValueError(
-        "`strategy` must be 'auto' or a tf.distribute.Strategy instance. "
-        f"Received: strategy={strategy!r}"
+        "`strategy` must be 'auto', 'one_device', 'mirrored', 'multi_worker' or a "
+        f"tf.distribute.Strategy instance. Received: strategy={strategy!r}"
     )
 
 

@@ -101,8 +101,16 @@ class CompiledSteps:
     """
 
     def __init__(self, *, module, logs, bus, jit_compile, run_eagerly: bool,
-                 accumulate: int = 1, detect_anomaly: bool = False, tuner=None) -> None:
+                 accumulate: int = 1, detect_anomaly: bool = False, tuner=None,
+                 strategy=None) -> None:
         self.module = module
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        if self.replicas > 1 and accumulate > 1:
+            raise ValueError(
+                "accumulate_grad_batches > 1 is not supported with a distribution strategy of "
+                f"{self.replicas} replicas yet: raise the global batch size instead. Received: "
+                f"accumulate_grad_batches={accumulate}")
         self.logs = logs
         self.bus = bus
         self.run_eagerly = run_eagerly
@@ -158,6 +166,12 @@ class CompiledSteps:
                     loss = _loss_of(outputs, where, required=True)
                     scaled = (module.optimizer.scale_loss(loss) if isinstance(
                         module.optimizer, keras.optimizers.LossScaleOptimizer) else loss)
+                    if self.replicas > 1:
+                        # Gradients are summed over replicas: weigh this replica's mean loss by its
+                        # share of the global batch, so the sum is the global batch's mean.
+                        context = tf.distribute.get_replica_context()
+                        total = context.all_reduce(tf.distribute.ReduceOp.SUM, size)
+                        scaled = scaled * tf.cast(size / total, scaled.dtype)
                 variables = module.trainable_variables
                 gradients = tape.gradient(scaled, variables)  # unscaled inside apply()
                 if self.detect_anomaly:
@@ -247,7 +261,10 @@ class CompiledSteps:
         key = (stage, "iterator", jit)
         if key in self._loops:
             return self._loops[key]
-        step = self._compile(self._step_fn(stage), jit=jit)
+        # Under a multi-replica strategy the step is traced inline, in strategy.run (a nested
+        # tf.function there fails to capture the replicas' values).
+        step = self._step_fn(stage) if self.replicas > 1 else self._compile(self._step_fn(stage),
+                                                                              jit=jit)
         logs = self.logs
 
         def run_steps(iterator, n):
@@ -258,7 +275,10 @@ class CompiledSteps:
                 optional = iterator.get_next_as_optional()
 
                 def run():
-                    step(optional.get_value())
+                    if self.replicas > 1:
+                        self.strategy.run(step, args=(optional.get_value(),))
+                    else:
+                        step(optional.get_value())
                     return tf.constant(True)
 
                 got = tf.cond(optional.has_value(), run, lambda: tf.constant(False))

@@ -22,6 +22,7 @@ from kerastrainer.precision import normalize_precision, precision_scope
 from kerastrainer.profiler import make_profiler
 from kerastrainer.autotune import StepTuner, planned_batches
 from kerastrainer.data.feeds import ArrayFeed, IteratorFeed
+from kerastrainer.distributed.strategies import global_rank
 from kerastrainer.run_setup import (build_callbacks, build_loggers, chunk_plan, epoch_limit,
                                     limit_batches, prepare_module, resolve_data, resolve_strategy,
                                     val_interval)
@@ -70,7 +71,8 @@ class Trainer:
             the run stops with an error naming the step and the value.
         precision: ``"32"``, ``"mixed_float16"`` (with dynamic loss scaling) or ``"mixed_bfloat16"``;
             the Keras dtype policy is set for the run and restored after it.
-        strategy: ``"auto"`` or a ``tf.distribute.Strategy``.
+        strategy: ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy``. Batch sizes are global: each replica gets its share.
         callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
         logger: ``True`` for a CSV logger (plus TensorBoard when the ``tensorboard`` package is
             installed) in ``<default_root_dir>/kt_logs/version_N``; ``False`` for none; a
@@ -205,9 +207,19 @@ class Trainer:
         return self.loggers[0].log_dir if self.loggers else self.default_root_dir
 
     @property
+    def world_size(self) -> int:
+        """Replicas training in sync (devices over all workers); 1 without distribution."""
+        return self._replicas
+
+    @property
+    def global_rank(self) -> int:
+        """This worker's index (0 on one host)."""
+        return global_rank(self.strategy)
+
+    @property
     def is_global_zero(self) -> bool:
-        """``True`` in the process that writes files and prints."""
-        return True
+        """``True`` in the process that writes files and prints (the chief)."""
+        return self.global_rank == 0
 
     @property
     def trace_counts(self) -> dict:
@@ -302,6 +314,8 @@ class Trainer:
             fixed_rule=self.deterministic or self.detect_anomaly or self.run_eagerly)
         self._per_batch, self._chunk_intervals = chunk_plan(self.callbacks, module, self.loggers,
                                                             self.log_every_n_steps)
+        if self._lr_scheduler is not None and self._lr_scheduler["interval"] == "step":
+            self._chunk_intervals.append(self._lr_scheduler["frequency"])  # steps it acts on
         # Every fit is a new run (a new optimizer was just configured); ckpt_path continues one.
         self.current_epoch, self.global_step, self.should_stop = 0, 0, False
         self._batches_done, self._epoch_done, self._validated_at = 0, False, None
@@ -321,11 +335,11 @@ class Trainer:
         # Arrays are sliced in memory by the compiled loop. Other data: one iterator for the whole
         # fit over a repeated dataset (deleting a tf.data iterator at every epoch end stalls until an
         # autotune timer fires); resuming skips to the saved position.
-        if n_train is not None and train.in_memory:
+        if n_train is not None and train.in_memory and self._replicas == 1:
             train_feed = ArrayFeed(train)
         elif n_train is not None:
-            train_feed = IteratorFeed(iter(train.dataset(
-                limit=n_train, repeat=True, skip=first_epoch * n_train + resume_at)))
+            train_feed = IteratorFeed(iter(self._distribute(train.dataset(
+                limit=n_train, repeat=True, skip=first_epoch * n_train + resume_at))))
         val_feed = self._feed(val, n_val, repeat=True) if n_val else None
 
         bus.call("on_fit_start")
@@ -335,7 +349,7 @@ class Trainer:
             self.sanity_checking = True
             bus.call("on_sanity_check_start")
             self._eval_loop("val", val_feed if val_feed and val_feed.in_memory else
-                            IteratorFeed(iter(val.dataset(limit=sanity))), sanity,
+                            IteratorFeed(iter(self._distribute(val.dataset(limit=sanity)))), sanity,
                             exact=n_val is not None)
             bus.call("on_sanity_check_end")
             self.sanity_checking = False
@@ -363,8 +377,8 @@ class Trainer:
                     self._compiled.accumulate.assign(self.accumulate_grad_batches)
                 every = self.accumulate_grad_batches if self._compiled.accumulating else 1
                 if n_train is None:
-                    train_feed = IteratorFeed(iter(train.dataset(
-                        limit=self._int_limit(self.limit_train_batches), skip=batch_idx)))
+                    train_feed = IteratorFeed(iter(self._distribute(train.dataset(
+                        limit=self._int_limit(self.limit_train_batches), skip=batch_idx))))
                 train_feed.start_epoch(epoch)
                 while n_train is None or batch_idx < n_train:
                     chunk = self._chunk(batch_idx, n_train, val_every if validate_now else None,
@@ -428,18 +442,28 @@ class Trainer:
 
     def _validation_run(self, val, val_feed, n_val):
         if val_feed is None:  # unknown length: a fresh pass each time
-            val_feed = IteratorFeed(iter(val.dataset(limit=self._int_limit(self.limit_val_batches))))
+            val_feed = IteratorFeed(iter(self._distribute(
+                val.dataset(limit=self._int_limit(self.limit_val_batches)))))
         with self.profiler.profile("validation run"):
             self._eval_loop("val", val_feed, n_val, exact=n_val is not None)
 
-    @staticmethod
-    def _feed(source, n, *, repeat=False):
+    def _feed(self, source, n, *, repeat=False):
         """Array data in memory, anything else through one ``tf.data`` iterator."""
-        if n is not None and source.in_memory:
+        if n is not None and source.in_memory and self._replicas == 1:
             feed = ArrayFeed(source)
             feed.start_epoch(0)
             return feed
-        return IteratorFeed(iter(source.dataset(limit=n, repeat=repeat)))
+        return IteratorFeed(iter(self._distribute(source.dataset(limit=n, repeat=repeat))))
+
+    @property
+    def _replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def _distribute(self, dataset):
+        """Splits every global batch over the replicas (and workers)."""
+        if self._replicas == 1:
+            return dataset
+        return self.strategy.experimental_distribute_dataset(dataset)
 
     def _log_row(self, metrics, epoch=None):
         hidden = self._logs.hidden_keys
@@ -615,7 +639,8 @@ class Trainer:
             self._compiled = CompiledSteps(module=self.module, logs=self._logs, bus=self._bus,
                                            jit_compile=self.jit_compile, run_eagerly=self.run_eagerly,
                                            accumulate=self.accumulate_grad_batches,
-                                           detect_anomaly=self.detect_anomaly)
+                                           detect_anomaly=self.detect_anomaly,
+                                           strategy=self.strategy)
         self._compiled.bus = self._bus
 
     def _chunk(self, batch_idx, n_train, val_every, every):

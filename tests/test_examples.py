@@ -24,7 +24,7 @@ def test_every_example_is_tested():
     # resume.py runs in tests/test_checkpoint.py (four crash/resume variants)
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
-                       "gan.py"}
+                       "gan.py", "mirrored.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -67,3 +67,10 @@ def test_gan_losses_move_and_the_generator_learns():
     assert len(epochs) == 20 and epochs[0] != epochs[-1]
     before, after = map(float, re.search(r"data mean: ([0-9.]+) -> ([0-9.]+)", out).groups())
     assert after < before
+
+
+def test_mirrored_over_two_devices_matches_one_device():
+    out = _run("mirrored.py")
+    assert re.search(r"replicas: 1 vs 2; optimizer steps: (\d+) vs \1", out), out
+    difference = float(re.search(r"mirrored vs single device: ([-0-9.e+]+)", out).group(1))
+    assert difference < 1e-5

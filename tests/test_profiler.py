@@ -10,6 +10,7 @@ from tests.helpers import BoringModule, regression_data
 
 
 def _fit(tmp_path, profiler, **flags):
+    flags.setdefault("steps_per_execution", 1)  # one compiled call per batch: counts below
     trainer = kt.Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False,
                          enable_model_summary=False, profiler=profiler, **flags)
     trainer.fit(BoringModule(), train_data=regression_data(16), val_data=regression_data(8), batch_size=4)

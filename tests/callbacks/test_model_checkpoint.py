@@ -74,7 +74,7 @@ def test_save_schedule(tmp_path, kwargs, steps):
 def test_train_time_interval(tmp_path):
     checkpoint = kt.callbacks.ModelCheckpoint(filename="{step}", save_top_k=-1,
                                               train_time_interval=datetime.timedelta(microseconds=1))
-    _fit(tmp_path, checkpoint, values=(1, 2))
+    _fit(tmp_path, checkpoint, values=(1, 2), steps_per_execution=1)
     assert len(os.listdir(tmp_path / "checkpoints")) == 4  # every compiled call
 
 

@@ -46,7 +46,7 @@ class StepTuner:
 
     Attributes:
         jit: the XLA choice, or ``None`` while it is being measured.
-        reason: why ``jit`` is what it is (shown by ``Trainer.describe_compilation``).
+        reason: why ``jit`` is what it is (``trainer._compiled.tuner.reason``).
         chunk: the current automatic chunk size.
     """
 

@@ -370,9 +370,9 @@ class CompiledSteps:
             jit, timed = self.tuner.next_call()
         else:  # evaluation follows the training choice
             jit, timed = bool(self.tuner.jit), False
+        count = len(self._loops)  # before the XLA check, which may build the loop it lowers
         if jit and not self._xla_compiles(stage, feed, batch_idx):
             jit = False
-        count = len(self._loops)
         start = time.perf_counter()
         if feed.in_memory:
             ran, outputs = self._run_memory(stage, feed, n, batch_idx, jit)

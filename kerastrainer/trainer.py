@@ -335,11 +335,9 @@ class Trainer:
         # Arrays are sliced in memory by the compiled loop. Other data: one iterator for the whole
         # fit over a repeated dataset (deleting a tf.data iterator at every epoch end stalls until an
         # autotune timer fires); resuming skips to the saved position.
-        if n_train is not None and train.in_memory and self._replicas == 1:
-            train_feed = ArrayFeed(train)
-        elif n_train is not None:
-            train_feed = IteratorFeed(iter(self._distribute(train.dataset(
-                limit=n_train, repeat=True, skip=first_epoch * n_train + resume_at))))
+        if n_train is not None:
+            train_feed = self._feed(train, n_train, repeat=True,
+                                    skip=first_epoch * n_train + resume_at)
         val_feed = self._feed(val, n_val, repeat=True) if n_val else None
 
         bus.call("on_fit_start")
@@ -348,9 +346,9 @@ class Trainer:
             sanity = min(sanity, n_val) if n_val is not None else sanity
             self.sanity_checking = True
             bus.call("on_sanity_check_start")
-            self._eval_loop("val", val_feed if val_feed and val_feed.in_memory else
-                            IteratorFeed(iter(self._distribute(val.dataset(limit=sanity)))), sanity,
-                            exact=n_val is not None)
+            in_memory = val_feed is not None and val_feed.in_memory  # None: unknown length
+            self._eval_loop("val", val_feed if in_memory else self._feed(val, sanity),
+                            sanity, exact=n_val is not None)
             bus.call("on_sanity_check_end")
             self.sanity_checking = False
             logs.clear("val")
@@ -447,13 +445,14 @@ class Trainer:
         with self.profiler.profile("validation run"):
             self._eval_loop("val", val_feed, n_val, exact=n_val is not None)
 
-    def _feed(self, source, n, *, repeat=False):
-        """Array data in memory, anything else through one ``tf.data`` iterator."""
+    def _feed(self, source, n, *, repeat=False, skip=0):
+        """Array data in memory (its position is the batch index, so ``skip`` is not needed), anything
+        else through one ``tf.data`` iterator."""
         if n is not None and source.in_memory and self._replicas == 1:
             feed = ArrayFeed(source)
             feed.start_epoch(0)
             return feed
-        return IteratorFeed(iter(self._distribute(source.dataset(limit=n, repeat=repeat))))
+        return IteratorFeed(iter(self._distribute(source.dataset(limit=n, repeat=repeat, skip=skip))))
 
     @property
     def _replicas(self) -> int:

@@ -324,3 +324,15 @@ def test_a_second_fit_is_a_new_run():
     trainer.fit(module, train_data=regression_data(8), batch_size=4)
     assert trainer.current_epoch == 1 and trainer.global_step == 4
     assert trainer.history["epoch"] == [0, 1]
+
+
+def test_sanity_check_runs_on_validation_data_of_unknown_length():
+    x, y = regression_data(16)
+
+    def batches():
+        for start in range(0, 16, 4):
+            yield x[start:start + 4], y[start:start + 4]
+
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=2)
+    trainer.fit(BoringModule(), train_data=batches, val_data=batches)
+    assert trainer.num_val_batches is None and "val_loss" in trainer.callback_metrics

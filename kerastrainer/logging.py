@@ -103,8 +103,11 @@ class LogCollector:
         scope: a callable returning the context in which variables are created (a strategy scope).
     """
 
-    def __init__(self, *, scope=contextlib.nullcontext) -> None:
+    def __init__(self, *, scope=contextlib.nullcontext, synced_reads: bool = False) -> None:
         self.scope = scope
+        # Under MultiWorkerMirrored a read is a collective: values are read only in sync(), which
+        # every worker calls at the same steps; in between, callers see the last synced values.
+        self.synced_reads = synced_reads
         self.stages: dict[str, StageState] = {}
         self.hook_values: dict[str, float] = {}
         self.prog_bar_keys: set[str] = set()
@@ -303,10 +306,18 @@ class LogCollector:
 
     def results(self, stage: str) -> dict:
         """Returns ``stage``'s values as Python floats, reading the device only when stale."""
-        if stage in self._dirty:
-            self._results[stage] = self.stages[stage].read()
-            self._dirty.discard(stage)
+        if stage in self._dirty and not self.synced_reads:
+            self._read(stage)
         return dict(self._results.get(stage, {}))
+
+    def _read(self, stage: str) -> None:
+        self._results[stage] = self.stages[stage].read()
+        self._dirty.discard(stage)
+
+    def sync(self) -> None:
+        """Reads every stale stage now (with ``synced_reads``, the only place values are read)."""
+        for stage in [s for s in self.stages if s in self._dirty]:
+            self._read(stage)
 
     def variables(self) -> dict:
         """Every accumulator by a stable key, for checkpoints."""

@@ -61,9 +61,11 @@ def build_callbacks(callbacks, trainer) -> list:
             )
     if keras_callbacks:
         result[result.index(None)] = KerasCallbackAdapter(keras_callbacks)
-    if trainer.enable_progress_bar and not any(isinstance(c, RichProgressBar) for c in result):
+    chief = trainer.is_global_zero  # the other workers print nothing
+    if chief and trainer.enable_progress_bar and not any(isinstance(c, RichProgressBar)
+                                                          for c in result):
         result.append(RichProgressBar())
-    if trainer.enable_model_summary and not trainer.fast_dev_run and not any(
+    if chief and trainer.enable_model_summary and not trainer.fast_dev_run and not any(
             isinstance(c, ModelSummary) for c in result):
         result.append(ModelSummary())
     if trainer.enable_checkpointing and not trainer.fast_dev_run and not any(

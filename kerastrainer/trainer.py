@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import signal
+import tempfile
 import time
 import warnings
 
@@ -20,9 +23,10 @@ from kerastrainer.lr import step_scheduler
 from kerastrainer.module import TrainModule
 from kerastrainer.precision import normalize_precision, precision_scope
 from kerastrainer.profiler import make_profiler
-from kerastrainer.autotune import StepTuner, planned_batches
+from kerastrainer.autotune import MAX_CHUNK, StepTuner, planned_batches
 from kerastrainer.data.feeds import ArrayFeed, IteratorFeed
-from kerastrainer.distributed.strategies import global_rank
+from kerastrainer.distributed.launch import mark_ready
+from kerastrainer.distributed.strategies import Agreement, global_rank, num_workers
 from kerastrainer.run_setup import (build_callbacks, build_loggers, chunk_plan, epoch_limit,
                                     limit_batches, prepare_module, resolve_data, resolve_strategy,
                                     val_interval)
@@ -141,9 +145,14 @@ class Trainer:
         self.enable_checkpointing = flags.boolean("enable_checkpointing", enable_checkpointing)
         self.enable_model_summary = flags.boolean("enable_model_summary", enable_model_summary)
         self.default_root_dir = os.fspath(default_root_dir) if default_root_dir else os.getcwd()
-        self.loggers = build_loggers(logger if not self.fast_dev_run else False, self.default_root_dir)
-        self.profiler = make_profiler(profiler)
         self.strategy = resolve_strategy(strategy)
+        self._num_workers = num_workers(self.strategy)
+        self._agreement = Agreement(self.strategy) if self._num_workers > 1 else None
+        mark_ready()  # tells `kerastrainer launch` this worker is up (no-op otherwise)
+        # Only the chief logs, prints and writes files (see save_checkpoint for the others).
+        self.loggers = build_loggers(logger if not self.fast_dev_run and self.is_global_zero
+                                     else False, self.default_root_dir)
+        self.profiler = make_profiler(profiler)
         if self.fast_dev_run:
             n = self.fast_dev_run
             self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
@@ -165,7 +174,7 @@ class Trainer:
         self.num_test_batches: int | None = None
         self.num_predict_batches: int | None = None
         self.module: TrainModule | None = None
-        self._logs = LogCollector(scope=self.strategy.scope)
+        self._logs = self._new_log_collector()
         self._compiled: CompiledSteps | None = None
         self._bus: CallbackBus | None = None
         self._fit_data = None
@@ -296,7 +305,15 @@ class Trainer:
             raise RuntimeError("Trainer.save_checkpoint needs a module: call fit (or validate, test, "
                                "predict) first.")
         with self.profiler.profile("checkpoint save"):
-            write_checkpoint(path, build_checkpoint(self, weights_only=weights_only))
+            tree = build_checkpoint(self, weights_only=weights_only)  # on every worker: reads sync
+            if self.is_global_zero:
+                write_checkpoint(path, tree)
+            else:  # MultiWorkerMirrored protocol: the others write to a temporary place, removed
+                scratch = tempfile.mkdtemp(prefix="kt-worker-ckpt-")
+                try:
+                    write_checkpoint(os.path.join(scratch, os.path.basename(path)), tree)
+                finally:
+                    shutil.rmtree(scratch, ignore_errors=True)
 
     # ------------------------------------------------------------------ the loops
     def _fit(self, train, val, checkpoint):
@@ -311,9 +328,14 @@ class Trainer:
             steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile,
             planned_steps=planned_batches(n_train, self.max_epochs, self.max_steps,
                                           self.accumulate_grad_batches),
-            fixed_rule=self.deterministic or self.detect_anomaly or self.run_eagerly)
-        self._per_batch, self._chunk_intervals = chunk_plan(self.callbacks, module, self.loggers,
-                                                            self.log_every_n_steps)
+            fixed_rule=(self.deterministic or self.detect_anomaly or self.run_eagerly
+                        or self._num_workers > 1))  # timing differs between workers
+        self._per_batch, self._chunk_intervals = chunk_plan(
+            self.callbacks, module, self.loggers or self._num_workers > 1, self.log_every_n_steps)
+        if self._num_workers > 1 and train.seed is not None:  # the chief's shuffle seed for all
+            local_replicas = self.strategy.num_replicas_in_sync // self._num_workers
+            train.seed = self._agreement.sum(
+                [train.seed if self.is_global_zero else 0])[0] // local_replicas
         if self._lr_scheduler is not None and self._lr_scheduler["interval"] == "step":
             self._chunk_intervals.append(self._lr_scheduler["frequency"])  # steps it acts on
         # Every fit is a new run (a new optimizer was just configured); ckpt_path continues one.
@@ -392,9 +414,12 @@ class Trainer:
                     logs.mark_dirty("train")
                     if ran == 0:
                         break
+                    log_now = (self.global_step // self.log_every_n_steps
+                               > (self.global_step - steps) // self.log_every_n_steps)
+                    if log_now and logs.synced_reads:
+                        logs.sync()  # every worker reads here, at the same step
                     bus.call("on_train_batch_end", outputs, batch_idx - 1)
-                    if self.loggers and (self.global_step // self.log_every_n_steps
-                                         > (self.global_step - steps) // self.log_every_n_steps):
+                    if self.loggers and log_now:
                         self._log_row(logs.results("train"))  # the loggers' own interval
                     if self.profiler.traces_steps:
                         self.profiler.after_train_call(self)
@@ -404,9 +429,10 @@ class Trainer:
                     if validate_now and val_every and batch_idx % val_every == 0:
                         self._validation_run(val, val_feed, n_val)
                         validated_at = self._validated_at = batch_idx
-                    if signals.received:
-                        self._stop_on_signal(signals.received)
-                    if self._stop_requested(epoch) or ran < chunk:
+                    received, stop = self._agree(signals.received, self._stop_requested(epoch))
+                    if received:
+                        self._stop_on_signal(received)
+                    if stop or ran < chunk:
                         break
                 if n_train is None and batch_idx == 0:
                     warnings.warn("train_data ran out of data: an epoch got no batches. Training "
@@ -419,15 +445,18 @@ class Trainer:
                 if validate_now and val_every is None and validated_at != batch_idx:
                     self._validation_run(val, val_feed, n_val)
                 self._epoch_done = True
+                if logs.synced_reads:
+                    logs.sync()
                 bus.call("on_train_epoch_end")
                 if self._lr_scheduler is not None:
                     step_scheduler(self._lr_scheduler, self, module.optimizer, "epoch", epoch + 1)
                 self._end_epoch_logging()
                 if self.should_stop and epoch + 1 < self.min_epochs:
                     self.should_stop = False  # min_epochs wins over early stopping
-                if signals.received:
-                    self._stop_on_signal(signals.received)
-                if self._stop_requested(epoch):
+                received, stop = self._agree(signals.received, self._stop_requested(epoch))
+                if received:
+                    self._stop_on_signal(received)
+                if stop:
                     break
         bus.call("on_train_end")
         bus.call("on_fit_end")
@@ -462,6 +491,11 @@ class Trainer:
         """Splits every global batch over the replicas (and workers)."""
         if self._replicas == 1:
             return dataset
+        if self._num_workers > 1:  # each worker takes its part of every global batch
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = \
+                tf.data.experimental.AutoShardPolicy.DATA
+            dataset = dataset.with_options(options)
         return self.strategy.experimental_distribute_dataset(dataset)
 
     def _log_row(self, metrics, epoch=None):
@@ -509,6 +543,8 @@ class Trainer:
             bus.call(f"on_{hook}_batch_end", outputs, batch_idx - 1)
             if ran < chunk:
                 break
+        if self._logs.synced_reads:
+            self._logs.sync()
         bus.call(f"on_{hook}_epoch_end")
         bus.call(f"on_{hook}_end")
 
@@ -623,11 +659,25 @@ class Trainer:
             )
         if module is not self.module:
             self.module = module
-            self._logs = LogCollector(scope=self.strategy.scope)
+            self._logs = self._new_log_collector()
             self._compiled = None
         module.trainer = self
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self,
                                 profiler=self.profiler)
+
+    def _new_log_collector(self):
+        return LogCollector(scope=self.strategy.scope, synced_reads=self._num_workers > 1)
+
+    def _agree(self, received, stop):
+        """Makes every worker take the same stop decision at the same step; returns
+        ``(signal to stop on or None, stop)``."""
+        if self._agreement is None:
+            return received, stop
+        term, interrupt, stop, should = self._agreement.sum(
+            [received == signal.SIGTERM, received == signal.SIGINT, stop, self.should_stop])
+        self.should_stop = bool(should)
+        received = signal.SIGTERM if term else signal.SIGINT if interrupt else None
+        return received, bool(stop)
 
     def _prepare_module(self, source, *, step):
         self._lr_scheduler = prepare_module(
@@ -644,8 +694,9 @@ class Trainer:
 
     def _chunk(self, batch_idx, n_train, val_every, every):
         size = self.steps_per_execution
-        if size == "auto":
-            size = 1 if self._per_batch else self._compiled.tuner.chunk
+        if size == "auto":  # several workers: chunks end at the intervals only, the same everywhere
+            size = 1 if self._per_batch else (
+                self._compiled.tuner.chunk if self._num_workers == 1 else MAX_CHUNK)
             for interval in self._chunk_intervals:  # end where a logger or callback looks
                 size = min(size, (interval - self.global_step % interval) * every - batch_idx % every)
         if n_train is not None:
@@ -662,7 +713,7 @@ class Trainer:
         if self._per_batch:
             return 1
         tuner = self._compiled.tuner
-        return tuner.chunk if tuner.seconds_per_step is not None else 32
+        return tuner.chunk if tuner.seconds_per_step is not None and self._num_workers == 1 else 32
 
     def _stop_requested(self, epoch) -> bool:
         if 0 <= self.max_steps <= self.global_step:

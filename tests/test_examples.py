@@ -21,10 +21,11 @@ def _run(script, *args, timeout=300):
 
 def test_every_example_is_tested():
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
-    # resume.py runs in tests/test_checkpoint.py (four crash/resume variants)
+    # resume.py runs in tests/test_checkpoint.py (four crash/resume variants), multi_worker.py in
+    # tests/distributed/test_multi_worker.py
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
-                       "gan.py", "mirrored.py"}
+                       "gan.py", "mirrored.py", "multi_worker.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])

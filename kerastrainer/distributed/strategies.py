@@ -46,3 +46,40 @@ def global_rank(strategy) -> int:
     """This worker's index: the task index under MultiWorkerMirrored, else 0."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+
+
+def num_workers(strategy) -> int:
+    """Worker processes taking part (1 unless the strategy spans a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(kind, [])) for kind in ("chief", "worker")) or 1
+
+
+class Agreement:
+    """Sums small integer vectors over every replica of every worker (one collective).
+
+    Under MultiWorkerMirrored the workers must take the same decisions at the same steps (stop on a
+    signal, early stopping, ``max_time``) and read device values at the same points, or one of
+    them waits forever in a collective the others never join. The Trainer calls this at chunk ends,
+    which are at the same steps on every worker.
+    """
+
+    def __init__(self, strategy) -> None:
+        self.strategy = strategy
+
+        def reduce(values):
+            def on_replica(local):
+                # tf.identity puts the host value on this replica's device: a collective needs one.
+                return tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.identity(local))
+
+            summed = strategy.run(on_replica, args=(values,))
+            return strategy.experimental_local_results(summed)[0]
+
+        self._reduce = tf.function(reduce)
+
+    def sum(self, values) -> list:
+        """Each entry summed over all replicas (a worker with R local replicas counts R times)."""
+        return [int(v) for v in self._reduce(tf.constant(list(values), tf.int64)).numpy()]

@@ -1,0 +1,81 @@
+"""Data-parallel training over several processes (MultiWorkerMirroredStrategy), resumable.
+
+Start two local workers with the launcher (each gets its own TF_CONFIG):
+
+    kerastrainer launch --nproc 2 examples/multi_worker.py runs/mw
+    kerastrainer launch --nproc 2 --max-restarts 1 examples/multi_worker.py runs/mw --crash kill
+
+Every worker ends with the same weights (written to OUT/weights-<rank>.npz); only the chief writes
+logs and checkpoints. `--crash kill|term` makes worker 1 kill itself with SIGKILL or SIGTERM at step
+`--at` on the first attempt, to show a restart (or a preemption save) resuming exactly. Without
+TF_CONFIG the same script trains on one device, for comparison.
+"""
+
+import argparse
+import os
+import signal
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import kerastrainer as kt  # noqa: E402
+
+
+class Regressor(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        return self.out(self.hidden(x))
+
+    def loss(self, y_true, y_pred):
+        return keras.losses.mean_squared_error(y_true, y_pred)
+
+    def configure_optimizer(self):
+        return keras.optimizers.Adam(1e-2)
+
+
+class Crash(kt.Callback):
+    """Worker 1, first attempt only: a signal to itself after optimizer step `at`."""
+
+    def __init__(self, how, at):
+        self.signum = {"kill": signal.SIGKILL, "term": signal.SIGTERM}[how]
+        self.at = at
+
+    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+        first_attempt = os.environ.get("KT_LAUNCH_ATTEMPT", "0") == "0"
+        if trainer.global_rank == 1 and first_attempt and trainer.global_step == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="folder for checkpoints, logs and the final weights")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--crash", choices=("kill", "term"), default=None)
+    parser.add_argument("--at", type=int, default=25, help="optimizer step of the crash")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 8)).astype("float32")
+    y = x @ rng.normal(size=(8, 1)).astype("float32")
+    callbacks = [kt.callbacks.ModelCheckpoint(save_last=True, every_n_train_steps=10)]
+    if args.crash:
+        callbacks.append(Crash(args.crash, args.at))
+    trainer = kt.Trainer(max_epochs=args.epochs, deterministic=True, default_root_dir=args.out,
+                         callbacks=callbacks, enable_model_summary=False)
+    module = Regressor()
+    # The global batch is 32 rows, split over the replicas. "last" resumes after a restart (or
+    # starts fresh, with a warning, when nothing was saved yet).
+    trainer.fit(module, train_data=(x, y), val_data=(x[:64], y[:64]), batch_size=32,
+                ckpt_path="last")
+    np.savez(os.path.join(args.out, f"weights-{trainer.global_rank}.npz"), *module.get_weights())
+    print(f"rank {trainer.global_rank} of {trainer.world_size} replicas: {trainer.global_step} steps, "
+          f"val_loss {trainer.callback_metrics['val_loss']:.6f}")
+
+
+if __name__ == "__main__":
+    main()

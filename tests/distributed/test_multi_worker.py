@@ -1,0 +1,95 @@
+"""MultiWorkerMirrored for real: two local worker processes through `kerastrainer launch`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "multi_worker.py"
+pytestmark = pytest.mark.slow
+
+
+def _env(scratch: Path) -> dict:
+    scratch.mkdir(exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(scratch))
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _launch(out: Path, *args, restarts=0, scratch=None):
+    command = [sys.executable, "-m", "kerastrainer.cli", "launch", "--nproc", "2",
+               "--start-timeout", "120", "--max-restarts", str(restarts), str(SCRIPT), str(out),
+               *args]
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env=_env(scratch or out.parent / "scratch"))
+    return result, time.monotonic() - start
+
+
+def _weights(out: Path, rank: int) -> list:
+    with np.load(out / f"weights-{rank}.npz") as arrays:
+        return [arrays[key] for key in sorted(arrays.files, key=lambda k: int(k.split("_")[1]))]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mw") / "plain"
+    scratch = out.parent / "scratch"
+    result, _ = _launch(out, scratch=scratch)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, scratch, result.stdout
+
+
+def test_workers_agree_with_each_other_and_with_one_device(uninterrupted, tmp_path):
+    out, scratch, stdout = uninterrupted
+    assert "rank 0 of 2 replicas: 40 steps" in stdout and "rank 1 of 2 replicas: 40 steps" in stdout
+    for a, b in zip(_weights(out, 0), _weights(out, 1)):
+        np.testing.assert_array_equal(a, b)  # bitwise identical workers
+    single = tmp_path / "single"
+    result = subprocess.run([sys.executable, str(SCRIPT), str(single)], capture_output=True,
+                            text=True, timeout=300, env=_env(tmp_path / "scratch"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0 of 1 replicas: 40 steps" in result.stdout
+    for a, b in zip(_weights(out, 0), _weights(single, 0)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)  # same global batches
+
+
+def test_only_the_chief_writes_files(uninterrupted):
+    out, scratch, _ = uninterrupted
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    logs = [f for f in files if f.startswith("kt_logs/")]
+    assert logs and all(f.startswith("kt_logs/version_0/") for f in logs)  # one run folder
+    assert {"checkpoints/last.ckpt", "weights-0.npz", "weights-1.npz"} <= set(files)
+    assert not [f for f in files if ".tmp" in f]
+    assert list(scratch.iterdir()) == []  # the other worker's checkpoint copies were removed
+
+
+def test_a_killed_worker_stops_the_job_or_restarts_it_exactly(uninterrupted, tmp_path):
+    failed, seconds = _launch(tmp_path / "failed", "--crash", "kill")
+    assert failed.returncode == 1 and seconds < 30 + 30  # start-up plus the 30 s promise
+    assert "worker 1" in failed.stdout and "killed by SIGKILL" in failed.stdout
+    restarted, _ = _launch(tmp_path / "restarted", "--crash", "kill", restarts=1)
+    assert restarted.returncode == 0, restarted.stdout[-3000:]
+    assert "restarting all workers (restart 1 of 1)" in restarted.stdout
+    for a, b in zip(_weights(uninterrupted[0], 0), _weights(tmp_path / "restarted", 0)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_to_one_worker_saves_on_both_and_relaunch_resumes_exactly(uninterrupted,
+                                                                          tmp_path):
+    out = tmp_path / "preempted"
+    preempted, _ = _launch(out, "--crash", "term")
+    assert preempted.returncode == 143, preempted.stdout[-3000:]
+    assert "preempted (workers saved a checkpoint)" in preempted.stdout
+    assert (out / "checkpoints" / "last.ckpt").exists() and not (out / "weights-0.npz").exists()
+    resumed, _ = _launch(out)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "found no last checkpoint" not in resumed.stdout
+    for a, b in zip(_weights(uninterrupted[0], 0), _weights(out, 0)):
+        np.testing.assert_array_equal(a, b)

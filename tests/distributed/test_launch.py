@@ -327,8 +327,12 @@ def test_max_restarts_relaunches_all_workers_with_new_ports(tmp_path, max_restar
         """
         mark_ready()
         print("attempt", ATTEMPT, json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"][0])
+        (HERE / f"printed.{RANK}.{ATTEMPT}").touch()
         if ATTEMPT == 0:
             if RANK == 1:
+                # fail only once worker 0 has printed, or the launcher may stop it before it does
+                while not (HERE / "printed.0.0").exists():
+                    time.sleep(0.01)
                 sys.exit(5)
             time.sleep(600)
         """,

@@ -8,7 +8,8 @@ Start two local workers with the launcher (each gets its own TF_CONFIG):
 Every worker ends with the same weights (written to OUT/weights-<rank>.npz); only the chief writes
 logs and checkpoints. `--crash kill|term` makes worker 1 kill itself with SIGKILL or SIGTERM at step
 `--at` on the first attempt, to show a restart (or a preemption save) resuming exactly. Without
-TF_CONFIG the same script trains on one device, for comparison.
+TF_CONFIG the same script trains on one device, for comparison. The validation step logs its row
+count twice: with `sync_dist=True` (all workers' rows) and without (this worker's rows).
 """
 
 import argparse
@@ -19,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import kerastrainer as kt  # noqa: E402
 
@@ -37,6 +39,15 @@ class Regressor(kt.TrainModule):
 
     def configure_optimizer(self):
         return keras.optimizers.Adam(1e-2)
+
+    def validation_step(self, batch, batch_idx):
+        rows = keras.ops.cast(keras.ops.shape(batch[0])[0], "float32")
+        self.log("val_rows", rows, reduce_fx="sum", sync_dist=True)  # added over all workers
+        self.log("val_rows_here", rows, reduce_fx="sum")  # this worker's share only
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        self.log("val_top_replica", keras.ops.cast(replica, "float32"), reduce_fx="max",
+                 sync_dist=True)  # the highest replica id of all workers
+        return super().validation_step(batch, batch_idx)
 
 
 class Crash(kt.Callback):
@@ -74,7 +85,10 @@ def main():
                 ckpt_path="last")
     np.savez(os.path.join(args.out, f"weights-{trainer.global_rank}.npz"), *module.get_weights())
     print(f"rank {trainer.global_rank} of {trainer.world_size} replicas: {trainer.global_step} steps, "
-          f"val_loss {trainer.callback_metrics['val_loss']:.6f}")
+          f"val_loss {trainer.callback_metrics['val_loss']:.6f}, validation rows: "
+          f"{trainer.callback_metrics['val_rows']:.0f} in all, "
+          f"{trainer.callback_metrics['val_rows_here']:.0f} here; highest replica id "
+          f"{trainer.callback_metrics['val_top_replica']:.0f}")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class StepTuner:
         jit_compile: ``True``, ``False`` or ``"auto"``.
         planned_steps: training batches the run will take at most (``None``: unknown or no limit).
         fixed_rule: decide ``"auto"`` XLA without timing (deterministic or anomaly-checking runs).
+        replicas: replicas of the strategy; with more than one, XLA is off whatever ``jit_compile``.
 
     Attributes:
         jit: the XLA choice, or ``None`` while it is being measured.
@@ -51,13 +52,15 @@ class StepTuner:
     """
 
     def __init__(self, *, steps_per_execution, jit_compile, planned_steps=None,
-                 fixed_rule: bool = False) -> None:
+                 fixed_rule: bool = False, replicas: int = 1) -> None:
         self.auto_chunk = steps_per_execution == "auto"
         self.chunk = 1 if self.auto_chunk else steps_per_execution
         self.seconds_per_step: float | None = None
         self._calls = 0
         self._samples: dict = {False: [0.0, 0], True: [0.0, 0]}
-        if jit_compile != "auto":
+        if replicas > 1:  # strategy.run does not go inside an XLA cluster
+            self.jit, self.reason = False, f"{replicas} replicas: XLA is not used"
+        elif jit_compile != "auto":
             self.jit, self.reason = bool(jit_compile), "set by jit_compile"
         elif gpu_visible():
             self.jit, self.reason = True, "auto: GPU visible"

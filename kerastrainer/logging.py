@@ -20,6 +20,7 @@ import tensorflow as tf
 PREFIXES = {"train": "", "val": "val_", "test": "test_"}
 _REDUCTIONS = ("mean", "sum", "max", "min")
 _INITIAL = {"mean": 0.0, "sum": 0.0, "max": -math.inf, "min": math.inf}
+_NUMPY_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}
 
 
 @dataclass
@@ -29,6 +30,7 @@ class _Entry:
     prog_bar: bool
     logger: bool
     reduce_fx: str
+    sync_dist: bool
     last: tf.Variable
     total: tf.Variable
     weight: tf.Variable
@@ -56,7 +58,8 @@ class StageState:
             entry.weight.assign(0.0)
         self.batch_idx.assign(0)
 
-    def read(self) -> dict:
+    def read(self, combine) -> dict:
+        """The stage's values as Python numbers; ``combine(variable, how, sync_dist)`` reads one."""
         prefix = PREFIXES[self.stage]
         values: dict = {}
         if self.has_loss:
@@ -67,12 +70,13 @@ class StageState:
             step_key, epoch_key = name, name
             if entry.on_step and entry.on_epoch:
                 step_key, epoch_key = f"{name}_step", f"{name}_epoch"
+            sync, how = entry.sync_dist, entry.reduce_fx
             if entry.on_step:
-                values[step_key] = float(entry.last.numpy())
-            weight = float(entry.weight.numpy()) if entry.on_epoch else 0.0
+                values[step_key] = combine(entry.last, how, sync)
+            weight = combine(entry.weight, "sum", sync) if entry.on_epoch else 0.0
             if weight > 0:
-                total = float(entry.total.numpy())
-                values[epoch_key] = total / weight if entry.reduce_fx == "mean" else total
+                total = combine(entry.total, "sum" if how == "mean" else how, sync)
+                values[epoch_key] = total / weight if how == "mean" else total
         return values
 
 
@@ -100,14 +104,18 @@ class LogCollector:
     """Collects ``self.log`` calls, metrics and losses per stage, and reads them lazily.
 
     Args:
-        scope: a callable returning the context in which variables are created (a strategy scope).
+        strategy: the run's ``tf.distribute.Strategy`` (accumulators are created in its scope).
+        agreement: with several workers, their :class:`~kerastrainer.distributed.strategies.Agreement`
+            (``None`` for one).
     """
 
-    def __init__(self, *, scope=contextlib.nullcontext, synced_reads: bool = False) -> None:
-        self.scope = scope
+    def __init__(self, *, strategy=None, agreement=None) -> None:
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.scope = self.strategy.scope
+        self.agreement = agreement
         # Under MultiWorkerMirrored a read is a collective: values are read only in sync(), which
         # every worker calls at the same steps; in between, callers see the last synced values.
-        self.synced_reads = synced_reads
+        self.synced_reads = agreement is not None
         self.stages: dict[str, StageState] = {}
         self.hook_values: dict[str, float] = {}
         self.prog_bar_keys: set[str] = set()
@@ -167,21 +175,27 @@ class LogCollector:
             self._recording = previous
 
     def _variable(self, initial: float, key: str, aggregation="mean") -> tf.Variable:
-        # init_scope lifts creation out of the function being traced, so the variable is created once,
-        # eagerly, even when the first trace happens inside a while loop or an XLA-compiled step.
-        # A value restored from a checkpoint before the first trace is used as the initial value.
-        initial = self._pending.pop(key, initial)
-        # Under a distribution strategy every replica updates its own copy (no collective per
-        # step); a read from the host combines them: sums for the running totals, the mean of the
-        # replicas' values for last values (like Keras metrics, which are ON_READ too).
-        with tf.init_scope(), self.scope():
-            return tf.Variable(
-                initial, dtype=tf.float32, trainable=False, name=key.replace("/", "_"),
-                synchronization=tf.VariableSynchronization.ON_READ,
-                aggregation=(tf.VariableAggregation.SUM if aggregation == "sum"
-                             else tf.VariableAggregation.MEAN))
+        def create(*_):
+            # init_scope lifts creation out of the function being traced, so the variable is
+            # created once, eagerly, even when the first trace happens inside a while loop or an
+            # XLA-compiled step. A value restored from a checkpoint before the first trace is used
+            # as the initial value. Under a distribution strategy every replica updates its own
+            # copy (no collective per step); a read from the host combines them (see _combine).
+            value = self._pending.pop(key, initial)
+            with tf.init_scope(), self.scope():
+                return tf.Variable(
+                    value, dtype=tf.float32, trainable=False, name=key.replace("/", "_"),
+                    synchronization=tf.VariableSynchronization.ON_READ,
+                    aggregation=(tf.VariableAggregation.SUM if aggregation == "sum"
+                                 else tf.VariableAggregation.MEAN))
 
-    def log(self, name, value, *, on_step, on_epoch, prog_bar, logger, reduce_fx) -> None:
+        if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+            # first logged inside strategy.run: the replicas meet and one of them creates it
+            return tf.distribute.get_replica_context().merge_call(create)
+        return create()
+
+    def log(self, name, value, *, on_step, on_epoch, prog_bar, logger, reduce_fx,
+            sync_dist=False) -> None:
         """Implements ``TrainModule.log`` (see there)."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"self.log() needs a non-empty string name. Received: name={name!r}")
@@ -207,18 +221,21 @@ class LogCollector:
         entry = state.entries.get(name)
         if entry is None:
             entry = _Entry(
-                on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx,
-                last=self._variable(0.0, f"{stage}/log/{name}/last"),
+                on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx, bool(sync_dist),
+                last=self._variable(0.0, f"{stage}/log/{name}/last",
+                                    "sum" if reduce_fx == "sum" else "mean"),
                 total=self._variable(_INITIAL[reduce_fx], f"{stage}/log/{name}/total",
                                      "sum" if reduce_fx in ("mean", "sum") else "mean"),
                 weight=self._variable(0.0, f"{stage}/log/{name}/weight", "sum"),
             )
             state.entries[name] = entry
             self._remember_keys(name, entry)
-        elif (entry.on_step, entry.on_epoch, entry.reduce_fx) != (on_step, on_epoch, reduce_fx):
+        elif (entry.on_step, entry.on_epoch, entry.reduce_fx, entry.sync_dist) != (
+                on_step, on_epoch, reduce_fx, bool(sync_dist)):
             raise ValueError(
-                f"self.log({name!r}, ...) was called with different on_step/on_epoch/reduce_fx in "
-                "the same step function. Use the same options for a name, or another name."
+                f"self.log({name!r}, ...) was called with different on_step/on_epoch/reduce_fx/"
+                "sync_dist in the same step function. Use the same options for a name, or another "
+                "name."
             )
         if on_step:
             entry.last.assign(value)
@@ -311,8 +328,21 @@ class LogCollector:
         return dict(self._results.get(stage, {}))
 
     def _read(self, stage: str) -> None:
-        self._results[stage] = self.stages[stage].read()
+        self._results[stage] = self.stages[stage].read(self._combine)
         self._dirty.discard(stage)
+
+    def _combine(self, variable, how: str, sync_dist: bool) -> float:
+        """One accumulator's value over this process's replicas, and over all workers when
+        ``sync_dist`` (``how``: sum, mean, max or min, the ``reduce_fx`` of the entry)."""
+        over_workers = sync_dist and self.agreement is not None
+        if how in ("sum", "mean") and (over_workers or self.agreement is None):
+            return float(variable.numpy())  # the variable's own aggregation (a collective if needed)
+        parts = [np.asarray(part.numpy(), np.float64)
+                 for part in self.strategy.experimental_local_results(variable)]
+        local = float(_NUMPY_REDUCTIONS[how](parts))
+        if over_workers:  # max or min over workers: every replica's local value, gathered
+            local = float(_NUMPY_REDUCTIONS[how](self.agreement.gather([local])))
+        return local
 
     def sync(self) -> None:
         """Reads every stale stage now (with ``synced_reads``, the only place values are read)."""

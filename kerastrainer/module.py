@@ -223,7 +223,7 @@ class TrainModule(keras.Model):
             self._kt_trainer._logs.update_metrics(y_true, y_pred, sample_weight)
 
     def log(self, name, value, *, on_step=None, on_epoch=None, prog_bar=False, logger=True,
-            reduce_fx="mean") -> None:
+            reduce_fx="mean", sync_dist=False) -> None:
         """Logs a scalar; works inside compiled steps (no host transfer) and in hooks.
 
         Args:
@@ -235,7 +235,11 @@ class TrainModule(keras.Model):
             prog_bar: show it on the progress bar.
             logger: send it to the loggers.
             reduce_fx: how ``on_epoch`` combines steps: ``"mean"`` (weighted by batch size),
-                ``"sum"``, ``"max"`` or ``"min"``.
+                ``"sum"``, ``"max"`` or ``"min"``. Values of several replicas combine the same way.
+            sync_dist: under MultiWorkerMirrored, combine the value over all workers (read at
+                the workers' common sync points). ``False`` (default): each worker reports the
+                value of its own replicas, with no collective. One process (one device or
+                Mirrored) always combines all its replicas.
 
         Raises:
             RuntimeError: when no Trainer runs this module.
@@ -248,7 +252,7 @@ class TrainModule(keras.Model):
             )
         self._kt_trainer._logs.log(
             name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
-            reduce_fx=reduce_fx,
+            reduce_fx=reduce_fx, sync_dist=sync_dist,
         )
 
     def log_dict(self, values: dict, **kwargs) -> None:

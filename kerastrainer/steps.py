@@ -303,6 +303,8 @@ class CompiledSteps:
         if key in self._loops:
             return self._loops[key]
         step, logs = self._step_fn(stage), self.logs
+        if self.replicas > 1:
+            step = self._replica_share(step)
 
         def run_slices(tensors, order, start, n):
             rows = tf.shape(order, out_type=tf.int64)[0]
@@ -314,7 +316,10 @@ class CompiledSteps:
                 else:
                     count = tf.minimum(tf.constant(batch_size, tf.int64), rows - low)
                     indices = tf.slice(order, tf.reshape(low, [1]), tf.reshape(count, [1]))
-                step(tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors))
+                if self.replicas > 1:
+                    self.strategy.run(step, args=(tensors, indices))
+                else:
+                    step(tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors))
                 return (i + 1,)
 
             (ran,) = tf.while_loop(lambda i: i < n, one_more, (tf.constant(0, tf.int64),),
@@ -323,6 +328,24 @@ class CompiledSteps:
 
         self._loops[key] = self._compile(run_slices, jit=jit)
         return self._loops[key]
+
+    @staticmethod
+    def _replica_share(step):
+        """Under a multi-replica strategy each replica gathers its own rows of the global batch.
+
+        Every worker holds all rows and the same order; replica ``r`` of ``k`` (numbered across
+        workers) takes the ``r``-th contiguous part, as a ``tf.data`` split of the batch would.
+        """
+
+        def on_replica(tensors, indices):
+            context = tf.distribute.get_replica_context()
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+            replicas = context.num_replicas_in_sync
+            count = tf.shape(indices, out_type=tf.int64)[0]
+            mine = indices[count * replica // replicas:count * (replica + 1) // replicas]
+            step(tf.nest.map_structure(lambda t: tf.gather(t, mine), tensors))
+
+        return on_replica
 
     def _run_memory(self, stage, feed, n, batch_idx, jit):
         def call(loop, start, count):
@@ -370,6 +393,8 @@ class CompiledSteps:
             jit, timed = self.tuner.next_call()
         else:  # evaluation follows the training choice
             jit, timed = bool(self.tuner.jit), False
+        if self.replicas > 1:
+            jit = False  # strategy.run inside an XLA cluster does not compile; see docs/distributed.md
         count = len(self._loops)  # before the XLA check, which may build the loop it lowers
         if jit and not self._xla_compiles(stage, feed, batch_idx):
             jit = False

@@ -63,6 +63,7 @@ class Trainer:
         jit_compile: compile the steps with XLA. ``"auto"`` (default): on a GPU whenever the step
             compiles; on a CPU when it measured faster on the run's first batches (runs planned
             shorter than 500 batches, ``deterministic`` and ``detect_anomaly`` runs stay plain).
+            Under a strategy of several replicas the steps run without XLA.
         run_eagerly: run the steps as plain Python (debugging; slow).
         deterministic: seed (``kt.seed_everything``'s last seed, else 0) and enable TensorFlow's op
             determinism, so two runs give bitwise equal weights.
@@ -329,7 +330,12 @@ class Trainer:
             planned_steps=planned_batches(n_train, self.max_epochs, self.max_steps,
                                           self.accumulate_grad_batches),
             fixed_rule=(self.deterministic or self.detect_anomaly or self.run_eagerly
-                        or self._num_workers > 1))  # timing differs between workers
+                        or self._num_workers > 1),  # timing differs between workers
+            replicas=self._replicas)
+        if self._replicas > 1 and self.jit_compile is True:
+            warnings.warn(f"jit_compile=True is ignored under a strategy of {self._replicas} "
+                          "replicas: the distributed step runs without XLA. Pass jit_compile=False "
+                          "(or 'auto') to silence this.", stacklevel=3)
         self._per_batch, self._chunk_intervals = chunk_plan(
             self.callbacks, module, self.loggers or self._num_workers > 1, self.log_every_n_steps)
         if self._num_workers > 1 and train.seed is not None:  # the chief's shuffle seed for all
@@ -477,8 +483,8 @@ class Trainer:
     def _feed(self, source, n, *, repeat=False, skip=0):
         """Array data in memory (its position is the batch index, so ``skip`` is not needed), anything
         else through one ``tf.data`` iterator."""
-        if n is not None and source.in_memory and self._replicas == 1:
-            feed = ArrayFeed(source)
+        if n is not None and source.in_memory:
+            feed = ArrayFeed(source, to_gpu=self._replicas == 1)
             feed.start_epoch(0)
             return feed
         return IteratorFeed(iter(self._distribute(source.dataset(limit=n, repeat=repeat, skip=skip))))
@@ -666,7 +672,7 @@ class Trainer:
                                 profiler=self.profiler)
 
     def _new_log_collector(self):
-        return LogCollector(scope=self.strategy.scope, synced_reads=self._num_workers > 1)
+        return LogCollector(strategy=self.strategy, agreement=self._agreement)
 
     def _agree(self, received, stop):
         """Makes every worker take the same stop decision at the same step; returns

@@ -19,6 +19,7 @@ class Logs(BoringModule):
         self.log_dict({"idx_max": index, "idx_sum": index}, on_step=False, on_epoch=True,
                       reduce_fx="max")
         self.log("hidden", index, logger=False)
+        self.log("idx_synced", index, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -39,6 +40,7 @@ def test_log_options_inside_compiled_steps():
     assert metrics["idx_step"] == 3.0 and metrics["idx_epoch"] == pytest.approx(weighted)
     assert "idx" not in metrics
     assert metrics["idx_max"] == 3.0 and metrics["idx_sum"] == 3.0
+    assert metrics["idx_synced"] == pytest.approx(weighted)  # one device: sync_dist changes nothing
     assert metrics["val_idx"] == pytest.approx(0.5)  # batches 0 and 1, five rows each
     assert "idx_step" in trainer.progress_bar_metrics and "idx_mean" not in trainer.progress_bar_metrics
     assert "loss" in trainer.progress_bar_metrics and "val_loss" in trainer.progress_bar_metrics
@@ -61,6 +63,15 @@ def test_log_rejects_non_scalars_and_bad_options():
 
     with pytest.raises(ValueError, match=r"Received: reduce_fx='median'"):
         quiet_trainer(max_epochs=1).fit(BadReduce(), train_data=regression_data(8))
+
+    class Mixed(BoringModule):
+        def training_step(self, batch, batch_idx):
+            self.log("v", 1.0, sync_dist=True)
+            self.log("v", 2.0)
+            return super().training_step(batch, batch_idx)
+
+    with pytest.raises(ValueError, match=r"self.log\('v', ...\) was called with different .*sync_dist"):
+        quiet_trainer(max_epochs=1).fit(Mixed(), train_data=regression_data(8))
 
 
 def test_values_reach_python_only_when_read():

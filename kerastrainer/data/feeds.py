@@ -26,6 +26,7 @@ class ArrayFeed:
 
     Args:
         source: an array :class:`~kerastrainer.data.Source` (``source.in_memory`` is true).
+        to_gpu: copy the arrays to the first GPU, if there is one (for a single replica).
 
     Attributes:
         order: this epoch's row order (set by :meth:`start_epoch`).
@@ -35,12 +36,13 @@ class ArrayFeed:
 
     in_memory = True
 
-    def __init__(self, source) -> None:
+    def __init__(self, source, *, to_gpu: bool = True) -> None:
         self.source = source
         self.batch_size = source.batch_size
         self.full_batches, self.last_size = divmod(source.rows, source.batch_size)
         self.tensors = source.tensors
-        if tf.config.list_logical_devices("GPU"):  # copied once, not at every call
+        # One device: copied once, not at every call. Several replicas gather from host memory.
+        if to_gpu and tf.config.list_logical_devices("GPU"):
             with tf.device("/GPU:0"):
                 self.tensors = tf.nest.map_structure(tf.identity, source.tensors)
         self.order = None

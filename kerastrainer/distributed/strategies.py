@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 #: Seconds a collective may wait for its peers before the job fails (rather than hangs). Longer
@@ -58,7 +59,7 @@ def num_workers(strategy) -> int:
 
 
 class Agreement:
-    """Sums small integer vectors over every replica of every worker (one collective).
+    """Sums (or gathers) small vectors over every replica of every worker (one collective each).
 
     Under MultiWorkerMirrored the workers must take the same decisions at the same steps (stop on a
     signal, early stopping, ``max_time``) and read device values at the same points, or one of
@@ -78,8 +79,21 @@ class Agreement:
             summed = strategy.run(on_replica, args=(values,))
             return strategy.experimental_local_results(summed)[0]
 
+        def gather(values):
+            def on_replica(local):
+                return tf.distribute.get_replica_context().all_gather(
+                    tf.identity(local)[tf.newaxis], axis=0)
+
+            gathered = strategy.run(on_replica, args=(values,))
+            return strategy.experimental_local_results(gathered)[0]
+
         self._reduce = tf.function(reduce)
+        self._gather = tf.function(gather)
 
     def sum(self, values) -> list:
         """Each entry summed over all replicas (a worker with R local replicas counts R times)."""
         return [int(v) for v in self._reduce(tf.constant(list(values), tf.int64)).numpy()]
+
+    def gather(self, values) -> np.ndarray:
+        """Every replica's copy of the float vector ``values``: shape ``[replicas, len(values)]``."""
+        return self._gather(tf.constant(list(values), tf.float32)).numpy()

@@ -8,6 +8,7 @@ epoch callback waits for its turn, so exactly one variant computes at a time.
     python benchmarks/run.py            # 60,000 rows, 11 repetitions (about 15-25 minutes on 2 cores)
     python benchmarks/run.py --quick    # under 2 minutes
     python benchmarks/run.py --json results.json
+    python benchmarks/run.py --nets mlp     # the MLP only (the full run's conv XLA rows are slow)
 
 Ratios are to LIMIT: one ``tf.function`` running a whole epoch from a ``tf.data`` iterator.
 """
@@ -411,6 +412,8 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=None, help="rows of MLP data (default 60000)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repetitions (11)")
     parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--nets", default="mlp,conv",
+                        help="comma-separated networks to measure: mlp, conv (default both)")
     parser.add_argument("--peak-memory", choices=("fit", "kt"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
@@ -419,7 +422,11 @@ def main(argv=None):
     if args.peak_memory:
         return peak_memory_child(args.peak_memory, rows)
     repeats = args.repeats or (3 if args.quick else 11)
-    conv_rows = rows // 3 if args.quick else rows // 2  # conv epochs are ~10x longer on a CPU
+    nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    unknown = sorted(set(nets) - {"mlp", "conv"})
+    if unknown or not nets:
+        parser.error(f"--nets takes mlp and/or conv. Received: --nets {args.nets!r}")
+    conv_rows = rows // 4 if args.quick else rows // 2  # conv epochs are ~10x longer on a CPU
     print(f"TF {tf.__version__}, Keras {keras.__version__}, intra/inter-op threads "
           f"{THREADS}/{THREADS}, devices {[d.name for d in tf.config.list_logical_devices()]}")
     print(f"MLP rows {rows}, conv rows {conv_rows}, {repeats} interleaved repetitions, medians")
@@ -427,6 +434,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as root:
         warm_up(root)
         for net, n in (("mlp", rows), ("conv", conv_rows)):
+            if net not in nets:
+                continue
             keys = [key for key, _ in ROWS
                     if not (args.quick and net == "conv" and key in QUICK_SKIP_CONV)]
             for batch in (32, 256):
@@ -435,7 +444,7 @@ def main(argv=None):
         print("... stall check, import time, peak memory", flush=True)
         stalls = stall_check(rows if args.quick else rows // 6, 20, root)
     imports = import_times(1 if args.quick else 3)
-    memory = peak_memory(rows // 2)
+    memory = peak_memory(rows // 4 if args.quick else rows // 2)
     checks = evaluate(results, stalls, imports, memory)
     report(results, checks)
     print(f"\nimport: keras {imports['import_keras_s']:.2f} s, keras + kerastrainer "

@@ -238,15 +238,24 @@ class LogCollector:
                 "name."
             )
         if on_step:
-            entry.last.assign(value)
+            entry.last.assign(self._unless_empty(batch_size, value, entry.last))
         if on_epoch:
             if reduce_fx == "mean":
-                entry.total.assign_add(value * batch_size)
+                entry.total.assign_add(self._unless_empty(batch_size, value * batch_size, 0.0))
                 entry.weight.assign_add(batch_size)
             else:
                 combine = {"sum": tf.add, "max": tf.maximum, "min": tf.minimum}[reduce_fx]
-                entry.total.assign(combine(entry.total, value))
-                entry.weight.assign_add(1.0)
+                entry.total.assign(self._unless_empty(batch_size, combine(entry.total, value),
+                                                      entry.total))
+                entry.weight.assign_add(self._unless_empty(batch_size, 1.0, 0.0))
+
+    def _unless_empty(self, batch_size, value, otherwise):
+        """``value``, except on a replica whose share of the global batch is empty (a last batch
+        with fewer rows than replicas): its mean is NaN, which must not reach the accumulators."""
+        if self.strategy.num_replicas_in_sync == 1:
+            return value
+        value = tf.convert_to_tensor(value, tf.float32)
+        return tf.where(batch_size > 0, value, tf.cast(otherwise, tf.float32))
 
     def _remember_keys(self, name: str, entry: _Entry) -> None:
         keys = [name]
@@ -284,7 +293,8 @@ class LogCollector:
         """Adds the step loss to the running, batch-size-weighted mean reported as ``loss``."""
         state = self.stages[self._recording[0]]
         state.has_loss = True
-        state.loss.update_state(tf.cast(loss, tf.float32), sample_weight=batch_size)
+        loss = self._unless_empty(batch_size, tf.cast(loss, tf.float32), 0.0)
+        state.loss.update_state(loss, sample_weight=batch_size)
 
     def record_outputs(self, outputs) -> None:
         """Keeps the step's scalar outputs in variables, for ``on_*_batch_end(outputs=...)``."""

@@ -11,7 +11,7 @@ from kerastrainer.callbacks.base import Callback
 from kerastrainer.data import DataModule, to_source
 from kerastrainer.data.sources import _is_generator
 from kerastrainer.module import TrainModule, _user_loss, unpack_batch
-from kerastrainer.steps import check_optimizer, trainable_candidates
+from kerastrainer.steps import trainable_candidates
 
 
 def resolve_strategy(strategy):
@@ -305,3 +305,42 @@ def chunk_plan(callbacks, module, loggers, log_every_n_steps) -> tuple[bool, lis
     intervals = [log_every_n_steps] if loggers else []
     intervals += [i for i in (c.step_interval(module.trainer) for c in callbacks) if i]
     return per_batch, sorted(set(intervals))
+
+
+def check_optimizer(module, optimizer):
+    """Validates what ``configure_optimizer()`` returned; returns ``(optimizer, lr_scheduler or None)``.
+
+    Accepted: an optimizer; ``{"optimizer": opt, "lr_scheduler": ...}`` (Lightning's shape); or,
+    with manual optimization, a dict of named optimizers.
+
+    Raises:
+        TypeError: not a Keras optimizer (or, with manual optimization, not a dict of them).
+    """
+    from kerastrainer.lr import normalize_scheduler
+
+    name = type(module).__name__
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("optimizer"),
+                                                  keras.optimizers.Optimizer):
+        extra = set(optimizer) - {"optimizer", "lr_scheduler"}
+        if extra:
+            raise ValueError(f"{name}.configure_optimizer() returned unknown keys {sorted(extra)}; "
+                             "use 'optimizer' and 'lr_scheduler'.")
+        scheduler = optimizer.get("lr_scheduler")
+        return optimizer["optimizer"], (
+            normalize_scheduler(scheduler, f"{name}.configure_optimizer()") if scheduler else None)
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return optimizer, None
+    if isinstance(optimizer, dict) and optimizer and all(
+        isinstance(o, keras.optimizers.Optimizer) for o in optimizer.values()
+    ):
+        if module.automatic_optimization:
+            raise TypeError(
+                f"{name}.configure_optimizer() returned a dict of optimizers {sorted(optimizer)}, which "
+                "needs manual optimization: set `automatic_optimization = False` on the class and apply "
+                "them in training_step."
+            )
+        return optimizer, None
+    raise TypeError(
+        f"{name}.configure_optimizer() must return a keras.optimizers.Optimizer, e.g. "
+        f"keras.optimizers.Adam(1e-3). Received: {optimizer!r} (type {type(optimizer).__name__})"
+    )

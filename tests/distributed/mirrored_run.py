@@ -52,11 +52,12 @@ class ReplicaLogger(kt.TrainModule):
         return super().validation_step(batch, batch_idx)
 
 
-def train(strategy, as_dataset):
+def train(strategy, as_dataset, rows=331):
     keras.backend.clear_session()
     kt.seed_everything(0)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(331, 4)).astype("float32")  # the last batch (11 rows) splits 5 + 6
+    # 331 rows: the last batch (11 rows) splits 5 + 6; 33 rows: 1 row, one replica gets none
+    x = rng.normal(size=(rows, 4)).astype("float32")
     y = x @ rng.normal(size=(4, 1)).astype("float32")
     val = (x[:75], y[:75])
     train_data = (x, y)
@@ -89,5 +90,7 @@ def xla_warnings():
 if __name__ == "__main__":
     runs = {f"{strategy}/{'dataset' if as_dataset else 'arrays'}": train(strategy, as_dataset)
             for strategy in ("one_device", "mirrored") for as_dataset in (False, True)}
+    runs.update({f"{strategy}/{'dataset' if as_dataset else 'arrays'}/33": train(strategy, as_dataset, 33)
+                 for strategy in ("one_device", "mirrored") for as_dataset in (False, True)})
     runs["xla_warnings"] = xla_warnings()
     json.dump(runs, sys.stdout)

@@ -36,6 +36,19 @@ def test_mirrored_matches_one_device(runs, data, feed):
 
 
 @pytest.mark.parametrize("data", ["arrays", "dataset"])
+def test_a_replica_with_an_empty_share_of_the_last_batch_adds_nothing(runs, data):
+    # 33 rows, global batch 32: the second batch has one row, so one replica gets no rows
+    one, two = runs[f"one_device/{data}/33"], runs[f"mirrored/{data}/33"]
+    assert one["steps"] == two["steps"] == 3 * 2
+    for a, b in zip(one["weights"], two["weights"]):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=0, atol=1e-5)
+    for key in ("loss", "val_loss", "replica_mean"):
+        assert np.isfinite(two["metrics"][key]), key
+    assert two["metrics"]["loss"] == pytest.approx(one["metrics"]["loss"], abs=1e-5)
+    assert two["metrics"]["val_rows"] == 33.0
+
+
+@pytest.mark.parametrize("data", ["arrays", "dataset"])
 def test_logged_values_combine_over_replicas_with_their_reduce_fx(runs, data):
     one, two = runs[f"one_device/{data}"]["metrics"], runs[f"mirrored/{data}"]["metrics"]
     # the replica id is logged: 0 on one device; 0 and 1 under Mirrored

@@ -115,7 +115,7 @@ class CompiledSteps:
         self.bus = bus
         self.run_eagerly = run_eagerly
         self.tuner = tuner or StepTuner(steps_per_execution=1, jit_compile=jit_compile,
-                                        fixed_rule=True)
+                                        fixed_rule=True, replicas=self.replicas)
         self._auto_jit = jit_compile == "auto"
         self._xla_checked: set = set()
         self.detect_anomaly = detect_anomaly
@@ -393,8 +393,6 @@ class CompiledSteps:
             jit, timed = self.tuner.next_call()
         else:  # evaluation follows the training choice
             jit, timed = bool(self.tuner.jit), False
-        if self.replicas > 1:
-            jit = False  # strategy.run inside an XLA cluster does not compile; see docs/distributed.md
         count = len(self._loops)  # before the XLA check, which may build the loop it lowers
         if jit and not self._xla_compiles(stage, feed, batch_idx):
             jit = False

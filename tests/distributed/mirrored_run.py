@@ -2,6 +2,7 @@
 
 Trains the same module on one device and under MirroredStrategy, from arrays (the in-memory path)
 and from a tf.data dataset, and prints what tests/distributed/test_mirrored.py checks, as JSON.
+Run from the repository root: python -m tests.distributed.mirrored_run
 """
 
 import json
@@ -20,24 +21,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import kerastrainer as kt  # noqa: E402
+from tests.helpers import BoringModule  # noqa: E402
 
 
-class ReplicaLogger(kt.TrainModule):
+class ReplicaLogger(BoringModule):
     """Logs the replica id, so that the way values of several replicas combine can be seen."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden = keras.layers.Dense(8, activation="relu")
-        self.out = keras.layers.Dense(1)
-
-    def call(self, x, training=False):
-        return self.out(self.hidden(x))
-
-    def loss(self, y_true, y_pred):
-        return keras.losses.mean_squared_error(y_true, y_pred)
-
-    def configure_optimizer(self):
-        return keras.optimizers.Adam(1e-2)
 
     def training_step(self, batch, batch_idx):
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, "float32")

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).with_name("mirrored_run.py")
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def runs():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-m", "tests.distributed.mirrored_run"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 

@@ -2,8 +2,9 @@
 
 The chunk size (training steps per compiled call) grows until one call takes about
 :data:`TARGET_CALL_SECONDS`: long enough that the Python work per call (hooks, dispatch) is noise,
-short enough that the progress bar, ``max_time`` and a SIGTERM are served promptly. The trainer then
-caps each chunk at the next point a hook, logger or validation needs (see ``Trainer._chunk``).
+short enough that the progress bar, ``max_time`` and a SIGTERM are served promptly. The
+:class:`~kerastrainer.plan.BatchPlan` then caps each chunk at the next point a hook, logger or
+validation needs.
 
 XLA is tried only where it can pay off: on a GPU it is used whenever the step compiles; on a CPU it is
 timed against the plain step on the run's own first batches (XLA speeds up small dense nets several
@@ -13,7 +14,13 @@ a compile, ``deterministic=True`` runs and ``detect_anomaly`` runs skip the meas
 
 from __future__ import annotations
 
+import time
+import warnings
+
 import tensorflow as tf
+
+from kerastrainer.plan import needs_every_batch, planned_batches
+from kerastrainer.stages import TRAIN
 
 #: Aim for compiled calls of about this many seconds.
 TARGET_CALL_SECONDS = 0.05
@@ -36,30 +43,41 @@ def gpu_visible() -> bool:
 
 
 class StepTuner:
-    """Holds the chunk size and the XLA choice of one fit; :class:`CompiledSteps` consults it.
+    """Chooses the chunk size and XLA for the compiled calls of one fit, and times them.
+
+    The Trainer runs every compiled call through :meth:`run`, which passes the XLA choice to
+    :class:`~kerastrainer.steps.CompiledSteps` and, while ``"auto"`` is deciding, times the call.
 
     Args:
         steps_per_execution: an int, or ``"auto"``.
         jit_compile: ``True``, ``False`` or ``"auto"``.
         planned_steps: training batches the run will take at most (``None``: unknown or no limit).
         fixed_rule: decide ``"auto"`` XLA without timing (deterministic or anomaly-checking runs).
-        replicas: replicas of the strategy; with more than one, XLA is off whatever ``jit_compile``.
+        world_size: replicas in sync; with more than one, XLA is off whatever ``jit_compile``.
+        workers: worker processes; with more than one, automatic chunks do not depend on timing
+            (every worker must cut the same chunks).
+        every_batch: automatic chunks are one batch long (a callback needs every batch).
 
     Attributes:
         jit: the XLA choice, or ``None`` while it is being measured.
-        reason: why ``jit`` is what it is (``trainer._compiled.tuner.reason``).
+        reason: why ``jit`` is what it is (``trainer.tuner.reason``).
         chunk: the current automatic chunk size.
     """
 
     def __init__(self, *, steps_per_execution, jit_compile, planned_steps=None,
-                 fixed_rule: bool = False, replicas: int = 1) -> None:
+                 fixed_rule: bool = False, world_size: int = 1, workers: int = 1,
+                 every_batch: bool = False) -> None:
         self.auto_chunk = steps_per_execution == "auto"
         self.chunk = 1 if self.auto_chunk else steps_per_execution
+        self.workers = workers
+        self.every_batch = every_batch
         self.seconds_per_step: float | None = None
         self._calls = 0
         self._samples: dict = {False: [0.0, 0], True: [0.0, 0]}
-        if replicas > 1:  # strategy.run does not go inside an XLA cluster
-            self.jit, self.reason = False, f"{replicas} replicas: XLA is not used"
+        self._auto_jit = jit_compile == "auto"
+        self._lowered: set = set()  # stages whose step was checked to compile with XLA
+        if world_size > 1:  # strategy.run does not go inside an XLA cluster
+            self.jit, self.reason = False, f"{world_size} replicas: XLA is not used"
         elif jit_compile != "auto":
             self.jit, self.reason = bool(jit_compile), "set by jit_compile"
         elif gpu_visible():
@@ -71,9 +89,71 @@ class StepTuner:
         else:
             self.jit, self.reason = None, "auto: measuring"
 
+    @classmethod
+    def for_trainer(cls, trainer, *, fit: bool = False, num_batches=None) -> "StepTuner":
+        """The tuner of one of ``trainer``'s runs, from its public flags.
+
+        Only a fit measures XLA (knowing its ``num_batches`` per epoch, it skips runs too short
+        to repay a compile), and not when it is deterministic, checks anomalies, runs eagerly or
+        spans several workers (whose timings differ).
+        """
+        planned_steps = planned_batches(num_batches, trainer.max_epochs, trainer.max_steps,
+                                        trainer.accumulate_grad_batches) if fit else None
+        measure = fit and not (trainer.deterministic or trainer.detect_anomaly
+                               or trainer.run_eagerly or trainer.num_workers > 1)
+        if fit and trainer.world_size > 1 and trainer.jit_compile is True:
+            warnings.warn(f"jit_compile=True is ignored under a strategy of {trainer.world_size} "
+                          "replicas: the distributed step runs without XLA. Pass jit_compile=False "
+                          "(or 'auto') to silence this.", stacklevel=5)
+        return cls(steps_per_execution=trainer.steps_per_execution,
+                   jit_compile=trainer.jit_compile, planned_steps=planned_steps,
+                   fixed_rule=not measure, world_size=trainer.world_size,
+                   workers=trainer.num_workers,
+                   every_batch=needs_every_batch(trainer.callbacks, trainer.module))
+
     @property
     def probing(self) -> bool:
         return self.jit is None
+
+    def train_chunk(self) -> int:
+        """The largest training call now (the plan ends it earlier where something looks)."""
+        if not self.auto_chunk:
+            return self.chunk
+        if self.every_batch:
+            return 1
+        return self.chunk if self.workers == 1 else MAX_CHUNK
+
+    def eval_chunk(self) -> int:
+        """The size of evaluation calls: the training chunk once it was measured, else 32."""
+        if not self.auto_chunk:
+            return self.chunk
+        if self.every_batch:
+            return 1
+        return self.chunk if self.seconds_per_step is not None and self.workers == 1 else 32
+
+    def run(self, steps, stage, feed, n: int, batch_idx: int = 0):
+        """Runs one compiled call of ``n`` steps through ``steps`` (a
+        :class:`~kerastrainer.steps.CompiledSteps`) with this tuner's XLA choice, and learns from
+        its duration; returns what ``steps.run`` returns."""
+        if stage is TRAIN:
+            jit, timed = self.next_call()
+        else:  # evaluation follows the training choice
+            jit, timed = bool(self.jit), False
+        built = steps.functions_built  # before the XLA check, which may build the loop it lowers
+        if jit and self._auto_jit and not steps.run_eagerly and stage.name not in self._lowered:
+            self._lowered.add(stage.name)
+            error = steps.lowering_error(stage, feed)
+            if error is not None:
+                self.xla_failed(error)
+                jit = False
+        start = time.perf_counter()
+        ran, outputs = steps.run(stage, feed, n, batch_idx, jit=jit)
+        if stage is TRAIN:
+            if timed:
+                ran = int(ran)  # a device sync, only while timing XLA against the plain step
+            self.record(jit=jit, timed=timed, steps=n, seconds=time.perf_counter() - start,
+                        first_call=steps.functions_built > built)
+        return ran, outputs
 
     def next_call(self) -> tuple[bool, bool]:
         """Returns ``(use XLA, time this call with a device sync)`` for the next training call."""
@@ -124,13 +204,3 @@ class StepTuner:
     def load_state_dict(self, state: dict) -> None:
         if int(state.get("jit", -1)) >= 0:
             self.jit, self.reason = bool(int(state["jit"])), str(state.get("reason", "restored"))
-
-
-def planned_batches(n_train, max_epochs, max_steps, accumulate) -> int | None:
-    """Training batches a fit will take at most; ``None`` when unbounded or unknown."""
-    bounds = []
-    if n_train is not None and max_epochs >= 0:
-        bounds.append(n_train * max_epochs)
-    if max_steps >= 0:
-        bounds.append(max_steps * accumulate)
-    return min(bounds) if bounds else None

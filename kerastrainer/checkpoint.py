@@ -1,8 +1,7 @@
 """What goes into a training checkpoint and how it is put back.
 
-Variables are stored by *path*: the chain of attribute names from the module to the variable
-(``hidden/kernel``, ``blocks/0/w``), which stays the same across processes, unlike Keras's
-auto-generated layer and variable names (``dense_3``, ``variable_2``).
+Variables are stored by path (see :mod:`kerastrainer.variable_paths`); every other piece of state
+comes from the object that owns it, through its ``state_dict()`` / ``load_state_dict()``.
 """
 
 from __future__ import annotations
@@ -10,106 +9,20 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
+import tempfile
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastrainer.seed import rng_state, set_rng_state
+from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
+from kerastrainer.checkpoint_io import flatten, nest, read_checkpoint, write_checkpoint
+from kerastrainer.variable_paths import optimizer_paths, variable_paths
 
 FORMAT = "kerastrainer.checkpoint"
-FORMAT_VERSION = 1
-
-
-def _clean(name: str, taken: set) -> str:
-    stripped = name.lstrip("_") or name
-    return stripped if stripped not in taken else name
-
-
-def variable_paths(module) -> dict:
-    """Maps a stable path to every variable of ``module`` (weights, non-trainable state, RNG states)."""
-    paths: dict[str, object] = {}
-    seen: set[int] = set()
-
-    def record(path, variable):
-        if id(variable) not in seen:
-            seen.add(id(variable))
-            paths[path] = variable
-
-    def visit(value, path, depth):
-        if isinstance(value, keras.Variable):
-            record(path, value)
-        elif isinstance(value, keras.random.SeedGenerator):
-            record(f"{path}/state", value.state)
-        elif isinstance(value, keras.layers.Layer):
-            walk(value, path + "/", depth + 1)
-        elif isinstance(value, (list, tuple)):
-            for index, item in enumerate(value):
-                visit(item, f"{path}/{index}", depth)
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(key, str) and "/" not in key:
-                    visit(item, f"{path}/{key}", depth)
-
-    def walk(layer, prefix, depth):
-        if id(layer) in seen or depth > 64:
-            return
-        seen.add(id(layer))
-        items = [(k, v) for k, v in vars(layer).items() if not k.startswith("__") and k != "_kt_trainer"]
-        # Public attributes name things first; then private single objects (Dense's `_kernel`);
-        # Keras's private bookkeeping lists (`_layers`, `_trainable_variables`) only pick up the rest.
-        ordered = [kv for kv in items if not kv[0].startswith("_")]
-        ordered += [kv for kv in items if kv[0].startswith("_") and not isinstance(kv[1], (list, tuple, dict))]
-        ordered += [kv for kv in items if kv[0].startswith("_") and isinstance(kv[1], (list, tuple, dict))]
-        taken: set[str] = set()
-        for name, value in ordered:
-            clean = _clean(name, taken)
-            taken.add(clean)
-            visit(value, f"{prefix}{clean}", depth)
-
-    walk(module, "", 0)
-    for variable in module.variables:  # anything the walk could not name keeps Keras's path
-        record(f"_unnamed/{variable.path}", variable)
-    return paths
-
-
-def optimizer_paths(optimizer, module_paths: dict) -> dict:
-    """Maps optimizer variables to ``iteration``, ``learning_rate`` or ``slots/<variable path>/<slot>``."""
-    by_flat = {var.path.replace("/", "_"): path for path, var in module_paths.items()}
-    flats = sorted(by_flat, key=len, reverse=True)  # longest first: dense_1_kernel before dense_1
-    paths = {}
-    for variable in optimizer.variables:
-        name = variable.name
-        owner = next((flat for flat in flats if name.startswith(flat + "_")), None)
-        if owner is None:
-            paths[name] = variable
-        else:
-            paths[f"slots/{by_flat[owner]}/{name[len(owner) + 1:]}"] = variable
-    return paths
-
-
-def nest(flat: dict) -> dict:
-    """``{"a/b": x}`` -> ``{"a": {"b": x}}`` (HDF5 groups)."""
-    tree: dict = {}
-    for key, value in flat.items():
-        node = tree
-        parts = key.split("/")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return tree
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """The inverse of :func:`nest`."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+FORMAT_VERSION = 2
 
 
 def assign_by_path(variables: dict, saved: dict, path: str, what: str) -> None:
@@ -173,15 +86,20 @@ def plain_hparams(hparams: dict) -> dict:
     return plain
 
 
-def _state_key(callback) -> str:
-    return callback.state_key.replace("/", "|")  # HDF5 group names cannot hold '/'
+def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
+                     datamodule=None) -> dict:
+    """Assembles a checkpoint as a nested dict of arrays and JSON values.
 
-
-def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
-    """Assembles the checkpoint of ``trainer``'s current state as a nested dict of arrays/JSON."""
+    Args:
+        module: the TrainModule (weights, optimizer, hyperparameters, input signature).
+        owners: ``{group name: object}`` for every other piece of state; each object's
+            ``state_dict()`` becomes that group (a list of objects: a list of their states).
+            ``None`` entries are left out.
+        weights_only: store only the module (no optimizer or owners): loadable, not resumable.
+        datamodule: the run's DataModule, whose hyperparameters are stored too.
+    """
     import kerastrainer
 
-    module = trainer.module
     weights = variable_paths(module)
     cls = type(module)
     tree = {
@@ -193,8 +111,8 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
                    "hparams": plain_hparams(module.hparams)},
         "weights": nest({path: np.asarray(var.numpy()) for path, var in weights.items()}),
     }
-    if module._kt_input_spec is not None:
-        tree["module"]["input_spec"] = spec_to_tree(module._kt_input_spec)
+    if module.input_signature is not None:
+        tree["module"]["input_spec"] = spec_to_tree(module.input_signature)
     if weights_only:
         return tree
     optimizers = module.optimizer if isinstance(module.optimizer, dict) else {"": module.optimizer}
@@ -203,35 +121,26 @@ def build_checkpoint(trainer, *, weights_only: bool = False) -> dict:
                                    for path, var in optimizer_paths(opt, weights).items()})
         for name, opt in optimizers.items() if opt is not None
     }
-    source = trainer._train_source
-    tree["trainer"] = {
-        "epoch": trainer.current_epoch, "global_step": trainer.global_step,
-        "batches_done": trainer._batches_done, "epoch_done": trainer._epoch_done,
-        "validated_at": trainer._validated_at if trainer._validated_at is not None else -1,
-        "train_seed": source.seed if source is not None and source.seed is not None else -1,
-        "num_training_batches": trainer.num_training_batches
-        if trainer.num_training_batches is not None else -1,
-        # The XLA choice of jit_compile="auto": a resumed run computes exactly as before.
-        "jit": trainer._compiled.tuner.state_dict()["jit"] if trainer._compiled else -1,
-    }
-    tree["trainer"]["history"] = json.dumps(trainer.history)  # metric names may hold '/'
-    accumulation = trainer._compiled.state_variables() if trainer._compiled else {}
-    tree["accumulation"] = nest({k: np.asarray(v.numpy()) for k, v in accumulation.items()})
-    scheduler = trainer._lr_scheduler["scheduler"] if trainer._lr_scheduler else None
-    if hasattr(scheduler, "state_dict"):
-        tree["lr_scheduler"] = scheduler.state_dict()
-
-    tree["loggers"] = [logger.state_dict() for logger in trainer.loggers]
-    tree["rng"] = rng_state()
-    tree["logs"] = nest(trainer._logs.state_dict())
-    tree["callbacks"] = {_state_key(c): c.state_dict() for c in trainer.callbacks}
-    datamodule = trainer._datamodule
-    tree["datamodule"] = datamodule.state_dict() if datamodule is not None else {}
+    for name, owner in owners.items():
+        if owner is not None:
+            tree[name] = ([item.state_dict() for item in owner] if isinstance(owner, list)
+                          else owner.state_dict())
     if datamodule is not None and datamodule.hparams:
         tree["datamodule_hparams"] = plain_hparams(datamodule.hparams)
-    if trainer._bus is not None:
-        trainer._bus.call("on_save_checkpoint", tree)
     return tree
+
+
+def save_checkpoint_file(path, tree: dict, *, chief: bool) -> None:
+    """Writes ``tree`` to ``path`` on the chief. Under MultiWorkerMirrored every worker saves (the
+    state is read collectively); the others write to a temporary folder, removed at once."""
+    if chief:
+        write_checkpoint(path, tree)
+        return
+    scratch = tempfile.mkdtemp(prefix="kt-worker-ckpt-")
+    try:
+        write_checkpoint(os.path.join(scratch, os.path.basename(path)), tree)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def restore_weights(module, tree: dict, path: str) -> None:
@@ -241,9 +150,19 @@ def restore_weights(module, tree: dict, path: str) -> None:
     assign_by_path(variable_paths(module), flatten(tree["weights"]), path, type(module).__name__)
 
 
-def restore_training_state(trainer, tree: dict, path: str) -> None:
-    """Puts back everything a resumed fit needs: weights, optimizer, progress, RNG, logs, callbacks."""
-    module = trainer.module
+def restore_training_state(module, tree: dict, path: str, *, owners: dict) -> None:
+    """Puts back everything a resumed fit needs: weights, optimizer, then every owner's state.
+
+    Args:
+        module: the TrainModule, built, with its optimizer configured.
+        tree: the checkpoint, as :func:`~kerastrainer.checkpoint_io.read_checkpoint` returns it.
+        path: its file, named in errors.
+        owners: ``{group name: object}`` as for :func:`build_checkpoint`; each object present in
+            the checkpoint gets ``load_state_dict(its group)``.
+
+    Raises:
+        ValueError: a weights-only checkpoint, or variables that do not match.
+    """
     restore_weights(module, tree, path)
     if "optimizer" not in tree:
         raise ValueError(
@@ -255,47 +174,56 @@ def restore_training_state(trainer, tree: dict, path: str) -> None:
     for name, opt in optimizers.items():
         assign_by_path(optimizer_paths(opt, weights), flatten(tree["optimizer"].get(name, {})), path,
                        f"optimizer {name!r}")
-    state = tree["trainer"]
-    trainer.current_epoch = int(state["epoch"])
-    trainer.global_step = int(state["global_step"])
-    trainer._batches_done = int(state["batches_done"])
-    trainer._epoch_done = bool(state["epoch_done"])
-    trainer._validated_at = int(state["validated_at"]) if state["validated_at"] >= 0 else None
-    if trainer._train_source is not None and state["train_seed"] >= 0:
-        trainer._train_source.seed = int(state["train_seed"])
-    trainer.history = json.loads(state.get("history", "{}"))
-    if trainer._compiled is not None and "jit" in state:
-        trainer._compiled.tuner.load_state_dict({"jit": int(state["jit"]), "reason": "checkpoint"})
-    accumulation = trainer._compiled.state_variables() if trainer._compiled else {}
-    for key, value in flatten(tree.get("accumulation", {})).items():
-        if key in accumulation:
-            accumulation[key].assign(value)
-    scheduler = trainer._lr_scheduler["scheduler"] if trainer._lr_scheduler else None
-    if hasattr(scheduler, "load_state_dict") and "lr_scheduler" in tree:
-        scheduler.load_state_dict(tree["lr_scheduler"])
-    set_rng_state(tree["rng"])
-    trainer._logs.load_state_dict(flatten(tree["logs"]))
-    saved = tree.get("callbacks", {})
-    for callback in trainer.callbacks:
-        if _state_key(callback) in saved:
-            callback.load_state_dict(saved[_state_key(callback)])
-    if trainer._datamodule is not None:
-        trainer._datamodule.load_state_dict(tree.get("datamodule", {}))
-    trainer._bus.call("on_load_checkpoint", tree)
+    load_states(_upgrade(tree), owners)
+
+
+def load_states(tree: dict, owners: dict) -> None:
+    """Gives each owner its group of ``tree`` (a list of owners: the list of states, in order)."""
+    for name, owner in owners.items():
+        if owner is None or name not in tree:
+            continue
+        if isinstance(owner, list):
+            for item, state in zip(owner, tree[name]):
+                item.load_state_dict(state)
+        else:
+            owner.load_state_dict(tree[name])
+
+
+def _upgrade(tree: dict) -> dict:
+    """Format 1 kept the shuffle seed and the XLA choice in the ``trainer`` group."""
+    if int(tree.get("format_version", FORMAT_VERSION)) >= 2:
+        return tree
+    tree = dict(tree)
+    progress = tree.get("trainer", {})
+    tree.setdefault("data", {"seed": progress.get("train_seed", -1)})
+    tree.setdefault("tuner", {"jit": progress.get("jit", -1), "reason": "checkpoint"})
+    return tree
 
 
 def checkpoint_dirs(callbacks, default_root_dir) -> list:
     """Where a trainer's checkpoints live: its ModelCheckpoint folders, then the default one."""
-    dirs = [c.dirpath for c in callbacks if getattr(c, "saves_checkpoints", False)
-            and getattr(c, "dirpath", None)]
+    dirs = [c.dirpath for c in callbacks if isinstance(c, ModelCheckpoint) and c.dirpath]
     return dirs + [os.path.join(default_root_dir, "checkpoints")]
+
+
+def last_checkpoint_path(callbacks, default_root_dir) -> str:
+    """Where a graceful stop (SIGTERM/SIGINT) saves: ``last.ckpt`` in the first checkpoint folder."""
+    return os.path.join(checkpoint_dirs(callbacks, default_root_dir)[0], "last.ckpt")
+
+
+def find_checkpoint(ckpt_path, callbacks, default_root_dir, loggers=()):
+    """``(tree, path)`` of the checkpoint ``ckpt_path`` names (see :func:`resolve_ckpt_path`), read
+    and verified, or ``None`` when there is none to load."""
+    path = resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers)
+    return (read_checkpoint(path), path) if path is not None else None
 
 
 def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
     """Turns ``ckpt_path`` (a path, ``"last"``, ``"best"`` or ``None``) into a file path or ``None``.
 
     ``"last"`` is the newest ``last*.ckpt`` among the checkpoint folders, those of every logger run
-    folder included (temp files of interrupted writes start with a dot and never match); none found warns and returns ``None`` (start fresh).
+    folder included (temp files of interrupted writes start with a dot and never match); none
+    found warns and returns ``None`` (start fresh).
 
     Raises:
         ValueError: ``"best"`` without a ModelCheckpoint that has saved.
@@ -303,7 +231,8 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
     if ckpt_path is None:
         return None
     if ckpt_path == "best":
-        best = [c.best_model_path for c in callbacks if getattr(c, "best_model_path", "")]
+        best = [c.best_model_path for c in callbacks
+                if isinstance(c, ModelCheckpoint) and c.best_model_path]
         if not best:
             raise ValueError(
                 'ckpt_path="best" needs a ModelCheckpoint callback in this Trainer that has saved a '
@@ -313,7 +242,8 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
         folders = checkpoint_dirs(callbacks, default_root_dir)
         for logger in loggers:  # every run of the experiment: resume continues the newest
             folders += glob.glob(os.path.join(logger.save_dir, logger.name, "*", "checkpoints"))
-        found = [c.last_model_path for c in callbacks if getattr(c, "last_model_path", "")]
+        found = [c.last_model_path for c in callbacks
+                 if isinstance(c, ModelCheckpoint) and c.last_model_path]
         for folder in folders:
             found += glob.glob(os.path.join(folder, "last*.ckpt"))
         found = [path for path in found if os.path.isfile(path)]

@@ -119,6 +119,29 @@ def atomic_write_text(path: str, text: str) -> None:
         raise
 
 
+def nest(flat: dict) -> dict:
+    """``{"a/b": x}`` -> ``{"a": {"b": x}}`` (HDF5 groups)."""
+    tree: dict = {}
+    for key, value in flat.items():
+        node = tree
+        parts = key.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """The inverse of :func:`nest`."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _read_group(group: h5py.Group) -> dict:
     tree = {key: json.loads(value) for key, value in group.attrs.items()}
     for key, item in group.items():

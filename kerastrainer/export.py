@@ -30,7 +30,7 @@ def export_saved_model(module, directory) -> str:
         >>> served = tf.saved_model.load("exported/digits")  # doctest: +SKIP
         >>> served.serve(x)  # doctest: +SKIP
     """
-    spec = getattr(module, "_kt_input_spec", None)
+    spec = module.input_signature
     if spec is None:
         raise ValueError(
             f"{type(module).__name__} has no recorded input spec. Run it with a Trainer (fit, validate, "

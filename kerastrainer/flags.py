@@ -1,9 +1,15 @@
-"""Validation of Trainer flags: each bad value names the flag, shows what was received, says the fix."""
+"""The Trainer's flags: declared once (type, default, meaning) and checked: each bad value names the
+flag, shows what was received and says the fix."""
 
 from __future__ import annotations
 
 import datetime
 import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from kerastrainer.precision import normalize_precision
 
 
 def _is_int(value) -> bool:
@@ -46,7 +52,7 @@ def batches_or_fraction(name: str, value) -> int | float:
     )
 
 
-def val_check_interval(value) -> int | float:
+def check_val_check_interval(value) -> int | float:
     """An int >= 1 (every N training batches) or a float in (0, 1] (fraction of an epoch)."""
     if _is_int(value) and value >= 1:
         return int(value)
@@ -73,14 +79,14 @@ def boolean_or_auto(name: str, value):
     return value
 
 
-def fast_dev_run(value) -> int:
+def check_fast_dev_run(value) -> int:
     """``True`` means 1 batch, an int n means n batches, ``False``/0 is off."""
     if isinstance(value, bool):
         return int(value)
     return int_at_least("fast_dev_run", value, 0, "True, False or a number of batches")
 
 
-def max_time(value) -> float | None:
+def max_time_seconds(value) -> float | None:
     """Seconds, a ``timedelta``, a dict of ``timedelta`` fields, or ``"DD:HH:MM:SS"``."""
     if value is None:
         return None
@@ -121,3 +127,146 @@ def clip_value(value) -> float | None:
         raise ValueError(f"`gradient_clip_val` must be a positive number or None. "
                          f"Received: gradient_clip_val={value!r}")
     return float(value)
+
+
+def one_of(name: str, value, choices: tuple):
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {', '.join(map(repr, choices))}. "
+                         f"Received: {name}={value!r}")
+    return value
+
+
+@dataclass(kw_only=True, eq=False, repr=False)
+class TrainerFlags:
+    """The flags of :class:`~kerastrainer.Trainer`, all keyword-only, checked when it is built.
+
+    Attributes:
+        max_epochs: epochs to run; ``-1``: no limit. Default 1000 (no limit with ``max_steps``).
+        min_epochs: ignore ``should_stop`` (early stopping) before this many epochs.
+        max_steps: optimizer steps to run; ``-1``: no limit.
+        max_time: stop after this long: seconds, a ``timedelta``, a dict or ``"DD:HH:MM:SS"``.
+        limit_train_batches: batches per epoch: an int, or a float fraction of the data.
+        limit_val_batches: the same per validation run (``0`` disables validation).
+        limit_test_batches: the same for ``test``.
+        limit_predict_batches: the same for ``predict``.
+        val_check_interval: validate every N training batches (int) or fraction of an epoch.
+        check_val_every_n_epoch: validate in every n-th epoch only.
+        num_sanity_val_steps: validation batches run before training (``-1``: all).
+        fast_dev_run: run ``n`` batches (``True``: 1) of every stage once, as a smoke test.
+        overfit_batches: train and validate on this many training batches (unshuffled).
+        steps_per_execution: steps per compiled call (batch hooks fire once per call).
+            ``"auto"`` sizes calls to about 50 ms from measured step time, ending them where
+            loggers, validation and step-interval callbacks look; one batch per call when a
+            callback that is not ``chunk_aware`` (or the module) overrides a batch hook.
+        jit_compile: compile the steps with XLA. ``"auto"``: on a GPU whenever the step
+            compiles; on a CPU when it measured faster on the run's first batches (runs shorter
+            than 500 batches, ``deterministic`` and ``detect_anomaly`` runs stay plain). Never under
+            several replicas. ``trainer.tuner.reason`` says what was chosen and why.
+        run_eagerly: run the steps as plain Python (debugging; slow).
+        deterministic: seed (the last ``kt.seed_everything`` seed, else 0) and enable TensorFlow's
+            op determinism, so two runs give bitwise equal weights.
+        accumulate_grad_batches: sum the gradients of this many batches and apply their mean
+            once; ``global_step`` counts optimizer steps. Leftover batches are applied at the
+            epoch's end.
+        gradient_clip_val: clip gradients to this global norm (or value), inside the optimizer's
+            ``apply``: after accumulation and loss-scale unscaling.
+        gradient_clip_algorithm: ``"norm"`` (global norm) or ``"value"``.
+        detect_anomaly: check in the compiled step that the loss and every gradient are finite;
+            the run stops with an error naming the step and the value.
+        precision: ``"32"``, ``"mixed_float16"`` (with dynamic loss scaling) or
+            ``"mixed_bfloat16"``; the Keras dtype policy is set for the run and restored after it.
+        strategy: ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a
+            ``tf.distribute.Strategy``. Batch sizes are global: each replica gets its share.
+        callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
+        logger: ``True`` for a CSV logger (plus TensorBoard when the ``tensorboard`` package is
+            installed) in ``<default_root_dir>/kt_logs/version_N``; ``False`` for none; a
+            :class:`~kerastrainer.loggers.Logger` or a list of them.
+        log_every_n_steps: how often loggers receive (and read from the device) training values.
+        enable_progress_bar: add a :class:`~kerastrainer.callbacks.RichProgressBar` if none is given.
+        enable_checkpointing: add a :class:`~kerastrainer.callbacks.ModelCheckpoint` if none is
+            given (every epoch, in ``<log_dir>/checkpoints``).
+        enable_model_summary: print the model summary when fit starts.
+        default_root_dir: where logs and checkpoints go (default: the working directory).
+        profiler: ``None``, ``"simple"`` (time per hook and phase, a table at the end), ``"tf"``
+            (plus a ``tf.profiler`` trace of a few steps) or a profiler instance.
+
+    Raises:
+        TypeError, ValueError: a flag of the wrong type or range; the message names the flag,
+            shows the value received and says what it must be.
+    """
+
+    max_epochs: int | None = None
+    min_epochs: int | None = None
+    max_steps: int = -1
+    max_time: Any = None
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    limit_test_batches: int | float = 1.0
+    limit_predict_batches: int | float = 1.0
+    val_check_interval: int | float = 1.0
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 2
+    fast_dev_run: bool | int = False
+    overfit_batches: int | float = 0.0
+    steps_per_execution: int | str = "auto"
+    jit_compile: bool | str = "auto"
+    run_eagerly: bool = False
+    deterministic: bool = False
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str = "norm"
+    detect_anomaly: bool = False
+    precision: str = "32"
+    strategy: Any = "auto"
+    callbacks: Any = None
+    logger: Any = True
+    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True
+    enable_checkpointing: bool = True
+    enable_model_summary: bool = True
+    default_root_dir: str | None = None
+    profiler: Any = None
+
+    def __post_init__(self) -> None:
+        """Checks every flag and normalises it in place (``fast_dev_run`` applied)."""
+        self.max_steps = int_at_least("max_steps", self.max_steps, -1, "-1 means no limit")
+        if self.max_epochs is None:
+            self.max_epochs = 1000 if self.max_steps == -1 else -1
+        self.max_epochs = int_at_least("max_epochs", self.max_epochs, -1, "-1 means no limit")
+        self.min_epochs = optional_int("min_epochs", self.min_epochs, 0) or 0
+        self.max_time = max_time_seconds(self.max_time)
+        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                     "limit_predict_batches"):
+            setattr(self, name, batches_or_fraction(name, getattr(self, name)))
+        self.val_check_interval = check_val_check_interval(self.val_check_interval)
+        self.check_val_every_n_epoch = int_at_least("check_val_every_n_epoch",
+                                                    self.check_val_every_n_epoch, 1)
+        self.num_sanity_val_steps = int_at_least("num_sanity_val_steps", self.num_sanity_val_steps,
+                                                 -1, "-1 runs all validation batches")
+        self.fast_dev_run = check_fast_dev_run(self.fast_dev_run)
+        self.overfit_batches = batches_or_fraction("overfit_batches", self.overfit_batches)
+        if self.steps_per_execution != "auto":
+            self.steps_per_execution = int_at_least("steps_per_execution", self.steps_per_execution,
+                                                    1, "or 'auto'")
+        self.jit_compile = boolean_or_auto("jit_compile", self.jit_compile)
+        for name in ("run_eagerly", "deterministic"):
+            setattr(self, name, boolean(name, getattr(self, name)))
+        self.accumulate_grad_batches = int_at_least("accumulate_grad_batches",
+                                                    self.accumulate_grad_batches, 1)
+        self.gradient_clip_val = clip_value(self.gradient_clip_val)
+        self.gradient_clip_algorithm = one_of("gradient_clip_algorithm",
+                                              self.gradient_clip_algorithm, ("norm", "value"))
+        self.detect_anomaly = boolean("detect_anomaly", self.detect_anomaly)
+        self.precision = normalize_precision(self.precision)
+        self.log_every_n_steps = int_at_least("log_every_n_steps", self.log_every_n_steps, 1)
+        for name in ("enable_progress_bar", "enable_checkpointing", "enable_model_summary"):
+            setattr(self, name, boolean(name, getattr(self, name)))
+        self.default_root_dir = (os.fspath(self.default_root_dir) if self.default_root_dir
+                                 else os.getcwd())
+        if self.fast_dev_run:  # n batches of every stage, once, as a smoke test
+            n = self.fast_dev_run
+            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
+            self.val_check_interval = 1.0
+            self.limit_train_batches = self.limit_val_batches = n
+            self.limit_test_batches = self.limit_predict_batches = n

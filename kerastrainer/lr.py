@@ -9,6 +9,7 @@ compiled calls.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import keras
 
@@ -65,40 +66,73 @@ class ReduceLROnPlateau:
         self.cooldown_counter = int(state["cooldown_counter"])
 
 
-def normalize_scheduler(config, owner: str) -> dict:
-    """Validates a ``lr_scheduler`` entry; returns ``{"scheduler", "interval", "frequency", "monitor"}``."""
-    if not isinstance(config, dict):
-        config = {"scheduler": config}
-    unknown = set(config) - {"scheduler", "interval", "frequency", "monitor"}
-    if unknown or "scheduler" not in config:
-        raise ValueError(
-            f"{owner}: `lr_scheduler` must be a scheduler or a dict with 'scheduler' and optional "
-            f"'interval', 'frequency', 'monitor'. Received keys: {sorted(config)}")
-    scheduler = config["scheduler"]
-    if not (isinstance(scheduler, ReduceLROnPlateau) or callable(scheduler)):
-        raise TypeError(
-            f"{owner}: the scheduler must be a kt.lr.ReduceLROnPlateau or a callable(epoch, lr) -> lr. "
-            f"Received: {scheduler!r}")
-    interval = config.get("interval", "epoch")
-    if interval not in ("epoch", "step"):
-        raise ValueError(f"{owner}: `interval` must be 'epoch' or 'step'. Received: interval={interval!r}")
-    frequency = config.get("frequency", 1)
-    if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
-        raise ValueError(f"{owner}: `frequency` must be an int >= 1. Received: frequency={frequency!r}")
-    return {"scheduler": scheduler, "interval": interval, "frequency": frequency,
-            "monitor": config.get("monitor", "val_loss")}
+@dataclass
+class Scheduler:
+    """A learning-rate scheduler as ``configure_optimizer()`` gave it, with when it acts.
 
+    Attributes:
+        scheduler: a :class:`ReduceLROnPlateau`, a callable ``(epoch_or_step, lr) -> lr``, or
+            ``None`` (no scheduler: :meth:`step` does nothing).
+        interval: ``"epoch"`` or ``"step"``.
+        frequency: act every this many epochs or optimizer steps.
+        monitor: the value a :class:`ReduceLROnPlateau` watches.
+    """
 
-def step_scheduler(config: dict, trainer, optimizer, interval: str, count: int) -> None:
-    """Advances the scheduler when ``interval`` matches and ``count`` hits its frequency."""
-    if config["interval"] != interval or count % config["frequency"] != 0:
-        return
-    scheduler = config["scheduler"]
-    if isinstance(scheduler, ReduceLROnPlateau):
-        value = monitored_value(trainer, config["monitor"], "ReduceLROnPlateau")
-        if value is not None:
-            scheduler.step(value, optimizer)
-    else:
-        current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        index = trainer.current_epoch if interval == "epoch" else trainer.global_step
-        optimizer.learning_rate = float(scheduler(index, current))
+    scheduler: object = None
+    interval: str = "epoch"
+    frequency: int = 1
+    monitor: str = "val_loss"
+
+    @classmethod
+    def from_config(cls, config, owner: str) -> "Scheduler":
+        """Validates an ``lr_scheduler`` entry: a scheduler, or a dict with ``scheduler`` and the
+        optional ``interval``, ``frequency`` and ``monitor``.
+
+        Raises:
+            ValueError, TypeError: unknown keys, values out of range, or not a scheduler.
+        """
+        if not isinstance(config, dict):
+            config = {"scheduler": config}
+        unknown = set(config) - {"scheduler", "interval", "frequency", "monitor"}
+        if unknown or "scheduler" not in config:
+            raise ValueError(
+                f"{owner}: `lr_scheduler` must be a scheduler or a dict with 'scheduler' and optional "
+                f"'interval', 'frequency', 'monitor'. Received keys: {sorted(config)}")
+        scheduler = config["scheduler"]
+        if not (isinstance(scheduler, ReduceLROnPlateau) or callable(scheduler)):
+            raise TypeError(
+                f"{owner}: the scheduler must be a kt.lr.ReduceLROnPlateau or a callable(epoch, lr) -> "
+                f"lr. Received: {scheduler!r}")
+        interval = config.get("interval", "epoch")
+        if interval not in ("epoch", "step"):
+            raise ValueError(
+                f"{owner}: `interval` must be 'epoch' or 'step'. Received: interval={interval!r}")
+        frequency = config.get("frequency", 1)
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+            raise ValueError(
+                f"{owner}: `frequency` must be an int >= 1. Received: frequency={frequency!r}")
+        return cls(scheduler, interval, frequency, config.get("monitor", "val_loss"))
+
+    def step(self, trainer, optimizer, interval: str, count: int) -> None:
+        """Acts when ``interval`` is its own and ``count`` (epochs done, or ``global_step``) is a
+        multiple of its frequency."""
+        if self.scheduler is None or interval != self.interval or count % self.frequency != 0:
+            return
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            value = monitored_value(trainer, self.monitor, "ReduceLROnPlateau")
+            if value is not None:
+                self.scheduler.step(value, optimizer)
+        else:
+            current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            index = trainer.current_epoch if interval == "epoch" else trainer.global_step
+            optimizer.learning_rate = float(self.scheduler(index, current))
+
+    def state_dict(self) -> dict:
+        """The plateau scheduler's counters (a function has no state)."""
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            return self.scheduler.state_dict()
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if isinstance(self.scheduler, ReduceLROnPlateau) and state:
+            self.scheduler.load_state_dict(state)

@@ -9,28 +9,9 @@ import sys
 import keras
 import tensorflow as tf
 
+from kerastrainer.building import build_from_spec, unpack_batch
+from kerastrainer.hooks import overrides
 from kerastrainer.hparams import AttributeDict, normalize_hparams
-
-
-def unpack_batch(batch, where: str):
-    """Splits a batch into ``(x, y, sample_weight)`` the way Keras's ``fit`` does.
-
-    Args:
-        batch: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; lists and dicts are ``x``.
-        where: the step that unpacks, for the error message.
-
-    Raises:
-        ValueError: a tuple of another length.
-    """
-    if not isinstance(batch, tuple):
-        return batch, None, None
-    if 1 <= len(batch) <= 3:
-        return tuple(batch) + (None,) * (3 - len(batch))
-    raise ValueError(
-        f"{where} received a batch that is a tuple of {len(batch)} elements. The default step unpacks "
-        "x, (x,), (x, y) or (x, y, sample_weight). Return one of these structures from your data, or "
-        f"override {where.rsplit('.', 1)[-1]}(self, batch, batch_idx) to unpack it yourself."
-    )
 
 
 def _user_loss(module) -> object | None:
@@ -41,6 +22,12 @@ def _user_loss(module) -> object | None:
         if "loss" in vars(cls) and callable(vars(cls)["loss"]):
             return vars(cls)["loss"]
     return None
+
+
+def check_can_train(module) -> None:
+    """Raises ``NotImplementedError`` when ``module`` defines neither ``loss`` nor ``training_step``."""
+    if not overrides(module, "training_step", TrainModule) and _user_loss(module) is None:
+        raise NotImplementedError(module._no_loss_message())
 
 
 def _set_trainable(layers, value: bool) -> None:
@@ -101,7 +88,7 @@ class TrainModule(keras.Model):
             del self.__dict__["loss"]
         object.__setattr__(self, "_kt_hparams", AttributeDict())
         object.__setattr__(self, "_kt_trainer", None)
-        object.__setattr__(self, "_kt_input_spec", None)
+        object.__setattr__(self, "_kt_input_signature", None)
 
     # ------------------------------------------------------------------ what users write
     def configure_optimizer(self):
@@ -219,8 +206,8 @@ class TrainModule(keras.Model):
 
     def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
         """Updates this stage's ``configure_metrics()`` objects; call it from your own step overrides."""
-        if self._kt_trainer is not None:
-            self._kt_trainer._logs.update_metrics(y_true, y_pred, sample_weight)
+        if self.trainer is not None:
+            self.trainer.results.update_metrics(y_true, y_pred, sample_weight)
 
     def log(self, name, value, *, on_step=None, on_epoch=None, prog_bar=False, logger=True,
             reduce_fx="mean", sync_dist=False) -> None:
@@ -245,12 +232,12 @@ class TrainModule(keras.Model):
             RuntimeError: when no Trainer runs this module.
             ValueError: a value that is not a scalar.
         """
-        if self._kt_trainer is None:
+        if self.trainer is None:
             raise RuntimeError(
                 f"{type(self).__name__}.log({name!r}, ...) was called outside a Trainer run. Call it "
                 "from a step or a hook while trainer.fit/validate/test runs."
             )
-        self._kt_trainer._logs.log(
+        self.trainer.results.log(
             name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
             reduce_fx=reduce_fx, sync_dist=sync_dist,
         )
@@ -310,7 +297,6 @@ class TrainModule(keras.Model):
         """
         from kerastrainer.checkpoint import restore_weights, spec_from_tree
         from kerastrainer.checkpoint_io import read_checkpoint
-        from kerastrainer.run_setup import build_from_spec
 
         tree = read_checkpoint(path)
         hparams = dict(tree["module"].get("hparams", {}))
@@ -338,6 +324,17 @@ class TrainModule(keras.Model):
     def hparams(self) -> AttributeDict:
         """The saved hyperparameters, readable as ``hparams.lr`` or ``hparams["lr"]``."""
         return self._kt_hparams
+
+    @property
+    def input_signature(self):
+        """The spec of the module's inputs (batch dimension ``None``), recorded from the data when
+        a Trainer builds it or from a checkpoint; ``None`` before. Exports and checkpoints use it."""
+        return self._kt_input_signature
+
+    def set_input_signature(self, spec) -> None:
+        """Records the spec of the inputs (the Trainer does it when it builds the module)."""
+        # Not through Keras's attribute tracking, which would wrap a dict of specs.
+        object.__setattr__(self, "_kt_input_signature", spec)
 
     @property
     def trainer(self):

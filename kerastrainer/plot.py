@@ -18,6 +18,18 @@ def read_epoch_rows(csv_path: str) -> list[dict]:
     return rows
 
 
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "plot_metrics needs matplotlib. Install it with `pip install kerastrainer[plot]`.") from error
+    return plt
+
+
 def plot_metrics(run_dir_or_csv, path=None) -> str:
     """Draws the curves of a run to a PNG.
 
@@ -40,14 +52,7 @@ def plot_metrics(run_dir_or_csv, path=None) -> str:
         >>> plot_metrics("kt_logs/version_0")  # doctest: +SKIP
         'kt_logs/version_0/curves.png'
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ModuleNotFoundError(
-            "plot_metrics needs matplotlib. Install it with `pip install kerastrainer[plot]`.") from error
+    plt = _pyplot()
     source = os.fspath(run_dir_or_csv)
     csv_path = os.path.join(source, "metrics.csv") if os.path.isdir(source) else source
     if not os.path.isfile(csv_path):

@@ -16,16 +16,25 @@ _NULL = contextlib.nullcontext()
 
 
 class PassThroughProfiler:
-    """The disabled profiler: ``profile()`` returns one shared no-op context, nothing is recorded."""
+    """The disabled profiler, and the base class of profilers: every method is a no-op.
+
+    ``profile()`` returns one shared no-op context; nothing is recorded.
+    """
 
     enabled = False
-    traces_steps = False
 
     def profile(self, action: str):
+        """A context manager timing ``action``."""
         return _NULL
 
+    def after_train_call(self, trainer) -> None:
+        """Called by the loop after each compiled training call."""
+
+    def stop(self) -> None:
+        """Called when fit ends: stop any trace still running."""
+
     def describe(self, trainer) -> None:
-        """Nothing to report."""
+        """Reports what was recorded (called when fit ends)."""
 
 
 class SimpleProfiler(PassThroughProfiler):
@@ -98,8 +107,6 @@ class TFProfiler(SimpleProfiler):
         num_steps: how many steps to trace.
     """
 
-    traces_steps = True
-
     def __init__(self, *, start_step: int = 2, num_steps: int = 5) -> None:
         super().__init__()
         self.start_step = start_step
@@ -109,7 +116,7 @@ class TFProfiler(SimpleProfiler):
         self._done = False
 
     def after_train_call(self, trainer) -> None:
-        """Called by the loop after each compiled training call (only for this profiler)."""
+        """Starts the trace at ``start_step`` and stops it ``num_steps`` later."""
         import tensorflow as tf
 
         step = trainer.global_step

@@ -39,6 +39,15 @@ def seed_everything(seed: int = 0) -> int:
     return seed
 
 
+def make_deterministic() -> None:
+    """Seeds everything (with the last :func:`seed_everything` seed, else 0) and turns on
+    TensorFlow's op determinism: two runs then give bitwise equal weights."""
+    import tensorflow as tf
+
+    seed_everything(_last_seed if _last_seed is not None else 0)
+    tf.config.experimental.enable_op_determinism()
+
+
 def last_seed() -> int | None:
     """The seed of the latest :func:`seed_everything` call, if any."""
     return _last_seed
@@ -79,3 +88,13 @@ def set_rng_state(state: dict) -> None:
     random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
     if np.size(state["tensorflow"]):
         tf.random.get_global_generator().state.assign(state["tensorflow"])
+
+
+class GlobalRNG:
+    """Python's, NumPy's and TensorFlow's global generators as one piece of checkpoint state."""
+
+    def state_dict(self) -> dict:
+        return rng_state()
+
+    def load_state_dict(self, state: dict) -> None:
+        set_rng_state(state)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-import time
 from collections import Counter
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from kerastrainer.autotune import StepTuner
+from kerastrainer.building import trainable_candidates
+from kerastrainer.stages import TRAIN, Stage
 
 # What tf2xla raises for an op it cannot compile.
 _XLA_ERRORS = (ValueError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError)
@@ -42,17 +43,6 @@ def _takes_batch_idx(method) -> bool:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     ]
     return len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
-
-
-def trainable_candidates(module) -> list:
-    """Every variable that is trainable now or becomes so when its layer is unfrozen."""
-    found, seen = [], set()
-    for layer in module._flatten_layers(include_self=True):
-        for variable in layer._trainable_variables:
-            if id(variable) not in seen:
-                seen.add(id(variable))
-                found.append(variable)
-    return found or list(module.trainable_variables)
 
 
 def trainable_signature(module) -> tuple:
@@ -86,38 +76,47 @@ def _loss_of(outputs, where: str, required: bool):
 
 
 class CompiledSteps:
-    """Builds and holds the compiled step functions of one module.
+    """Builds, holds and runs the compiled step functions of one module.
+
+    Whether a call uses XLA is the caller's choice (see :mod:`kerastrainer.autotune`); this class
+    only compiles what it is asked for, once.
 
     Args:
         module: the ``TrainModule``.
-        logs: the trainer's ``LogCollector``.
+        results: the trainer's :class:`~kerastrainer.results.Results`.
         bus: the ``CallbackBus`` (for ``on_before_optimizer_step``, traced into the step).
-        jit_compile: compile with XLA (``True``/``False``); ``tuner`` decides when it is ``"auto"``.
         run_eagerly: skip ``tf.function`` entirely (debugging).
-        tuner: the run's :class:`~kerastrainer.autotune.StepTuner` (chunk size and XLA choice).
+        accumulate: ``accumulate_grad_batches`` when the steps are built (more than 1: the
+            gradients are summed on the device).
+        detect_anomaly: check in the step that the loss and gradients are finite.
+        strategy: the run's ``tf.distribute.Strategy``.
 
     Attributes:
         trace_counts: how many times each step's Python code ran (traces; steps when eager).
+        functions_built: how many compiled functions were made so far (a call that makes one
+            traces, so its time says nothing about the step's speed).
     """
 
-    def __init__(self, *, module, logs, bus, jit_compile, run_eagerly: bool,
-                 accumulate: int = 1, detect_anomaly: bool = False, tuner=None,
-                 strategy=None) -> None:
+    @classmethod
+    def for_trainer(cls, trainer, *, bus) -> "CompiledSteps":
+        """The steps of ``trainer``'s module, from its public flags (``bus``: its callback bus)."""
+        return cls(module=trainer.module, results=trainer.results, bus=bus,
+                   run_eagerly=trainer.run_eagerly, accumulate=trainer.accumulate_grad_batches,
+                   detect_anomaly=trainer.detect_anomaly, strategy=trainer.strategy)
+
+    def __init__(self, *, module, results, bus, run_eagerly: bool, accumulate: int = 1,
+                 detect_anomaly: bool = False, strategy=None) -> None:
         self.module = module
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.replicas = self.strategy.num_replicas_in_sync
-        if self.replicas > 1 and accumulate > 1:
+        self.world_size = self.strategy.num_replicas_in_sync  # replicas in sync
+        if self.world_size > 1 and accumulate > 1:
             raise ValueError(
                 "accumulate_grad_batches > 1 is not supported with a distribution strategy of "
-                f"{self.replicas} replicas yet: raise the global batch size instead. Received: "
+                f"{self.world_size} replicas yet: raise the global batch size instead. Received: "
                 f"accumulate_grad_batches={accumulate}")
-        self.logs = logs
+        self.results = results
         self.bus = bus
         self.run_eagerly = run_eagerly
-        self.tuner = tuner or StepTuner(steps_per_execution=1, jit_compile=jit_compile,
-                                        fixed_rule=True, replicas=self.replicas)
-        self._auto_jit = jit_compile == "auto"
-        self._xla_checked: set = set()
         self.detect_anomaly = detect_anomaly
         self.trace_counts: Counter = Counter()
         self._loops: dict = {}
@@ -133,13 +132,38 @@ class CompiledSteps:
             self._acc_count = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.accumulate = tf.Variable(accumulate, dtype=tf.int64, trainable=False)
 
-    def state_variables(self) -> dict:
+    @property
+    def functions_built(self) -> int:
+        return len(self._loops)
+
+    @property
+    def functions(self) -> list:
+        """The keys of the compiled functions made so far, e.g. ``("train", "memory", False, 32)``."""
+        return sorted(self._loops, key=str)
+
+    def set_accumulation(self, batches: int) -> int:
+        """Sets how many batches' gradients make one optimizer step (no retrace); returns the
+        batches per optimizer step now in force (1 when the steps do not accumulate)."""
+        if not self.accumulating:
+            return 1
+        self.accumulate.assign(batches)
+        return batches
+
+    def state_dict(self) -> dict:
         """Device state that a checkpoint must hold for exact resume (gradient sums)."""
         if not self.accumulating:
             return {}
-        found = {f"sum/{i}": acc for i, acc in enumerate(self._acc)}
-        found.update(count=self._acc_count, every=self.accumulate)
-        return found
+        return {"sum": {str(i): np.asarray(acc.numpy()) for i, acc in enumerate(self._acc)},
+                "count": np.asarray(self._acc_count.numpy()),
+                "every": np.asarray(self.accumulate.numpy())}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not self.accumulating or not state:
+            return
+        for i, acc in enumerate(self._acc):
+            acc.assign(state["sum"][str(i)])
+        self._acc_count.assign(state["count"])
+        self.accumulate.assign(state["every"])
 
     # ------------------------------------------------------------------ one step
     def _call_user(self, method, batch, batch_idx):
@@ -148,12 +172,12 @@ class CompiledSteps:
         return method(batch)
 
     def _train_step(self, batch):
-        self.trace_counts["train"] += 1
+        self.trace_counts[TRAIN.name] += 1
         module = self.module
-        state = self.logs.stages["train"]
+        state = self.results.stages[TRAIN.name]
         where = f"{type(module).__name__}.training_step"
         size = batch_size_of(batch)
-        with self.logs.recording("train", size):
+        with self.results.recording(TRAIN, size):
             if module.automatic_optimization:
                 with tf.GradientTape() as tape:
                     # A layer frozen before it was built got TF variables created non-trainable,
@@ -166,7 +190,7 @@ class CompiledSteps:
                     loss = _loss_of(outputs, where, required=True)
                     scaled = (module.optimizer.scale_loss(loss) if isinstance(
                         module.optimizer, keras.optimizers.LossScaleOptimizer) else loss)
-                    if self.replicas > 1:
+                    if self.world_size > 1:
                         # Gradients are summed over replicas: weigh this replica's mean loss by its
                         # share of the global batch, so the sum is the global batch's mean.
                         context = tf.distribute.get_replica_context()
@@ -186,8 +210,8 @@ class CompiledSteps:
                 outputs = self._call_user(module.training_step, batch, state.batch_idx.value())
                 loss = _loss_of(outputs, where, required=False)
             if loss is not None:
-                self.logs.track_loss(loss, size)
-            self.logs.record_outputs(outputs)
+                self.results.track_loss(loss, size)
+            self.results.record_outputs(outputs)
         state.batch_idx.assign_add(1)
 
     def _assert_finite(self, loss, gradients, variables):
@@ -231,18 +255,17 @@ class CompiledSteps:
                                 lambda: tf.constant(False)), jit=False)
         return self._loops["flush"]()
 
-    def _eval_step(self, stage: str, batch):
-        self.trace_counts[stage] += 1
+    def _eval_step(self, stage: Stage, batch):
+        self.trace_counts[stage.name] += 1
         module = self.module
-        method = module.validation_step if stage == "val" else module.test_step
-        state = self.logs.stages[stage]
+        state = self.results.stages[stage.name]
         size = batch_size_of(batch)
-        with self.logs.recording(stage, size):
-            outputs = self._call_user(method, batch, state.batch_idx.value())
-            loss = _loss_of(outputs, f"{type(module).__name__}.{method.__name__}", required=False)
+        with self.results.recording(stage, size):
+            outputs = self._call_user(getattr(module, stage.step), batch, state.batch_idx.value())
+            loss = _loss_of(outputs, f"{type(module).__name__}.{stage.step}", required=False)
             if loss is not None:
-                self.logs.track_loss(loss, size)
-            self.logs.record_outputs(outputs)
+                self.results.track_loss(loss, size)
+            self.results.record_outputs(outputs)
         state.batch_idx.assign_add(1)
 
     # ------------------------------------------------------------------ many steps per call
@@ -251,21 +274,21 @@ class CompiledSteps:
             return fn
         return tf.function(fn, jit_compile=jit, reduce_retracing=True)
 
-    def _step_fn(self, stage: str):
-        if stage == "train":
+    def _step_fn(self, stage: Stage):
+        if stage is TRAIN:
             return self._train_step
         return lambda batch: self._eval_step(stage, batch)
 
-    def _iterator_loop(self, stage: str, jit: bool):
+    def _iterator_loop(self, stage: Stage, jit: bool):
         """``f(iterator, n)``: up to ``n`` steps from the iterator; returns (steps run, outputs)."""
-        key = (stage, "iterator", jit)
+        key = (stage.name, "iterator", jit)
         if key in self._loops:
             return self._loops[key]
         # Under a multi-replica strategy the step is traced inline, in strategy.run (a nested
         # tf.function there fails to capture the replicas' values).
-        step = self._step_fn(stage) if self.replicas > 1 else self._compile(self._step_fn(stage),
+        step = self._step_fn(stage) if self.world_size > 1 else self._compile(self._step_fn(stage),
                                                                               jit=jit)
-        logs = self.logs
+        results = self.results
 
         def run_steps(iterator, n):
             def keep_going(i, more):
@@ -275,7 +298,7 @@ class CompiledSteps:
                 optional = iterator.get_next_as_optional()
 
                 def run():
-                    if self.replicas > 1:
+                    if self.world_size > 1:
                         self.strategy.run(step, args=(optional.get_value(),))
                     else:
                         step(optional.get_value())
@@ -288,22 +311,22 @@ class CompiledSteps:
                 keep_going, one_more, (tf.constant(0, tf.int64), tf.constant(True)),
                 parallel_iterations=1,
             )
-            return ran, logs.output_values(stage)
+            return ran, results.output_values(stage)
 
         self._loops[key] = self._compile(run_steps, jit=False)
         return self._loops[key]
 
-    def _memory_loop(self, stage: str, jit: bool, batch_size: int):
+    def _memory_loop(self, stage: Stage, jit: bool, batch_size: int):
         """``f(tensors, order, start, n)``: ``n`` steps on batches ``start, start+1, ...`` of ``order``.
 
         Under XLA every batch must hold ``batch_size`` rows (a static shape); otherwise the slice
         is dynamic, so that the last, smaller batch runs through the same trace.
         """
-        key = (stage, "memory", jit, batch_size)
+        key = (stage.name, "memory", jit, batch_size)
         if key in self._loops:
             return self._loops[key]
-        step, logs = self._step_fn(stage), self.logs
-        if self.replicas > 1:
+        step, results = self._step_fn(stage), self.results
+        if self.world_size > 1:
             step = self._replica_share(step)
 
         def run_slices(tensors, order, start, n):
@@ -316,7 +339,7 @@ class CompiledSteps:
                 else:
                     count = tf.minimum(tf.constant(batch_size, tf.int64), rows - low)
                     indices = tf.slice(order, tf.reshape(low, [1]), tf.reshape(count, [1]))
-                if self.replicas > 1:
+                if self.world_size > 1:
                     self.strategy.run(step, args=(tensors, indices))
                 else:
                     step(tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors))
@@ -324,7 +347,7 @@ class CompiledSteps:
 
             (ran,) = tf.while_loop(lambda i: i < n, one_more, (tf.constant(0, tf.int64),),
                                    parallel_iterations=1)
-            return ran, logs.output_values(stage)
+            return ran, results.output_values(stage)
 
         self._loops[key] = self._compile(run_slices, jit=jit)
         return self._loops[key]
@@ -364,11 +387,9 @@ class CompiledSteps:
             ran = more if ran is None else ran + more
         return ran, outputs
 
-    def _xla_compiles(self, stage, feed, batch_idx) -> bool:
-        """With ``jit_compile="auto"``: lowers the step to XLA once, without running it."""
-        if not self._auto_jit or stage in self._xla_checked or self.run_eagerly:
-            return True
-        self._xla_checked.add(stage)
+    def lowering_error(self, stage: Stage, feed) -> Exception | None:
+        """Lowers ``stage``'s step to XLA once without running it; returns the error if it cannot
+        be compiled (``None`` when it can)."""
         try:
             if feed.in_memory:
                 loop = self._memory_loop(stage, True, feed.batch_size)
@@ -382,48 +403,33 @@ class CompiledSteps:
                     feed.iterator.element_spec)
                 step.experimental_get_compiler_ir(zeros)(stage="hlo")
         except _XLA_ERRORS as error:
-            self.tuner.xla_failed(error)
-            return False
-        return True
+            return error
+        return None
 
-    def run(self, stage: str, feed, n: int, batch_idx: int = 0):
+    def run(self, stage: Stage, feed, n: int, batch_idx: int = 0, *, jit: bool = False):
         """Runs up to ``n`` steps of ``stage`` from ``feed`` (in memory: from batch ``batch_idx`` of
-        the epoch); returns (steps run as a tensor, outputs of the last step)."""
-        if stage == "train":
-            jit, timed = self.tuner.next_call()
-        else:  # evaluation follows the training choice
-            jit, timed = bool(self.tuner.jit), False
-        count = len(self._loops)  # before the XLA check, which may build the loop it lowers
-        if jit and not self._xla_compiles(stage, feed, batch_idx):
-            jit = False
-        start = time.perf_counter()
-        if feed.in_memory:
-            ran, outputs = self._run_memory(stage, feed, n, batch_idx, jit)
-        else:
-            if n not in self._n_cache:  # one constant per chunk size, not one per call
-                self._n_cache[n] = tf.constant(n, tf.int64)
-            ran, outputs = self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
-        if stage == "train":
-            if timed:
-                ran = int(ran)  # a device sync, only while timing XLA against the plain step
-            self.tuner.record(jit=jit, timed=timed, steps=n, seconds=time.perf_counter() - start,
-                              first_call=len(self._loops) > count)
-        return ran, outputs
+        the epoch), with XLA when ``jit``; returns (steps run as a tensor, outputs of the last step).
 
-    def check_trainable(self) -> bool:
-        """Drops the compiled training step when trainability changed; True if it did.
-
-        Called once per epoch start: the next call traces the step again, exactly once.
+        The stage's accumulators changed: the results read them again when next asked.
         """
+        self.results.mark_dirty(stage)
+        if feed.in_memory:
+            return self._run_memory(stage, feed, n, batch_idx, jit)
+        if n not in self._n_cache:  # one constant per chunk size, not one per call
+            self._n_cache[n] = tf.constant(n, tf.int64)
+        return self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
+
+    def refresh_trainable(self) -> None:
+        """Drops the compiled training step when trainability changed (a layer was frozen or
+        unfrozen); the next call traces it again, exactly once."""
         signature = trainable_signature(self.module)
         if signature == self.signature:
-            return False
+            return
         self.signature = signature
-        for key in [k for k in self._loops if k == "flush" or k[0] == "train"]:
+        for key in [k for k in self._loops if k == "flush" or k[0] == TRAIN.name]:
             del self._loops[key]
-        return True
 
-    def predict_function(self):
+    def predict_function(self, *, jit: bool = False):
         """Returns ``f(iterator, batch_idx)`` running ``predict_step`` on the iterator's next batch.
 
         ``batch_idx`` must be a tensor (a Python int would retrace for every value).
@@ -435,7 +441,7 @@ class CompiledSteps:
                 self.trace_counts["predict"] += 1
                 return self._call_user(module.predict_step, batch, batch_idx)
 
-            step = self._compile(predict_one, jit=bool(self.tuner.jit))
+            step = self._compile(predict_one, jit=jit)
 
             def predict_next(iterator, batch_idx):
                 return step(next(iterator), batch_idx)

@@ -254,3 +254,27 @@ def test_killed_run_resumes_bitwise_equal(tmp_path, args):
     assert int(full["global_step"]) == int(resumed["global_step"]) == 30
     for key in full.files:
         assert np.array_equal(full[key], resumed[key]), key
+
+
+def test_format_1_checkpoints_still_resume_exactly(tmp_path):
+    """Format 1 kept the shuffle seed and the XLA choice in the `trainer` group."""
+    from kerastrainer.checkpoint_io import read_checkpoint, write_checkpoint
+
+    kt.seed_everything(1)
+    trainer = _fit(tmp_path / "a", epochs=1)
+    trainer.save_checkpoint(tmp_path / "v2.ckpt")
+    tree = read_checkpoint(tmp_path / "v2.ckpt")
+    old = {k: v for k, v in tree.items() if k not in ("data", "tuner", "checksum")}
+    old["format_version"] = 1
+    old["trainer"] = dict(tree["trainer"], train_seed=tree["data"]["seed"], jit=tree["tuner"]["jit"],
+                          num_training_batches=4)
+    write_checkpoint(tmp_path / "v1.ckpt", old)
+    finals = []
+    for name in ("v2", "v1"):
+        keras.backend.clear_session()
+        module = BoringModule()
+        resumed = _fit(tmp_path / name, module=module, epochs=3, ckpt_path=str(tmp_path / f"{name}.ckpt"))
+        assert resumed.global_step == 12
+        finals.append(module.get_weights())
+    for a, b in zip(*finals):
+        np.testing.assert_array_equal(a, b)

@@ -28,6 +28,8 @@ class Callback:
         is_monitor: ``True`` for callbacks that act on logged values (checkpointing, early stopping).
             At every hook they run after the plain callbacks and after the module, so at epoch end they
             see everything logged, validation included.
+        saves_checkpoints: ``True`` for monitors that write checkpoints; they run after the other
+            monitors, so a saved file holds the state those reached.
 
     Example:
         >>> class PrintEpochs(Callback):
@@ -37,6 +39,7 @@ class Callback:
 
     chunk_aware: ClassVar[bool] = False
     is_monitor: ClassVar[bool] = False
+    saves_checkpoints: ClassVar[bool] = False
 
     def step_interval(self, trainer) -> int | None:
         """Optimizer steps between the batch ends this callback must see (``None``: any chunking).

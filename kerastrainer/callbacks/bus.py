@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from kerastrainer.callbacks.base import HOOK_NAMES, Callback
+from kerastrainer.hooks import overrides
+from kerastrainer.module import TrainModule
 
 
-def _overrides(obj, name: str, base: type) -> bool:
-    """True when ``obj`` defines hook ``name`` itself rather than inheriting the no-op from ``base``."""
-    if name in getattr(obj, "__dict__", {}):  # e.g. keras.callbacks.LambdaCallback-style instances
-        return True
-    return getattr(type(obj), name, None) is not getattr(base, name, None)
+def _state_key(callback) -> str:
+    return callback.state_key.replace("/", "|")  # HDF5 group names cannot hold '/'
 
 
 def _annotate(error: BaseException, where: str) -> None:
@@ -49,28 +50,26 @@ class CallbackBus:
     """
 
     def __init__(self, *, callbacks, module, trainer, profiler=None) -> None:
-        from kerastrainer.module import TrainModule
-
-        self.callbacks = list(callbacks)
+        self.callbacks = callbacks  # the trainer's own list: checkpoints hold every callback in it
         self.trainer = trainer
         self.module = module
         plain = [c for c in self.callbacks if not c.is_monitor]
         # Checkpoint writers go last, so a saved file holds the epoch's other monitors' state too.
         monitors = sorted((c for c in self.callbacks if c.is_monitor),
-                          key=lambda c: bool(getattr(c, "saves_checkpoints", False)))
+                          key=lambda c: c.saves_checkpoints)
         self._handlers: dict[str, list] = {}
         for name in HOOK_NAMES:
             handlers = [
                 (f"{type(c).__name__}.{name}", getattr(c, name), True)
                 for c in plain
-                if _overrides(c, name, Callback)
+                if overrides(c, name, Callback)
             ]
-            if module is not None and _overrides(module, name, TrainModule):
+            if module is not None and overrides(module, name, TrainModule):
                 handlers.append((f"{type(module).__name__}.{name}", getattr(module, name), False))
             handlers += [
                 (f"{type(c).__name__}.{name}", getattr(c, name), True)
                 for c in monitors
-                if _overrides(c, name, Callback)
+                if overrides(c, name, Callback)
             ]
             self._handlers[name] = handlers
         if profiler is not None and profiler.enabled:
@@ -94,6 +93,38 @@ class CallbackBus:
             except Exception as error:
                 _annotate(error, where)
                 raise
+
+    @contextlib.contextmanager
+    def run(self, stage: str, datamodule=None):
+        """Around one entry point: ``setup`` first, ``teardown`` (and the DataModule's) last, also
+        after an exception, which every target hears of first (``on_exception``). A teardown that
+        fails while an error is on its way is attached to that error as a note."""
+        error = None
+        try:
+            self.call("setup", stage)
+            yield
+        except BaseException as failure:
+            self.on_exception(error := failure)
+            raise
+        finally:
+            try:
+                self.call("teardown", stage)
+                if datamodule is not None:
+                    datamodule.teardown(stage)
+            except Exception as nested:
+                if error is None:
+                    raise
+                error.add_note(f"teardown also failed: {nested!r}")
+
+    def state_dict(self) -> dict:
+        """Every callback's ``state_dict()``, by its ``state_key``."""
+        return {_state_key(c): c.state_dict() for c in self.callbacks}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Gives each callback its saved state (callbacks the checkpoint does not know keep theirs)."""
+        for callback in self.callbacks:
+            if _state_key(callback) in state:
+                callback.load_state_dict(state[_state_key(callback)])
 
     def on_exception(self, exception: BaseException) -> None:
         """Tells every target about ``exception``; failures here must not hide the original error."""

@@ -6,6 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerastrainer.callbacks.base import Callback
+from kerastrainer.checkpoint_io import nest
+from kerastrainer.variable_paths import variable_paths
 
 
 class EMA(Callback):
@@ -90,8 +92,6 @@ class EMA(Callback):
     def on_save_checkpoint(self, trainer, module, checkpoint):
         if not self._ema:
             return
-        from kerastrainer.checkpoint import nest, variable_paths
-
         index = {id(v): i for i, v in enumerate(self._variables)}
         averaged = self.averaged_weights()
         weights = {path: (averaged[index[id(var)]] if id(var) in index else np.asarray(var.numpy()))

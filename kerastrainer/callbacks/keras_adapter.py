@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from kerastrainer.callbacks.base import Callback
+from kerastrainer.hooks import overrides
 
 _BATCH_HOOKS = {
     "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
@@ -14,11 +15,7 @@ _BATCH_HOOKS = {
 
 
 def _implements(callback, names) -> bool:
-    base = keras.callbacks.Callback
-    return any(
-        name in vars(callback) or getattr(type(callback), name) is not getattr(base, name)
-        for name in names
-    )
+    return any(overrides(callback, name, keras.callbacks.Callback) for name in names)
 
 
 class KerasCallbackAdapter(Callback):

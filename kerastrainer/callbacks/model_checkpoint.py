@@ -130,14 +130,14 @@ class ModelCheckpoint(Callback):
 
     # ------------------------------------------------------------------ triggers
     def setup(self, trainer, module, stage):
-        if trainer._num_workers > 1 and self.train_time_interval is not None:
+        if trainer.num_workers > 1 and self.train_time_interval is not None:
             raise ValueError(
                 "ModelCheckpoint(train_time_interval=...) cannot be used with several workers: each "
                 "worker's clock would save at different steps. Use every_n_train_steps instead. "
                 f"Received: train_time_interval={self.train_time_interval}")
         if self.dirpath is None:  # beside the logs of this run, like Lightning; with several
             # workers in default_root_dir, which every worker resolves alike for ckpt_path="last"
-            root = (trainer.log_dir if trainer.loggers and trainer._num_workers == 1
+            root = (trainer.log_dir if trainer.loggers and trainer.num_workers == 1
                     else trainer.default_root_dir)
             self.dirpath = os.path.join(root, "checkpoints")
         self._last_time = time.monotonic()

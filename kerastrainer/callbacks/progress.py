@@ -170,7 +170,7 @@ class RichProgressBar(Callback):
 
     def _print_table(self, trainer, title, prefix):
         rows = {k: v for k, v in trainer.callback_metrics.items()
-                if isinstance(v, float) and (k.startswith(prefix) or k in trainer._logs.hook_values)}
+                if isinstance(v, float) and (k.startswith(prefix) or k in trainer.results.hook_values)}
         if not rows:
             return
         table = Table(title=None)

@@ -1,4 +1,4 @@
-"""ArrayDataModule: the course notes' shuffle-then-split and StandardScaler steps for in-memory arrays."""
+"""ArrayDataModule: shuffle, split into train/val/test and standardise in-memory arrays."""
 
 from __future__ import annotations
 

@@ -2,7 +2,77 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
+
+from kerastrainer.distributed.strategies import distribute_dataset
+
+
+def open_feed(source, num_batches, *, strategy, num_workers: int = 1, repeat: bool = False,
+              skip: int = 0):
+    """How ``num_batches`` batches per epoch of ``source`` reach the compiled calls.
+
+    Array data of known length stays in memory (an :class:`ArrayFeed`: its position is the batch
+    index, so ``skip`` is not needed); anything else goes through one ``tf.data`` iterator (an
+    :class:`IteratorFeed` over the first ``num_batches`` batches, repeated if asked, ``skip``
+    batches dropped), split over the strategy's replicas.
+    """
+    if num_batches is not None and source.in_memory:
+        feed = ArrayFeed(source, to_gpu=strategy.num_replicas_in_sync == 1)
+        feed.start_epoch(0)
+        return feed
+    dataset = source.dataset(limit=num_batches, repeat=repeat, skip=skip)
+    return IteratorFeed(iter(distribute_dataset(strategy, dataset, num_workers)))
+
+
+class FitFeeds:
+    """Where a fit's compiled calls get their batches.
+
+    Known lengths get one training and one validation feed for the whole fit, over repeated data:
+    deleting a ``tf.data`` iterator at every epoch end can stall until an autotuning timer fires.
+    Data of unknown length gets a fresh feed per epoch and per validation run.
+
+    Args:
+        train: the training :class:`~kerastrainer.data.Source`.
+        val: the validation one, or ``None``.
+        num_batches: training batches per epoch (``None``: unknown).
+        num_val_batches: batches per validation run (``None``: unknown, ``0``: none).
+        start: ``(epoch, batch)`` the fit starts at (a resumed fit skips what came before).
+        strategy: the run's ``tf.distribute.Strategy``.
+        num_workers: worker processes.
+    """
+
+    def __init__(self, train, val, num_batches, num_val_batches, *, start=(0, 0), strategy,
+                 num_workers: int = 1) -> None:
+        self.train, self.val = train, val
+        self._strategy, self._workers = strategy, num_workers
+        self._train = self._val = None
+        if num_batches is not None:
+            self._train = self._open(train, num_batches, repeat=True,
+                                     skip=start[0] * num_batches + start[1])
+        if num_val_batches:
+            self._val = self._open(val, num_val_batches, repeat=True)
+
+    def _open(self, source, num_batches, **kwargs):
+        return open_feed(source, num_batches, strategy=self._strategy, num_workers=self._workers,
+                         **kwargs)
+
+    def training(self, epoch: int, batch: int):
+        """The feed of ``epoch``, from its batch ``batch`` on."""
+        feed = self._train if self._train is not None else self._open(self.train, None, skip=batch)
+        feed.start_epoch(epoch)
+        return feed
+
+    def validation(self):
+        """The feed of a validation run."""
+        return self._val if self._val is not None else self._open(self.val, None)
+
+    def sanity(self, steps):
+        """The feed of the sanity check's first ``steps`` batches (not the repeated iterator, whose
+        first validation run would then start mid-way)."""
+        if self._val is not None and self._val.in_memory:
+            return self._val
+        return self._open(self.val, steps)
 
 
 class IteratorFeed:
@@ -30,8 +100,7 @@ class ArrayFeed:
 
     Attributes:
         order: this epoch's row order (set by :meth:`start_epoch`).
-        full_batches: how many batches hold ``batch_size`` rows; a last, smaller batch follows when
-            ``last_size`` is not zero.
+        full_batches: how many batches hold ``batch_size`` rows (a last, smaller one may follow).
     """
 
     in_memory = True
@@ -39,7 +108,7 @@ class ArrayFeed:
     def __init__(self, source, *, to_gpu: bool = True) -> None:
         self.source = source
         self.batch_size = source.batch_size
-        self.full_batches, self.last_size = divmod(source.rows, source.batch_size)
+        self.full_batches = source.rows // source.batch_size
         self.tensors = source.tensors
         # One device: copied once, not at every call. Several replicas gather from host memory.
         if to_gpu and tf.config.list_logical_devices("GPU"):
@@ -52,3 +121,11 @@ class ArrayFeed:
         """Draws the epoch's row order (the same one the ``tf.data`` path would use)."""
         if epoch != self._epoch or self.order is None:
             self._epoch, self.order = epoch, self.source.order(epoch)
+
+
+def concatenate(outputs: list):
+    """Batches of predictions (tensors, or structures of them) joined into NumPy arrays."""
+    if not outputs:
+        return None
+    return tf.nest.map_structure(lambda *parts: np.concatenate([np.asarray(p) for p in parts]),
+                                 *outputs)

@@ -1,4 +1,4 @@
-"""ImageFolder: a DataModule over a class-per-folder image tree (the course notes' step 1 and 2)."""
+"""ImageFolder: a DataModule over a class-per-folder image tree (load, resize, split, augment)."""
 
 from __future__ import annotations
 

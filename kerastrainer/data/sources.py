@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import types
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import numpy as np
@@ -85,13 +84,29 @@ class Source:
     def element_spec(self):
         return self.dataset().element_spec
 
+    def state_dict(self) -> dict:
+        """The shuffle seed (``-1``: not shuffled), for exact resume; the length, for checks."""
+        return {"seed": -1 if self.seed is None else self.seed,
+                "num_batches": -1 if self.num_batches is None else self.num_batches,
+                "batch_size": self.batch_size}
 
-def _is_generator(data) -> bool:
+    def load_state_dict(self, state: dict) -> None:
+        if int(state.get("seed", -1)) >= 0:
+            self.seed = int(state["seed"])
+
+
+def is_generator(data) -> bool:
+    """A generator, an iterator, or a function returning one (called once per epoch)."""
     if isinstance(data, (types.GeneratorType, itertools.chain)):
         return True
     if hasattr(data, "__next__"):
         return True
     return callable(data) and not hasattr(data, "shape")
+
+
+def is_array_data(data) -> bool:
+    """Arrays, tuples or dicts of them (data that ``batch_size`` applies to)."""
+    return not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)) or is_generator(data))
 
 
 def to_source(data, *, batch_size, shuffle: bool, name: str) -> Source | None:
@@ -121,7 +136,7 @@ def to_source(data, *, batch_size, shuffle: bool, name: str) -> Source | None:
     if isinstance(data, keras.utils.PyDataset):
         _no_batch_size(batch_size, name, "a keras.utils.PyDataset")
         return _from_py_dataset(data, name)
-    if _is_generator(data):
+    if is_generator(data):
         _no_batch_size(batch_size, name, "a generator")
         return _from_generator(data, name)
     return _from_arrays(data, batch_size or DEFAULT_BATCH_SIZE, shuffle, name)

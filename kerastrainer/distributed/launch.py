@@ -258,6 +258,27 @@ def _check(flag: str, value, ok: bool, rule: str) -> None:
         raise ValueError(f"--{flag} must be {rule}. Received: --{flag}={value!r}")
 
 
+def _check_launch(command, nproc, max_restarts, start_timeout, kill_grace) -> list:
+    """Checks :func:`launch`'s arguments; returns the worker's argv."""
+    if not command:
+        raise ValueError("The command must name a script, e.g. `kerastrainer launch --nproc 2 "
+                         "train.py`. Received: command=[]")
+    _check("nproc", nproc, isinstance(nproc, int) and nproc >= 1, "an integer >= 1")
+    ok = isinstance(max_restarts, int) and max_restarts >= 0
+    _check("max-restarts", max_restarts, ok, "an integer >= 0")
+    ok = isinstance(start_timeout, (int, float)) and start_timeout > 0  # also rejects NaN
+    _check("start-timeout", start_timeout, ok, "a number of seconds > 0")
+    ok = isinstance(kill_grace, (int, float)) and kill_grace >= 0
+    _check("kill-grace", kill_grace, ok, "a number of seconds >= 0")
+    if command[0].endswith(".py") and not os.path.isfile(command[0]):
+        raise FileNotFoundError(f"Script not found: {command[0]!r}. Pass the path of the training "
+                                "script, relative to the current folder.")
+    if not command[0].endswith(".py") and shutil.which(command[0]) is None:
+        raise FileNotFoundError(f"Program not found: {command[0]!r}. Pass a .py script or a "
+                                "program on the PATH.")
+    return [sys.executable, *command] if command[0].endswith(".py") else command
+
+
 def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float = 300.0,
            kill_grace: float = 5.0, output=None) -> int:
     """Runs ``nproc`` workers of ``command`` and supervises them until the job ends.
@@ -282,24 +303,7 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
     Example:
         >>> launch(["train.py", "--epochs", "3"], nproc=2, max_restarts=1)  # doctest: +SKIP
     """
-    command = list(command)
-    if not command:
-        raise ValueError("The command must name a script, e.g. `kerastrainer launch --nproc 2 "
-                         "train.py`. Received: command=[]")
-    _check("nproc", nproc, isinstance(nproc, int) and nproc >= 1, "an integer >= 1")
-    ok = isinstance(max_restarts, int) and max_restarts >= 0
-    _check("max-restarts", max_restarts, ok, "an integer >= 0")
-    ok = isinstance(start_timeout, (int, float)) and start_timeout > 0  # also rejects NaN
-    _check("start-timeout", start_timeout, ok, "a number of seconds > 0")
-    ok = isinstance(kill_grace, (int, float)) and kill_grace >= 0
-    _check("kill-grace", kill_grace, ok, "a number of seconds >= 0")
-    if command[0].endswith(".py") and not os.path.isfile(command[0]):
-        raise FileNotFoundError(f"Script not found: {command[0]!r}. Pass the path of the training "
-                                "script, relative to the current folder.")
-    if not command[0].endswith(".py") and shutil.which(command[0]) is None:
-        raise FileNotFoundError(f"Program not found: {command[0]!r}. Pass a .py script or a "
-                                "program on the PATH.")
-    argv = [sys.executable, *command] if command[0].endswith(".py") else command
+    argv = _check_launch(list(command), nproc, max_restarts, start_timeout, kill_grace)
     printer, received, previous = _Printer(output or sys.stdout), [], {}
     if threading.current_thread() is threading.main_thread():  # signal.signal works only there
         for signum in (signal.SIGTERM, signal.SIGINT):  # recorded; _supervise forwards it

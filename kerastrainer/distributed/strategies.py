@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 
 import numpy as np
 import tensorflow as tf
@@ -19,8 +20,28 @@ def cluster_size() -> int:
     return sum(len(tasks) for tasks in config.get("cluster", {}).values()) or 1
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """Builds the strategy ``name`` names (see ``Trainer(strategy=...)``)."""
+STRATEGY_NAMES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def make_strategy(name) -> tf.distribute.Strategy:
+    """Turns the ``strategy`` flag into a ``tf.distribute.Strategy`` (see ``Trainer(strategy=...)``).
+
+    ``"auto"``: MultiWorkerMirrored when ``TF_CONFIG`` names a cluster of several tasks, Mirrored when
+    several GPUs are visible, else the default (no distribution). ``"mirrored"`` uses every local GPU,
+    or every logical CPU device when there is no GPU (tests configure two at process start).
+
+    Raises:
+        ValueError: anything else than those names, ``None`` or a strategy instance.
+    """
+    if isinstance(name, tf.distribute.Strategy):
+        return name
+    if name is None:
+        name = "auto"
+    if not isinstance(name, str) or name not in STRATEGY_NAMES:
+        raise ValueError(
+            "`strategy` must be 'auto', 'one_device', 'mirrored', 'multi_worker' or a "
+            f"tf.distribute.Strategy instance. Received: strategy={name!r}"
+        )
     if name == "auto":
         if cluster_size() > 1:
             name = "multi_worker"
@@ -39,10 +60,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
-def replicas(strategy) -> int:
-    return strategy.num_replicas_in_sync
-
-
 def global_rank(strategy) -> int:
     """This worker's index: the task index under MultiWorkerMirrored, else 0."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -58,17 +75,36 @@ def num_workers(strategy) -> int:
     return sum(len(spec.get(kind, [])) for kind in ("chief", "worker")) or 1
 
 
+def topology(strategy) -> tuple[int, int, int]:
+    """``(world_size, num_workers, global_rank)``: replicas in sync over all workers, worker
+    processes, and this worker's index."""
+    return strategy.num_replicas_in_sync, num_workers(strategy), global_rank(strategy)
+
+
+def distribute_dataset(strategy, dataset, num_workers: int = 1):
+    """Splits every global batch of ``dataset`` over the strategy's replicas (and workers)."""
+    if strategy.num_replicas_in_sync == 1:
+        return dataset
+    if num_workers > 1:  # each worker takes its part of every global batch
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return strategy.experimental_distribute_dataset(dataset)
+
+
 class Agreement:
     """Sums (or gathers) small vectors over every replica of every worker (one collective each).
 
     Under MultiWorkerMirrored the workers must take the same decisions at the same steps (stop on a
     signal, early stopping, ``max_time``) and read device values at the same points, or one of
     them waits forever in a collective the others never join. The Trainer calls this at chunk ends,
-    which are at the same steps on every worker.
+    which are at the same steps on every worker. With one worker (``solo``) every decision is
+    this worker's own, and nothing is exchanged.
     """
 
     def __init__(self, strategy) -> None:
         self.strategy = strategy
+        self.solo = num_workers(strategy) == 1
 
         def reduce(values):
             def on_replica(local):
@@ -93,6 +129,24 @@ class Agreement:
     def sum(self, values) -> list:
         """Each entry summed over all replicas (a worker with R local replicas counts R times)."""
         return [int(v) for v in self._reduce(tf.constant(list(values), tf.int64)).numpy()]
+
+    def from_chief(self, value: int) -> int:
+        """The chief's ``value`` on every worker (e.g. its shuffle seed; ``None`` stays ``None``)."""
+        if self.solo or value is None:
+            return value
+        chief = global_rank(self.strategy) == 0
+        local_replicas = self.strategy.num_replicas_in_sync // num_workers(self.strategy)
+        return self.sum([value if chief else 0])[0] // local_replicas
+
+    def decide_stop(self, stop: bool, should_stop: bool, received) -> tuple:
+        """One stop decision for all workers at this step: any worker's ``stop``, ``should_stop``
+        or signal counts for all. Returns ``(stop, should_stop, signal to stop on or None)``."""
+        if self.solo:
+            return stop, should_stop, received
+        term, interrupt, stop, should = self.sum(
+            [received == signal.SIGTERM, received == signal.SIGINT, stop, should_stop])
+        received = signal.SIGTERM if term else signal.SIGINT if interrupt else None
+        return bool(stop), bool(should), received
 
     def gather(self, values) -> np.ndarray:
         """Every replica's copy of the float vector ``values``: shape ``[replicas, len(values)]``."""

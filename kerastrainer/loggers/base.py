@@ -76,6 +76,12 @@ class Logger:
         atomic_write_text(os.path.join(self.log_dir, "hparams.json"),
                           json.dumps(dict(params), indent=2, sort_keys=True, default=repr))
 
+    def log_model_graph(self, module, input_signature) -> None:
+        """Called when fit starts, with the module and the spec of its inputs (default: nothing)."""
+
+    def after_epoch(self, module, epoch: int) -> None:
+        """Called at every training epoch's end, after its row was logged (default: nothing)."""
+
     def resume(self, step: int) -> None:
         """Called when a fit resumes at ``step``: forget anything recorded after it."""
 

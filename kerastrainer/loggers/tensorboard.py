@@ -71,11 +71,19 @@ class TensorBoardLogger(Logger):
             for variable in module.weights:
                 tf.summary.histogram(variable.path, variable, step=step)
 
-    def log_model_graph(self, module, input_spec) -> None:
-        """The forward pass's graph (skipped silently for models that cannot be traced so)."""
+    def after_epoch(self, module, epoch: int) -> None:
+        """Writes the weight histograms every ``histogram_freq`` epochs."""
+        if self.histogram_freq and (epoch + 1) % self.histogram_freq == 0:
+            self.log_weights(module, epoch)
+
+    def log_model_graph(self, module, input_signature) -> None:
+        """The forward pass's graph, when ``log_graph`` (skipped silently for models that cannot be
+        traced so)."""
+        if not self.log_graph or input_signature is None:
+            return
         try:
             graph = tf.function(lambda x: module(x, training=False)).get_concrete_function(
-                input_spec).graph
+                input_signature).graph
         except Exception:  # noqa: BLE001 - the graph is a nicety, never a reason to fail a run
             return
         with self.writer.as_default():

@@ -57,11 +57,11 @@ def train(strategy, as_dataset, rows=331):
     module = ReplicaLogger()
     trainer.fit(module, train_data=train_data, val_data=val,
                 batch_size=None if as_dataset else 32)
-    feeds = {key[1] for key in trainer._compiled._loops if isinstance(key, tuple)}
+    feeds = {key[1] for key in trainer._steps.functions if isinstance(key, tuple)}
     metrics = {k: v for k, v in trainer.callback_metrics.items() if isinstance(v, float)}
     return {"weights": [w.tolist() for w in module.get_weights()], "feeds": sorted(feeds),
             "metrics": metrics, "world_size": trainer.world_size, "steps": trainer.global_step,
-            "jit": trainer._compiled.tuner.reason}
+            "jit": trainer.tuner.reason}
 
 
 def xla_warnings():

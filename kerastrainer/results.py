@@ -1,4 +1,4 @@
-"""Logged values and metrics live in device variables; Python reads them only when asked.
+"""A run's results: logged values and metrics live in device variables; Python reads them when asked.
 
 During a compiled step, ``module.log(...)``, the running loss, ``update_metrics`` and the step's scalar
 outputs are written into ``tf.Variable`` accumulators (created once, on the first trace). The trainer
@@ -9,15 +9,17 @@ marks a stage dirty after each compiled call, and the first reader of ``trainer.
 from __future__ import annotations
 
 import contextlib
-import threading
 import math
+import threading
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-PREFIXES = {"train": "", "val": "val_", "test": "test_"}
+from kerastrainer.checkpoint_io import flatten, nest
+from kerastrainer.stages import EVALUATED, TRAIN, Stage
+
 _REDUCTIONS = ("mean", "sum", "max", "min")
 _INITIAL = {"mean": 0.0, "sum": 0.0, "max": -math.inf, "min": math.inf}
 _NUMPY_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}
@@ -38,9 +40,9 @@ class _Entry:
 
 @dataclass
 class StageState:
-    """The device-side accumulators of one stage (``train``, ``val`` or ``test``)."""
+    """The device-side accumulators of one stage (training, validation or test)."""
 
-    stage: str
+    stage: Stage
     metrics: list
     loss: keras.metrics.Mean
     batch_idx: tf.Variable
@@ -60,7 +62,7 @@ class StageState:
 
     def read(self, combine) -> dict:
         """The stage's values as Python numbers; ``combine(variable, how, sync_dist)`` reads one."""
-        prefix = PREFIXES[self.stage]
+        prefix = self.stage.prefix
         values: dict = {}
         if self.has_loss:
             values[prefix + "loss"] = float(self.loss.result())
@@ -100,13 +102,16 @@ def _clone_if_shared(metrics: list, taken: set) -> list:
     return fresh
 
 
-class LogCollector:
+class Results:
     """Collects ``self.log`` calls, metrics and losses per stage, and reads them lazily.
+
+    The Trainer holds one as ``trainer.results``; ``TrainModule.log`` and ``update_metrics`` write
+    into it, and ``trainer.callback_metrics`` reads it.
 
     Args:
         strategy: the run's ``tf.distribute.Strategy`` (accumulators are created in its scope).
-        agreement: with several workers, their :class:`~kerastrainer.distributed.strategies.Agreement`
-            (``None`` for one).
+        agreement: the workers' :class:`~kerastrainer.distributed.strategies.Agreement` (``None``
+            or a solo one: a single worker).
     """
 
     def __init__(self, *, strategy=None, agreement=None) -> None:
@@ -115,22 +120,25 @@ class LogCollector:
         self.agreement = agreement
         # Under MultiWorkerMirrored a read is a collective: values are read only in sync(), which
         # every worker calls at the same steps; in between, callers see the last synced values.
-        self.synced_reads = agreement is not None
-        self.stages: dict[str, StageState] = {}
+        self.synced_reads = agreement is not None and not agreement.solo
+        self.stages: dict[str, StageState] = {}  # by Stage.name
         self.hook_values: dict[str, float] = {}
         self.prog_bar_keys: set[str] = set()
         self.hidden_keys: set[str] = set()
         self.user_keys: set[str] = set()
         # Per thread: MirroredStrategy traces each replica's step in its own thread.
         self._local = threading.local()
-        self._results: dict[str, dict] = {}
+        self._values: dict[str, dict] = {}
         self._dirty: set[str] = set()
         self._taken_metrics: set[int] = set()
         self._pending: dict[str, np.ndarray] = {}  # restored values of variables not created yet
 
-    def configure(self, stage: str, metrics) -> None:
-        """Creates the accumulators of ``stage`` with the module's ``configure_metrics()`` result."""
-        metrics = list(metrics or [])
+    def configure(self, stage: Stage, make_metrics) -> None:
+        """Creates the accumulators of ``stage`` once, with the metrics ``make_metrics()`` returns
+        (the module's ``configure_metrics``); a stage configured already keeps its own."""
+        if stage.name in self.stages:
+            return
+        metrics = list(make_metrics() or [])
         for metric in metrics:
             if not isinstance(metric, keras.metrics.Metric):
                 raise TypeError(
@@ -143,17 +151,18 @@ class LogCollector:
                     "running loss. Give it another name, e.g. name='mse'."
                 )
         with self.scope():
-            self.stages[stage] = StageState(
+            self.stages[stage.name] = StageState(
                 stage=stage,
                 metrics=_clone_if_shared(metrics, self._taken_metrics),
                 loss=keras.metrics.Mean(name="loss"),
-                batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{stage}_batch_idx",
+                batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False,
+                                      name=f"{stage.name}_batch_idx",
                                       synchronization=tf.VariableSynchronization.ON_READ,
                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA),
             )
         # Made now rather than in the first trace: a variable created while tracing makes
         # tf.function trace the step a second time.
-        self.stages[stage].outputs["loss"] = self._variable(0.0, f"{stage}/out/loss")
+        self.stages[stage.name].outputs["loss"] = self._variable(0.0, f"{stage.name}/out/loss")
 
     # ----------------------------------------------------------------- inside compiled steps
     @property
@@ -165,12 +174,12 @@ class LogCollector:
         self._local.recording = value
 
     @contextlib.contextmanager
-    def recording(self, stage: str, batch_size):
+    def recording(self, stage: Stage, batch_size):
         """Routes ``module.log`` / ``update_metrics`` calls made while tracing to ``stage``."""
         previous = self._recording
-        self._recording = (stage, batch_size)
+        self._recording = (self.stages[stage.name], batch_size)
         try:
-            yield self.stages[stage]
+            yield self.stages[stage.name]
         finally:
             self._recording = previous
 
@@ -207,10 +216,10 @@ class LogCollector:
         if self._recording is None:
             self._log_from_hook(name, value, prog_bar=prog_bar, logger=logger)
             return
-        stage, batch_size = self._recording
-        state = self.stages[stage]
-        on_step = (stage == "train") if on_step is None else bool(on_step)
-        on_epoch = (stage != "train") if on_epoch is None else bool(on_epoch)
+        state, batch_size = self._recording
+        stage = state.stage.name
+        on_step = (state.stage is TRAIN) if on_step is None else bool(on_step)
+        on_epoch = (state.stage is not TRAIN) if on_epoch is None else bool(on_epoch)
         value = tf.cast(tf.convert_to_tensor(value), tf.float32)
         if value.shape.rank not in (None, 0) and value.shape.num_elements() != 1:
             raise ValueError(
@@ -286,12 +295,12 @@ class LogCollector:
         """Updates the current stage's ``configure_metrics()`` objects (no-op outside a step)."""
         if self._recording is None:
             return
-        for metric in self.stages[self._recording[0]].metrics:
+        for metric in self._recording[0].metrics:
             metric.update_state(y_true, y_pred, sample_weight=sample_weight)
 
     def track_loss(self, loss, batch_size) -> None:
         """Adds the step loss to the running, batch-size-weighted mean reported as ``loss``."""
-        state = self.stages[self._recording[0]]
+        state = self._recording[0]
         state.has_loss = True
         loss = self._unless_empty(batch_size, tf.cast(loss, tf.float32), 0.0)
         state.loss.update_state(loss, sample_weight=batch_size)
@@ -302,50 +311,51 @@ class LogCollector:
             return
         if not isinstance(outputs, dict):
             outputs = {"loss": outputs}
-        state = self.stages[self._recording[0]]
+        state = self._recording[0]
         for key, value in outputs.items():
             if not tf.is_tensor(value) or value.shape.rank != 0 or not value.dtype.is_floating:
                 continue
             if key not in state.outputs:
-                state.outputs[key] = self._variable(0.0, f"{state.stage}/out/{key}")
+                state.outputs[key] = self._variable(0.0, f"{state.stage.name}/out/{key}")
             state.outputs[key].assign(tf.cast(value, tf.float32))
             state.recorded.add(key)
 
-    def output_values(self, stage: str) -> dict:
+    def output_values(self, stage: Stage) -> dict:
         """Reads the output variables inside the compiled call (still tensors, no host transfer)."""
-        state = self.stages[stage]
+        state = self.stages[stage.name]
         return {key: var.read_value() for key, var in state.outputs.items() if key in state.recorded}
 
     # ----------------------------------------------------------------- host side
-    def reset(self, stage: str) -> None:
+    def reset(self, stage: Stage) -> None:
         """Starts a new epoch or evaluation run for ``stage``: zeroes its accumulators."""
-        self.stages[stage].reset()
-        self._results.pop(stage, None)
-        self._dirty.add(stage)
+        self.stages[stage.name].reset()
+        self._values.pop(stage.name, None)
+        self._dirty.add(stage.name)
 
-    def clear(self, stage: str) -> None:
+    def clear(self, stage: Stage) -> None:
         """Forgets ``stage``'s results (after the sanity check, which must not report values)."""
         self.reset(stage)
-        self._dirty.discard(stage)
+        self._dirty.discard(stage.name)
 
-    def mark_dirty(self, stage: str) -> None:
-        self._dirty.add(stage)
+    def mark_dirty(self, stage: Stage) -> None:
+        """Notes that a compiled call changed ``stage``'s accumulators (read them at the next ask)."""
+        self._dirty.add(stage.name)
 
-    def results(self, stage: str) -> dict:
+    def read(self, stage: Stage) -> dict:
         """Returns ``stage``'s values as Python floats, reading the device only when stale."""
-        if stage in self._dirty and not self.synced_reads:
-            self._read(stage)
-        return dict(self._results.get(stage, {}))
+        if stage.name in self._dirty and not self.synced_reads:
+            self._read(stage.name)
+        return dict(self._values.get(stage.name, {}))
 
     def _read(self, stage: str) -> None:
-        self._results[stage] = self.stages[stage].read(self._combine)
+        self._values[stage] = self.stages[stage].read(self._combine)
         self._dirty.discard(stage)
 
     def _combine(self, variable, how: str, sync_dist: bool) -> float:
         """One accumulator's value over this process's replicas, and over all workers when
         ``sync_dist`` (``how``: sum, mean, max or min, the ``reduce_fx`` of the entry)."""
-        over_workers = sync_dist and self.agreement is not None
-        if how in ("sum", "mean") and (over_workers or self.agreement is None):
+        over_workers = sync_dist and self.synced_reads
+        if how in ("sum", "mean") and (over_workers or not self.synced_reads):
             return float(variable.numpy())  # the variable's own aggregation (a collective if needed)
         parts = [np.asarray(part.numpy(), np.float64)
                  for part in self.strategy.experimental_local_results(variable)]
@@ -355,7 +365,10 @@ class LogCollector:
         return local
 
     def sync(self) -> None:
-        """Reads every stale stage now (with ``synced_reads``, the only place values are read)."""
+        """With ``synced_reads``, reads every stale stage now (the only place values are read then:
+        every worker calls it at the same steps). Otherwise nothing: reads happen when asked."""
+        if not self.synced_reads:
+            return
         for stage in [s for s in self.stages if s in self._dirty]:
             self._read(stage)
 
@@ -378,12 +391,12 @@ class LogCollector:
 
     def state_dict(self) -> dict:
         """The accumulators' values (a resumed epoch continues its running means exactly)."""
-        return {key: np.asarray(var.numpy()) for key, var in self.variables().items()}
+        return nest({key: np.asarray(var.numpy()) for key, var in self.variables().items()})
 
     def load_state_dict(self, state: dict) -> None:
         """Assigns saved values; those of variables created at the first trace wait until then."""
         existing = self.variables()
-        for key, value in state.items():
+        for key, value in flatten(state).items():
             if key in existing:
                 existing[key].assign(value)
             else:
@@ -391,9 +404,19 @@ class LogCollector:
         self._dirty.update(self.stages)
 
     def callback_metrics(self) -> dict:
+        """Every stage's values, then the values logged from hooks, as Python numbers."""
         merged: dict = {}
-        for stage in ("train", "val", "test"):
-            if stage in self.stages:
-                merged.update(self.results(stage))
+        for stage in EVALUATED:
+            if stage.name in self.stages:
+                merged.update(self.read(stage))
         merged.update(self.hook_values)
         return merged
+
+    def logged_metrics(self) -> dict:
+        """:meth:`callback_metrics` without the values logged with ``logger=False``."""
+        return {k: v for k, v in self.callback_metrics().items() if k not in self.hidden_keys}
+
+    def progress_bar_metrics(self) -> dict:
+        """Losses, metrics and the values logged with ``prog_bar=True``."""
+        return {k: v for k, v in self.callback_metrics().items()
+                if k in self.prog_bar_keys or k not in self.user_keys}

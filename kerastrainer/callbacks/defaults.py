@@ -1,0 +1,50 @@
+"""The Trainer's ``callbacks`` flag: a list in one form, Keras callbacks wrapped, defaults added."""
+
+from __future__ import annotations
+
+import keras
+
+from kerastrainer.callbacks.base import Callback
+from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
+from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
+from kerastrainer.callbacks.model_summary import ModelSummary
+from kerastrainer.callbacks.progress import RichProgressBar
+
+
+def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_summary: bool,
+                        checkpointing: bool) -> list:
+    """Normalises the ``callbacks`` flag and adds the defaults the other flags ask for.
+
+    Every ``keras.callbacks.Callback`` goes into one :class:`KerasCallbackAdapter`, at the place of
+    the first one. A progress bar and a model summary are added on the chief only (the other
+    workers print nothing), a ``ModelCheckpoint`` on every worker (they take part in its saves).
+
+    Raises:
+        TypeError: an item that is no callback.
+    """
+    if callbacks is None:
+        callbacks = []
+    elif isinstance(callbacks, (Callback, keras.callbacks.Callback)):
+        callbacks = [callbacks]
+    result, keras_callbacks = [], []
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.Callback):
+            if not keras_callbacks:
+                result.append(None)  # the adapter takes the place of the first Keras callback
+            keras_callbacks.append(callback)
+        elif isinstance(callback, Callback):
+            result.append(callback)
+        else:
+            raise TypeError(
+                "`callbacks` must hold kerastrainer.Callback or keras.callbacks.Callback objects. "
+                f"Received an item of type {type(callback).__name__}: {callback!r}"
+            )
+    if keras_callbacks:
+        result[result.index(None)] = KerasCallbackAdapter(keras_callbacks)
+    if chief and progress_bar and not any(isinstance(c, RichProgressBar) for c in result):
+        result.append(RichProgressBar())
+    if chief and model_summary and not any(isinstance(c, ModelSummary) for c in result):
+        result.append(ModelSummary())
+    if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in result):
+        result.append(ModelCheckpoint())
+    return result

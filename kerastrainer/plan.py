@@ -1,0 +1,224 @@
+"""Where a training epoch's compiled calls end: the one owner of chunk arithmetic.
+
+A *chunk* is the run of batches one compiled call trains (``steps_per_execution`` of them, or what
+``"auto"`` chose). The :class:`BatchPlan` cuts chunks so that each ends where something must look:
+a validation point, the loggers' interval, ``max_steps``, a callback's :meth:`step_interval
+<kerastrainer.Callback.step_interval>` and the end of the epoch, and says after each chunk whether
+to validate or to log. Keras's ``EpochIterator`` plays the same part for ``fit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+from kerastrainer.callbacks.base import Callback
+from kerastrainer.hooks import overrides
+from kerastrainer.module import TrainModule
+from kerastrainer.signals import SignalCatcher
+
+#: Batch hooks that, when overridden, make automatic chunks one batch long.
+BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_validation_batch_start",
+               "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end")
+
+
+def limit_batches(flag, source, flag_name: str) -> int | None:
+    """Batches per epoch/run after a ``limit_*`` flag; ``None`` means unknown length (run to the end).
+
+    Raises:
+        ValueError: a fraction of data of unknown or infinite length, or one that gives 0 batches.
+    """
+    if source is None:
+        return 0
+    n = source.num_batches
+    if isinstance(flag, int) and not isinstance(flag, bool):
+        return flag if n is None else min(flag, n)
+    if source.infinite or (n is None and flag != 1.0):
+        raise ValueError(
+            f"`{flag_name}` is a fraction ({flag}), but the data has "
+            f"{'infinite' if source.infinite else 'unknown'} length. Pass an int number of batches, "
+            f"e.g. {flag_name}=100."
+        )
+    if n is None:
+        return None
+    limited = int(n * flag)
+    if limited == 0 and flag > 0:
+        raise ValueError(
+            f"`{flag_name}`={flag} of {n} batches gives 0 batches. Increase it or pass an int. "
+            f"Received: {flag_name}={flag}"
+        )
+    return limited
+
+
+def val_interval(flag, n_train: int | None) -> int | None:
+    """Training batches between validation runs within an epoch; ``None``: at the epoch end only.
+
+    Raises:
+        ValueError: a fractional interval with data of unknown length, or an int interval longer
+            than the epoch.
+    """
+    if isinstance(flag, float):
+        if n_train is None:
+            if flag != 1.0:
+                raise ValueError(
+                    "`val_check_interval` is a fraction, but train_data has unknown length. Use an "
+                    f"int number of batches. Received: val_check_interval={flag}")
+            return None
+        return max(1, int(n_train * flag))
+    if n_train is not None and flag > n_train:
+        raise ValueError(
+            f"`val_check_interval` ({flag}) must be at most the number of training batches per "
+            f"epoch ({n_train}). Received: val_check_interval={flag}")
+    return flag
+
+
+def planned_batches(n_train, max_epochs: int, max_steps: int, accumulate: int) -> int | None:
+    """Training batches a fit will take at most; ``None`` when unbounded or unknown."""
+    bounds = []
+    if n_train is not None and max_epochs >= 0:
+        bounds.append(n_train * max_epochs)
+    if max_steps >= 0:
+        bounds.append(max_steps * accumulate)
+    return min(bounds) if bounds else None
+
+
+def needs_every_batch(callbacks, module) -> bool:
+    """Whether automatic chunks must be one batch long: a callback that is not ``chunk_aware`` (or
+    the module) overrides a batch hook, and sees every batch as it would in Lightning."""
+    return any(overrides(module, hook, TrainModule) for hook in BATCH_HOOKS) or any(
+        not c.chunk_aware and any(overrides(c, hook, Callback) for hook in BATCH_HOOKS)
+        for c in callbacks)
+
+
+class BatchPlan:
+    """Cuts a fit's training epochs into chunks and says what follows each.
+
+    Args:
+        num_batches: training batches per epoch (``None``: unknown length, run to the end).
+        num_val_batches: batches per validation run (``0``: no validation).
+        val_check_interval: the Trainer flag (batches, or a fraction of the epoch).
+        check_val_every_n_epoch: validate in every n-th epoch only.
+        max_epochs: ``-1`` for no limit.
+        max_steps: ``-1`` for no limit.
+        log_every_n_steps: the loggers' interval in optimizer steps.
+        min_epochs: ``should_stop`` is ignored before this many epochs.
+        max_time: seconds from :meth:`start` after which the fit stops (``None``: no limit).
+        step_intervals: optimizer-step intervals at which chunks must end (the loggers', the
+            callbacks' :meth:`~kerastrainer.Callback.step_interval`, a step-wise LR scheduler's);
+            empty when ``steps_per_execution`` is a fixed number.
+
+    Raises:
+        ValueError: a ``val_check_interval`` that does not fit the data.
+    """
+
+    def __init__(self, *, num_batches, num_val_batches, val_check_interval,
+                 check_val_every_n_epoch: int, max_epochs: int, max_steps: int,
+                 log_every_n_steps: int, min_epochs: int = 0, max_time: float | None = None,
+                 step_intervals=()) -> None:
+        self.num_batches = num_batches
+        self.num_val_batches = num_val_batches
+        self.val_every = (val_interval(val_check_interval, num_batches) if num_val_batches != 0
+                          else None)
+        self.check_val_every_n_epoch = check_val_every_n_epoch
+        self.max_epochs = max_epochs
+        self.max_steps = max_steps
+        self.log_every_n_steps = log_every_n_steps
+        self.min_epochs = min_epochs
+        self.max_time = max_time
+        self.step_intervals = sorted(set(step_intervals))
+        self.validating = False  # this epoch validates (set by begin_epoch)
+        self._started = time.monotonic()
+        self._signals = None
+
+    @classmethod
+    def for_fit(cls, trainer, *, num_batches, num_val_batches, scheduler=None) -> "BatchPlan":
+        """The plan of one of ``trainer``'s fits, from its public flags.
+
+        With ``steps_per_execution="auto"`` chunks also end at the loggers' interval (with several
+        workers always: they read values together there), at every callback's
+        :meth:`~kerastrainer.Callback.step_interval` and at a step-wise ``scheduler``'s frequency.
+        """
+        intervals = []
+        if trainer.steps_per_execution == "auto":
+            if trainer.loggers or trainer.num_workers > 1:
+                intervals.append(trainer.log_every_n_steps)
+            intervals += [i for i in (c.step_interval(trainer) for c in trainer.callbacks) if i]
+            if scheduler is not None and scheduler.interval == "step":
+                intervals.append(scheduler.frequency)
+        return cls(num_batches=num_batches, num_val_batches=num_val_batches,
+                   val_check_interval=trainer.val_check_interval,
+                   check_val_every_n_epoch=trainer.check_val_every_n_epoch,
+                   max_epochs=trainer.max_epochs, max_steps=trainer.max_steps,
+                   log_every_n_steps=trainer.log_every_n_steps, min_epochs=trainer.min_epochs,
+                   max_time=trainer.max_time, step_intervals=intervals)
+
+    def epochs(self, first: int) -> range:
+        """The epochs to run from ``first`` (none when there are no training batches)."""
+        if self.num_batches == 0:
+            return range(0)
+        return range(first, self.max_epochs if self.max_epochs >= 0 else sys.maxsize)
+
+    def start(self) -> None:
+        """Starts the ``max_time`` clock (when training starts, after the sanity check)."""
+        self._started = time.monotonic()
+
+    @contextlib.contextmanager
+    def catching_signals(self):
+        """While training: the first SIGTERM/SIGINT is recorded, to end the fit at a chunk's end."""
+        with SignalCatcher() as self._signals:
+            yield
+
+    def ends(self, global_step: int, epoch: int, should_stop: bool) -> tuple:
+        """Whether the fit ends after this point of ``epoch``: ``(stop, should_stop, signal)``.
+
+        ``max_time`` sets ``should_stop``; ``should_stop`` counts from ``min_epochs`` on; ``signal``
+        is the SIGTERM/SIGINT received, if any (the fit saves and exits then).
+        """
+        received = self._signals.received if self._signals is not None else None
+        if 0 <= self.max_steps <= global_step:
+            return True, should_stop, received
+        if self.max_time is not None and time.monotonic() - self._started >= self.max_time:
+            return True, True, received
+        return should_stop and epoch + 1 >= self.min_epochs, should_stop, received
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.validating = (self.num_val_batches != 0
+                           and (epoch + 1) % self.check_val_every_n_epoch == 0)
+
+    def sanity_steps(self, num_sanity_val_steps: int) -> int | None:
+        """Validation batches of the sanity check (``-1``: all; ``None``: all, of unknown length)."""
+        n = self.num_val_batches
+        steps = num_sanity_val_steps if num_sanity_val_steps > 0 else n
+        return min(steps, n) if n is not None else steps
+
+    def more(self, batch: int) -> bool:
+        """Whether the epoch has batches after ``batch`` (always, for data of unknown length)."""
+        return self.num_batches is None or batch < self.num_batches
+
+    def chunk(self, batch: int, global_step: int, size: int, batches_per_step: int) -> int:
+        """The size of the chunk starting at ``batch``: at most ``size``, ending at the next point
+        something must look."""
+        per_step = batches_per_step
+        for interval in self.step_intervals:  # the next multiple of each interval
+            size = min(size, (interval - global_step % interval) * per_step - batch % per_step)
+        if self.num_batches is not None:
+            size = min(size, self.num_batches - batch)
+        if self.validating and self.val_every:
+            size = min(size, self.val_every - batch % self.val_every)
+        if self.max_steps >= 0:  # batches left before max_steps optimizer steps
+            size = min(size, (self.max_steps - global_step) * per_step - batch % per_step)
+        return max(size, 1)
+
+    def validates_after(self, batch: int) -> bool:
+        """Whether a validation run is due once ``batch`` batches of the epoch are done."""
+        return self.validating and bool(self.val_every) and batch % self.val_every == 0
+
+    def validates_at_end(self, batch: int, validated_at: int | None) -> bool:
+        """Whether the epoch validates at its end (data of unknown length)."""
+        return self.validating and self.val_every is None and validated_at != batch
+
+    def logs_after(self, global_step: int, steps: int) -> bool:
+        """Whether the last ``steps`` optimizer steps reached the loggers' interval."""
+        every = self.log_every_n_steps
+        return global_step // every > (global_step - steps) // every

@@ -1,0 +1,51 @@
+"""The four stages of a run, each described once: hooks, metric names, step, data and flags.
+
+Everything that differs between training, validation, test and prediction is a field here, so no
+other module maps ``"val"`` to ``"validation"`` or builds a flag name from a string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run.
+
+    Attributes:
+        name: the short name, used as the key of the stage's accumulated values.
+        entry: the Trainer method that runs it (and the ``stage`` passed to ``setup``/``teardown``).
+        hook: the infix of its hooks: ``on_<hook>_start``, ``on_<hook>_batch_end``, ...
+        prefix: what its metric names start with (``val_loss``, ``test_acc``).
+        step: the ``TrainModule`` method computing one batch.
+        dataset: the ``DataModule`` method giving its data.
+        limit: the Trainer flag limiting its batches.
+        count: the Trainer attribute holding its number of batches.
+    """
+
+    name: str
+    entry: str
+    hook: str
+    prefix: str
+    step: str
+    dataset: str
+    limit: str
+    count: str
+
+    def hook_name(self, event: str) -> str:
+        """``hook_name("batch_end")`` -> ``"on_validation_batch_end"``."""
+        return f"on_{self.hook}_{event}"
+
+
+TRAIN = Stage("train", "fit", "train", "", "training_step", "train_dataset",
+              "limit_train_batches", "num_training_batches")
+VAL = Stage("val", "validate", "validation", "val_", "validation_step", "val_dataset",
+            "limit_val_batches", "num_val_batches")
+TEST = Stage("test", "test", "test", "test_", "test_step", "test_dataset",
+             "limit_test_batches", "num_test_batches")
+PREDICT = Stage("predict", "predict", "predict", "", "predict_step", "predict_dataset",
+                "limit_predict_batches", "num_predict_batches")
+
+#: The stages whose values are accumulated on the device (prediction returns outputs instead).
+EVALUATED = (TRAIN, VAL, TEST)

@@ -9,6 +9,7 @@ import sys
 import keras
 import tensorflow as tf
 
+from kerastrainer import losses
 from kerastrainer.building import build_from_spec, unpack_batch
 from kerastrainer.hooks import overrides
 from kerastrainer.hparams import AttributeDict, normalize_hparams
@@ -150,13 +151,17 @@ class TrainModule(keras.Model):
 
     # ------------------------------------------------------------------ helpers for steps
     def compute_step_loss(self, y_true, y_pred, sample_weight=None, *, step: str = "training_step"):
-        """Calls the user's ``loss`` and reduces it to a scalar mean.
+        """Calls the user's ``loss``, reduces it to a scalar mean and adds the regularization losses.
 
         ``sample_weight`` is passed as the third argument when the batch has one and ``loss`` accepts
-        it; otherwise a per-example loss is weighted here.
+        it; otherwise the per-example losses are weighted here (weights of shape ``(n,)`` or
+        ``(n, 1)``). ``self.losses`` (``kernel_regularizer``, ``activity_regularizer``,
+        ``add_loss``) of the call that made ``y_pred`` is added, as under Keras's ``fit``; a
+        ``training_step`` that computes its loss another way adds ``sum(self.losses)`` itself.
 
         Raises:
-            ValueError: the batch has no targets, or Keras could not compare ``y_pred`` with ``y``.
+            ValueError: the batch has no targets, Keras could not compare ``y_pred`` with ``y``, or
+                the sample weights do not fit the losses.
         """
         name = type(self).__name__
         loss_fn = _user_loss(self)
@@ -185,17 +190,10 @@ class TrainModule(keras.Model):
             ) from error
         value = tf.convert_to_tensor(value)
         if sample_weight is not None and not takes_weight:
-            if value.shape.rank == 0:
-                raise ValueError(
-                    f"{name}.{step}: the batch has sample weights but loss(y_true, y_pred) returned a "
-                    "scalar, so they cannot be applied. Return per-example losses, or accept a third "
-                    "argument: loss(self, y_true, y_pred, sample_weight)."
-                )
-            weight = tf.cast(sample_weight, value.dtype)
-            while weight.shape.rank < value.shape.rank:  # (batch,) weights on (batch, k) losses
-                weight = tf.expand_dims(weight, -1)
-            return tf.reduce_mean(value * weight)
-        return tf.reduce_mean(value) if value.shape.rank != 0 else value
+            value = losses.weighted_mean(value, sample_weight, f"{name}.{step}")
+        elif value.shape.rank != 0:
+            value = tf.reduce_mean(value)
+        return losses.with_regularization(value, self)
 
     def _no_loss_message(self) -> str:
         return (

@@ -9,98 +9,16 @@ marks a stage dirty after each compiled call, and the first reader of ``trainer.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
-from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastrainer.accumulators import (INITIAL, NUMPY_REDUCTIONS, REDUCTIONS, LogEntry, StageState,
+                                       clone_if_shared)
 from kerastrainer.checkpoint_io import flatten, nest
-from kerastrainer.stages import EVALUATED, TRAIN, Stage
-
-_REDUCTIONS = ("mean", "sum", "max", "min")
-_INITIAL = {"mean": 0.0, "sum": 0.0, "max": -math.inf, "min": math.inf}
-_NUMPY_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}
-
-
-@dataclass
-class _Entry:
-    on_step: bool
-    on_epoch: bool
-    prog_bar: bool
-    logger: bool
-    reduce_fx: str
-    sync_dist: bool
-    last: tf.Variable
-    total: tf.Variable
-    weight: tf.Variable
-
-
-@dataclass
-class StageState:
-    """The device-side accumulators of one stage (training, validation or test)."""
-
-    stage: Stage
-    metrics: list
-    loss: keras.metrics.Mean
-    batch_idx: tf.Variable
-    entries: dict = field(default_factory=dict)
-    outputs: dict = field(default_factory=dict)
-    recorded: set = field(default_factory=set)  # the output keys a traced step really returns
-    has_loss: bool = False
-
-    def reset(self) -> None:
-        self.loss.reset_state()
-        for metric in self.metrics:
-            metric.reset_state()
-        for entry in self.entries.values():
-            entry.total.assign(_INITIAL[entry.reduce_fx])
-            entry.weight.assign(0.0)
-        self.batch_idx.assign(0)
-
-    def read(self, combine) -> dict:
-        """The stage's values as Python numbers; ``combine(variable, how, sync_dist)`` reads one."""
-        prefix = self.stage.prefix
-        values: dict = {}
-        if self.has_loss:
-            values[prefix + "loss"] = float(self.loss.result())
-        for metric in self.metrics:
-            _put_result(values, prefix + metric.name, metric.result())
-        for name, entry in self.entries.items():
-            step_key, epoch_key = name, name
-            if entry.on_step and entry.on_epoch:
-                step_key, epoch_key = f"{name}_step", f"{name}_epoch"
-            sync, how = entry.sync_dist, entry.reduce_fx
-            if entry.on_step:
-                values[step_key] = combine(entry.last, how, sync)
-            weight = combine(entry.weight, "sum", sync) if entry.on_epoch else 0.0
-            if weight > 0:
-                total = combine(entry.total, "sum" if how == "mean" else how, sync)
-                values[epoch_key] = total / weight if how == "mean" else total
-        return values
-
-
-def _put_result(values: dict, name: str, result) -> None:
-    if isinstance(result, dict):
-        for key, value in result.items():
-            _put_result(values, f"{name}_{key}", value)
-        return
-    array = np.asarray(result)
-    values[name] = float(array) if array.size == 1 else array
-
-
-def _clone_if_shared(metrics: list, taken: set) -> list:
-    """Each stage needs its own metric state: clone objects another stage already uses."""
-    fresh = []
-    for metric in metrics:
-        if id(metric) in taken:
-            metric = type(metric).from_config(metric.get_config())
-        taken.add(id(metric))
-        fresh.append(metric)
-    return fresh
-
+from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
 
 class Results:
     """Collects ``self.log`` calls, metrics and losses per stage, and reads them lazily.
@@ -153,7 +71,7 @@ class Results:
         with self.scope():
             self.stages[stage.name] = StageState(
                 stage=stage,
-                metrics=_clone_if_shared(metrics, self._taken_metrics),
+                metrics=clone_if_shared(metrics, self._taken_metrics),
                 loss=keras.metrics.Mean(name="loss"),
                 batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False,
                                       name=f"{stage.name}_batch_idx",
@@ -182,6 +100,7 @@ class Results:
             yield self.stages[stage.name]
         finally:
             self._recording = previous
+        self._check_names(self.stages[stage.name])  # the step's names are all known now
 
     def _variable(self, initial: float, key: str, aggregation="mean") -> tf.Variable:
         def create(*_):
@@ -208,9 +127,9 @@ class Results:
         """Implements ``TrainModule.log`` (see there)."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"self.log() needs a non-empty string name. Received: name={name!r}")
-        if reduce_fx not in _REDUCTIONS:
+        if reduce_fx not in REDUCTIONS:
             raise ValueError(
-                f"self.log({name!r}, ...) got an unknown reduce_fx. Use one of {_REDUCTIONS}. "
+                f"self.log({name!r}, ...) got an unknown reduce_fx. Use one of {REDUCTIONS}. "
                 f"Received: reduce_fx={reduce_fx!r}"
             )
         if self._recording is None:
@@ -229,11 +148,11 @@ class Results:
         value = tf.reshape(value, [])
         entry = state.entries.get(name)
         if entry is None:
-            entry = _Entry(
+            entry = LogEntry(
                 on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx, bool(sync_dist),
                 last=self._variable(0.0, f"{stage}/log/{name}/last",
                                     "sum" if reduce_fx == "sum" else "mean"),
-                total=self._variable(_INITIAL[reduce_fx], f"{stage}/log/{name}/total",
+                total=self._variable(INITIAL[reduce_fx], f"{stage}/log/{name}/total",
                                      "sum" if reduce_fx in ("mean", "sum") else "mean"),
                 weight=self._variable(0.0, f"{stage}/log/{name}/weight", "sum"),
             )
@@ -266,11 +185,37 @@ class Results:
         value = tf.convert_to_tensor(value, tf.float32)
         return tf.where(batch_size > 0, value, tf.cast(otherwise, tf.float32))
 
-    def _remember_keys(self, name: str, entry: _Entry) -> None:
-        keys = [name]
-        if entry.on_step and entry.on_epoch:
-            keys = [f"{name}_step", f"{name}_epoch"]
-        for key in keys:
+    def _taken(self, state, key: str) -> str | None:
+        """What already reports ``key`` besides ``state``'s own ``self.log`` values, or ``None``."""
+        for other in self.stages.values():
+            if other.has_loss and key == other.stage.prefix + "loss" or key in (
+                    other.builtin_keys() - {other.stage.prefix + "loss"}):
+                return f"the built-in `{key}` of the {other.stage.name} stage"
+            if other is not state and key in other.logged_keys():
+                return f"self.log({key!r}) in {other.stage.step}"
+        if state is not None and key in self.hook_values:
+            return f"self.log({key!r}) in a hook"
+        return None
+
+    def _check_names(self, state=None, keys=()) -> None:
+        """``self.log`` names are used as given (Lightning's rule), so a name must not take a key
+        something else reports: one value would replace the other silently. Checked when a step
+        was traced (``state``) and when a hook logs (``keys``).
+
+        Raises:
+            ValueError: naming the key, both sources and a free name.
+        """
+        where = state.stage.step if state is not None else "a hook"
+        for key in sorted(state.logged_keys()) if state is not None else keys:
+            taken = self._taken(state, key)
+            if taken is not None:
+                raise ValueError(
+                    f"self.log({key!r}) in {where} would replace {taken} (or be replaced by it). "
+                    f"Log it under a name of its own, e.g. 'my_{key}', or 'val_{key}' in "
+                    "validation_step (names are used as given).")
+
+    def _remember_keys(self, name: str, entry: LogEntry) -> None:
+        for key in entry.keys(name):
             self.user_keys.add(key)
             if entry.prog_bar:
                 self.prog_bar_keys.add(key)
@@ -284,6 +229,8 @@ class Results:
             raise ValueError(
                 f"self.log({name!r}, value) needs a scalar value. Received shape {array.shape}."
             )
+        if name not in self.hook_values:
+            self._check_names(keys=[name])
         self.hook_values[name] = float(array.reshape(()))
         self.user_keys.add(name)
         if prog_bar:
@@ -332,6 +279,16 @@ class Results:
         self._values.pop(stage.name, None)
         self._dirty.add(stage.name)
 
+    def start_epoch(self, *, validates: bool) -> None:
+        """A new training epoch: its accumulators start from zero. In an epoch that does not
+        validate, the last validation's values (``val_*``, from hooks too) are dropped, so that no
+        monitor acts on them twice and ``trainer.history`` holds ``None`` for them."""
+        self.reset(TRAIN)
+        if not validates and VAL.name in self.stages:
+            self.clear(VAL)
+            for key in [k for k in self.hook_values if k.startswith(VAL.prefix)]:
+                del self.hook_values[key]
+
     def clear(self, stage: Stage) -> None:
         """Forgets ``stage``'s results (after the sanity check, which must not report values)."""
         self.reset(stage)
@@ -359,9 +316,9 @@ class Results:
             return float(variable.numpy())  # the variable's own aggregation (a collective if needed)
         parts = [np.asarray(part.numpy(), np.float64)
                  for part in self.strategy.experimental_local_results(variable)]
-        local = float(_NUMPY_REDUCTIONS[how](parts))
+        local = float(NUMPY_REDUCTIONS[how](parts))
         if over_workers:  # max or min over workers: every replica's local value, gathered
-            local = float(_NUMPY_REDUCTIONS[how](self.agreement.gather([local])))
+            local = float(NUMPY_REDUCTIONS[how](self.agreement.gather([local])))
         return local
 
     def sync(self) -> None:

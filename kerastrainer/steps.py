@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastrainer.building import trainable_candidates
+from kerastrainer.losses import scalar_loss
 from kerastrainer.stages import TRAIN, Stage
 
 # What tf2xla raises for an op it cannot compile.
@@ -55,9 +56,10 @@ def batch_size_of(batch):
 
 
 def _loss_of(outputs, where: str, required: bool):
+    """The loss a step returned (a tensor, or a dict's ``"loss"``), as a scalar."""
     if isinstance(outputs, dict):
         if "loss" in outputs:
-            return outputs["loss"]
+            return scalar_loss(outputs["loss"], where)
         if required:
             raise ValueError(
                 f"{where} returned a dict without a 'loss' key. Received keys: {sorted(outputs)}. "
@@ -72,7 +74,14 @@ def _loss_of(outputs, where: str, required: bool):
                 "yourself."
             )
         return None
-    return outputs
+    return scalar_loss(outputs, where)
+
+
+def _with_loss(outputs, loss):
+    """The step's outputs with its loss as the scalar that was differentiated and logged."""
+    if loss is None:
+        return outputs
+    return {**outputs, "loss": loss} if isinstance(outputs, dict) else loss
 
 
 class CompiledSteps:
@@ -211,7 +220,7 @@ class CompiledSteps:
                 loss = _loss_of(outputs, where, required=False)
             if loss is not None:
                 self.results.track_loss(loss, size)
-            self.results.record_outputs(outputs)
+            self.results.record_outputs(_with_loss(outputs, loss))
         state.batch_idx.assign_add(1)
 
     def _assert_finite(self, loss, gradients, variables):
@@ -265,7 +274,7 @@ class CompiledSteps:
             loss = _loss_of(outputs, f"{type(module).__name__}.{stage.step}", required=False)
             if loss is not None:
                 self.results.track_loss(loss, size)
-            self.results.record_outputs(outputs)
+            self.results.record_outputs(_with_loss(outputs, loss))
         state.batch_idx.assign_add(1)
 
     # ------------------------------------------------------------------ many steps per call

@@ -191,7 +191,7 @@ class Trainer(TrainerFlags):
         bus, progress, results = self._bus, self.progress, self.results
         plan.begin_epoch(epoch)
         if not progress.start_epoch(epoch):
-            results.reset(TRAIN)
+            results.start_epoch(validates=plan.validating)  # no stale val_* values
             bus.call("on_train_epoch_start")
         elif plan.validates_after(progress.batch) and progress.validated_at != progress.batch:
             self._validate(feeds)  # the checkpoint was saved at a validation point, before it ran

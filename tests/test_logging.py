@@ -143,3 +143,47 @@ def test_configure_metrics_must_return_metrics():
 
     with pytest.raises(TypeError, match=r"keras.metrics.Metric objects. Received an item 'accuracy'"):
         quiet_trainer(max_epochs=1).fit(NotMetrics(), train_data=regression_data(8))
+
+
+class LogsTheLoss(BoringModule):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("loss", loss * 2)
+        return loss
+
+
+class SameNameTwice(BoringModule):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("mae", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = super().validation_step(batch, batch_idx)
+        self.log("mae", loss)
+        return loss
+
+
+@pytest.mark.parametrize(("module", "match"), [
+    (LogsTheLoss, r"self.log\('loss'\) in training_step would replace the built-in `loss` of the "
+                  r"train stage.*e.g. 'my_loss'"),
+    (SameNameTwice, r"self.log\('mae'\) in (training|validation)_step would replace "
+                    r"self.log\('mae'\) in (validation|training)_step.*'val_mae' in validation_step"),
+])
+def test_a_logged_name_never_replaces_another_value_silently(module, match):
+    x, y = regression_data(8)
+    with pytest.raises(ValueError, match=match):
+        quiet_trainer(max_epochs=1).fit(module(), train_data=(x, y), val_data=(x, y))
+
+
+def test_lightning_style_validation_logs_its_own_val_loss():
+    class LogsValLoss(BoringModule):
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", keras.ops.mean(keras.losses.mean_squared_error(y, self(x))) + 100)
+            # returns None: the logged value is the only val_loss
+
+    x, y = regression_data(8)
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(LogsValLoss(), train_data=(x, y), val_data=(x, y))
+    assert trainer.callback_metrics["val_loss"] > 100

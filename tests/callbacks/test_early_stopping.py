@@ -81,3 +81,15 @@ def test_restore_best_weights_and_state_dict():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         kt.callbacks.EarlyStopping(**kwargs)
+
+
+def test_monitors_act_only_on_fresh_validation_values():
+    """Validation every 2nd epoch of a model that does not learn: patience counts validation runs,
+    and the epochs between them have no `val_loss` (None in the history), as under Keras."""
+    stopper = kt.callbacks.EarlyStopping(monitor="val_loss", patience=2)
+    trainer = quiet_trainer(max_epochs=8, check_val_every_n_epoch=2, callbacks=[stopper],
+                            num_sanity_val_steps=0)
+    trainer.fit(BoringModule(lr=0.0), train_data=regression_data(8), val_data=regression_data(8))
+    assert stopper.stopped_epoch == 5 and trainer.current_epoch == 5
+    losses = trainer.history["val_loss"]
+    assert losses[0::2] == [None, None, None] and None not in losses[1::2]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
+
+import keras
 
 
 class AttributeDict(dict):
@@ -76,4 +79,13 @@ def normalize_hparams(args: tuple, frame, ignore) -> AttributeDict:
             "save_hyperparameters() takes argument names as strings or one mapping of "
             f"hyperparameters. Received: {args!r}"
         )
-    return AttributeDict(collect_init_args(frame, args, ignore))
+    hparams = AttributeDict(collect_init_args(frame, args, ignore))
+    for name, value in hparams.items():
+        if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer, keras.metrics.Metric,
+                              keras.losses.Loss)):
+            warnings.warn(
+                f"save_hyperparameters(): argument {name!r} is a Keras {type(value).__name__}, which a "
+                "checkpoint can only keep as its repr, so load_from_checkpoint could not rebuild the "
+                f"module from it. Leave it out with self.save_hyperparameters(ignore=[{name!r}]) and "
+                f"pass it again when loading: load_from_checkpoint(path, {name}=...).", stacklevel=3)
+    return hparams

@@ -7,9 +7,66 @@ Keras treats them) and averaged over the batch; the module's regularization loss
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import tensorflow as tf
+
+
+def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
+    """What ``TrainModule.compute_step_loss`` computes: ``loss_fn`` (the module's ``loss``) on
+    same-rank targets and predictions, weighted, averaged, plus ``module.losses``.
+
+    Raises:
+        ValueError: no targets, a loss Keras cannot compute for these shapes, or sample weights
+            that do not fit the losses.
+    """
+    step = where.rsplit(".", 1)[-1]
+    if y_true is None:
+        raise ValueError(
+            f"{where}: the batch has no targets, so loss(y_true, y_pred) cannot be computed. Give "
+            f"the data as (x, y) or (x, y, sample_weight), or override {step}.")
+    takes_weight = len(inspect.signature(loss_fn).parameters) >= 4  # self, y_true, y_pred, sw
+    # Under mixed precision the model computes in float16/bfloat16; the loss is float32.
+    y_pred = tf.nest.map_structure(
+        lambda t: tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t, y_pred)
+    y_true, y_pred = same_rank(y_true, y_pred)
+    try:
+        if sample_weight is not None and takes_weight:
+            value = loss_fn(module, y_true, y_pred, sample_weight)
+        else:
+            value = loss_fn(module, y_true, y_pred)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
+        raise ValueError(
+            f"{where}: loss(y_true, y_pred) failed for y_true of shape "
+            f"{tuple(getattr(y_true, 'shape', ()))} and y_pred of shape "
+            f"{tuple(getattr(y_pred, 'shape', ()))}. Check that the model's output matches the "
+            f"targets (units of the last layer, sparse vs one-hot labels). Keras said: {error}"
+        ) from error
+    value = tf.convert_to_tensor(value)
+    if sample_weight is not None and not takes_weight:
+        value = weighted_mean(value, sample_weight, where)
+    elif value.shape.rank != 0:
+        value = tf.reduce_mean(value)
+    return with_regularization(value, module)
+
+
+def same_rank(y_true, y_pred):
+    """``(y_true, y_pred)`` made the same rank where they differ by a trailing axis of 1, as Keras's
+    ``compile`` does before calling a loss: ``(n,)`` targets and ``(n, 1)`` predictions become
+    ``(n, 1)`` both, instead of broadcasting to ``(n, n)``. Structures are left as they are."""
+    if not (tf.is_tensor(y_true) and tf.is_tensor(y_pred)) or None in (y_true.shape.rank,
+                                                                        y_pred.shape.rank):
+        return y_true, y_pred
+    if y_pred.shape.rank == y_true.shape.rank + 1 and y_pred.shape[-1] == 1:
+        if y_true.shape.rank == 1:
+            return tf.expand_dims(y_true, -1), y_pred
+        return y_true, tf.squeeze(y_pred, -1)
+    if y_true.shape.rank == y_pred.shape.rank + 1 and y_true.shape[-1] == 1:
+        if y_pred.shape.rank == 1:
+            return y_true, tf.expand_dims(y_pred, -1)
+        return tf.squeeze(y_true, -1), y_pred
+    return y_true, y_pred
 
 
 def weighted_mean(value, sample_weight, where: str):

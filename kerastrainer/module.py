@@ -7,12 +7,12 @@ import os
 import sys
 
 import keras
-import tensorflow as tf
 
 from kerastrainer import losses
 from kerastrainer.building import build_from_spec, unpack_batch
 from kerastrainer.hooks import overrides
 from kerastrainer.hparams import AttributeDict, normalize_hparams
+from kerastrainer.stages import TRAIN
 
 
 def _user_loss(module) -> object | None:
@@ -25,9 +25,17 @@ def _user_loss(module) -> object | None:
     return None
 
 
+def can_run(module, stage) -> bool:
+    """Whether ``module`` can run ``stage``'s step: it defines it, or a loss for the default one.
+    (Anything but a TrainModule passes: the Trainer refuses it by its type.)"""
+    if not isinstance(module, TrainModule):
+        return True
+    return overrides(module, stage.step, TrainModule) or _user_loss(module) is not None
+
+
 def check_can_train(module) -> None:
     """Raises ``NotImplementedError`` when ``module`` defines neither ``loss`` nor ``training_step``."""
-    if not overrides(module, "training_step", TrainModule) and _user_loss(module) is None:
+    if not can_run(module, TRAIN):
         raise NotImplementedError(module._no_loss_message())
 
 
@@ -163,43 +171,17 @@ class TrainModule(keras.Model):
             ValueError: the batch has no targets, Keras could not compare ``y_pred`` with ``y``, or
                 the sample weights do not fit the losses.
         """
-        name = type(self).__name__
         loss_fn = _user_loss(self)
         if loss_fn is None:
-            raise NotImplementedError(self._no_loss_message())
-        if y_true is None:
-            raise ValueError(
-                f"{name}.{step}: the batch has no targets, so loss(y_true, y_pred) cannot be computed. "
-                f"Give the data as (x, y) or (x, y, sample_weight), or override {step}."
-            )
-        takes_weight = len(inspect.signature(loss_fn).parameters) >= 4  # self, y_true, y_pred, sw
-        # Under mixed precision the model computes in float16/bfloat16; the loss is float32.
-        y_pred = tf.nest.map_structure(
-            lambda t: tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t, y_pred)
-        try:
-            if sample_weight is not None and takes_weight:
-                value = loss_fn(self, y_true, y_pred, sample_weight)
-            else:
-                value = loss_fn(self, y_true, y_pred)
-        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
-            raise ValueError(
-                f"{name}.{step}: loss(y_true, y_pred) failed for y_true of shape "
-                f"{tuple(getattr(y_true, 'shape', ()))} and y_pred of shape "
-                f"{tuple(getattr(y_pred, 'shape', ()))}. Check that the model's output matches the "
-                f"targets (units of the last layer, sparse vs one-hot labels). Keras said: {error}"
-            ) from error
-        value = tf.convert_to_tensor(value)
-        if sample_weight is not None and not takes_weight:
-            value = losses.weighted_mean(value, sample_weight, f"{name}.{step}")
-        elif value.shape.rank != 0:
-            value = tf.reduce_mean(value)
-        return losses.with_regularization(value, self)
+            raise NotImplementedError(self._no_loss_message(step))
+        return losses.step_loss(self, loss_fn, y_true, y_pred, sample_weight,
+                                where=f"{type(self).__name__}.{step}")
 
-    def _no_loss_message(self) -> str:
+    def _no_loss_message(self, step: str = "training_step") -> str:
         return (
-            f"{type(self).__name__} defines neither loss(self, y_true, y_pred) nor training_step(). "
+            f"{type(self).__name__} defines neither loss(self, y_true, y_pred) nor {step}(). "
             "Add a loss method, e.g. `def loss(self, y_true, y_pred): return "
-            "keras.losses.mean_squared_error(y_true, y_pred)`, or override training_step."
+            f"keras.losses.mean_squared_error(y_true, y_pred)`, or override {step}."
         )
 
     def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:

@@ -279,6 +279,11 @@ class Results:
         self._values.pop(stage.name, None)
         self._dirty.add(stage.name)
 
+    def stage_metrics(self, stage: Stage) -> list:
+        """``stage``'s running loss and ``configure_metrics()`` objects (none before it runs)."""
+        state = self.stages.get(stage.name)
+        return [state.loss, *state.metrics] if state is not None else []
+
     def start_epoch(self, *, validates: bool) -> None:
         """A new training epoch: its accumulators start from zero. In an epoch that does not
         validate, the last validation's values (``val_*``, from hooks too) are dropped, so that no

@@ -16,13 +16,13 @@ from kerastrainer.building import ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
 from kerastrainer.callbacks.defaults import configure_callbacks
 from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
-from kerastrainer.data.resolve import stage_source
+from kerastrainer.data.resolve import fit_sources, stage_source
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.launch import mark_ready
 from kerastrainer.flags import TrainerFlags
 from kerastrainer.hooks import overrides
 from kerastrainer.loggers import dispatch
-from kerastrainer.module import TrainModule
+from kerastrainer.module import TrainModule, can_run
 from kerastrainer.optimization import configure_optimization, step_counter
 from kerastrainer.plan import BatchPlan, limit_batches
 from kerastrainer.precision import precision_scope
@@ -71,8 +71,7 @@ class Trainer(TrainerFlags):
         self.results = Results(strategy=self.strategy, agreement=self._agreement)
         self.should_stop = self.sanity_checking = False
         self.stage = self.module = self.tuner = None  # the entry point running, its module, tuner
-        self.num_training_batches = self.num_val_batches = self.num_test_batches = None
-        self.num_predict_batches = None
+        self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
         self._steps = self._bus = self._lr_scheduler = None  # compiled steps, hooks, LR scheduler
         # The fit's DataModule (saved in checkpoints, reused by validate/test as in Lightning).
         self._datamodule = self._fit_batch_size = self._train_source = None
@@ -111,11 +110,8 @@ class Trainer(TrainerFlags):
             FileNotFoundError: ``ckpt_path`` names no file.
             SystemExit: after a graceful SIGTERM/SIGINT stop (``last.ckpt`` was saved first).
         """
-        train = stage_source(TRAIN, train_data, datamodule, name="train_data",
-                             batch_size=batch_size, shuffle=not self.overfit_batches)
-        val = train if self.overfit_batches else stage_source(
-            VAL, val_data, datamodule, name="val_data", batch_size=batch_size, shuffle=False,
-            setup=False, required=False)
+        train, val = fit_sources(train_data, val_data, datamodule, batch_size=batch_size,
+                                 overfit=bool(self.overfit_batches), validates=can_run(module, VAL))
         self._datamodule, self._fit_batch_size, self._train_source = datamodule, batch_size, train
         checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
                                           self.loggers)

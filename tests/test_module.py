@@ -208,3 +208,33 @@ def test_module_hooks_are_called_without_trainer_arguments():
     trainer.fit(Hooked(), train_data=regression_data(rows=8))
     assert calls == [("epoch_end", 0), ("epoch_end", 1)]
     assert trainer.callback_metrics["epoch_marker"] == 1.0
+
+
+def test_a_keras_object_as_hyperparameter_warns_with_the_fix():
+    class WithBackbone(kt.TrainModule):
+        def __init__(self, backbone, units=3):
+            super().__init__()
+            self.save_hyperparameters()
+            self.backbone = backbone
+
+    with pytest.warns(UserWarning, match=r"argument 'backbone' is a Keras Dense.*"
+                                         r"save_hyperparameters\(ignore=\['backbone'\]\).*"
+                                         r"load_from_checkpoint\(path, backbone=...\)"):
+        WithBackbone(keras.layers.Dense(2))
+
+
+@pytest.mark.parametrize("target_shape", [(16,), (16, 1)])
+def test_hand_written_losses_get_targets_of_the_predictions_rank(target_shape):
+    """Keras's compile makes (n,) targets and (n, 1) predictions the same rank before a loss runs;
+    without it this loss would broadcast to (n, n) and train towards the mean target."""
+    class HandWritten(BoringModule):
+        def loss(self, y_true, y_pred):
+            return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = (x @ np.array([1.0, -2.0, 3.0], "float32")).reshape(target_shape)
+    module = HandWritten(lr=0.05)
+    kt_trainer = quiet_trainer(max_epochs=60)
+    kt_trainer.fit(module, train_data=(x, y), batch_size=16)
+    assert kt_trainer.callback_metrics["loss"] < 1.0  # it fits the targets, not their mean

@@ -336,3 +336,41 @@ def test_sanity_check_runs_on_validation_data_of_unknown_length():
     trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=2)
     trainer.fit(BoringModule(), train_data=batches, val_data=batches)
     assert trainer.num_val_batches is None and "val_loss" in trainer.callback_metrics
+
+
+def test_keras_style_fit_x_y_says_train_data():
+    x, y = regression_data(8)
+    with pytest.raises(TypeError, match=r"Trainer.fit\(module, x, y\) received two arrays.*"
+                                        r"train_data=\(x, y\).*Received: train_data of shape "
+                                        r"\(8, 3\), val_data of shape \(8, 1\)"):
+        quiet_trainer(max_epochs=1).fit(BoringModule(), x, y)
+
+
+class StepOnly(kt.TrainModule):
+    """A training_step, no loss and no validation_step (Lightning's minimal module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        return self.out(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return keras.ops.mean(keras.losses.mean_squared_error(y, self(x, training=True)))
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.01)
+
+
+def test_validation_is_skipped_without_a_validation_step_or_loss():
+    x, y = regression_data(16)
+    trainer = quiet_trainer(max_epochs=1)
+    with pytest.warns(UserWarning, match=r"neither validation_step\(\) nor loss\(\).*validation is "
+                                         r"skipped"):
+        trainer.fit(StepOnly(), train_data=(x, y), val_data=(x, y))
+    assert trainer.num_val_batches == 0 and "val_loss" not in trainer.callback_metrics
+    with pytest.raises(NotImplementedError, match=r"StepOnly defines neither loss\(self, y_true, "
+                                                  r"y_pred\) nor validation_step\(\)"):
+        trainer.validate(data=(x, y))

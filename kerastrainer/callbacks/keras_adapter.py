@@ -6,6 +6,7 @@ import keras
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.hooks import overrides
+from kerastrainer.stages import TRAIN
 
 _BATCH_HOOKS = {
     "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
@@ -16,6 +17,32 @@ _BATCH_HOOKS = {
 
 def _implements(callback, names) -> bool:
     return any(overrides(callback, name, keras.callbacks.Callback) for name in names)
+
+
+#: Keras callbacks that would do nothing (or the wrong thing) here, and what to use instead.
+_REPLACED = {
+    "BackupAndRestore": "resume with kt.callbacks.ModelCheckpoint(save_last=True) and "
+                        "trainer.fit(..., ckpt_path='last') instead (exact, mid-epoch included)",
+    "ProgbarLogger": "the Trainer draws its own progress bar (enable_progress_bar=True, or "
+                     "kt.callbacks.RichProgressBar); drop this one",
+}
+
+
+def _check_supported(callback) -> None:
+    for cls in type(callback).__mro__:
+        if cls.__module__.startswith("keras") and cls.__name__ in _REPLACED:
+            raise ValueError(
+                f"keras.callbacks.{cls.__name__} does not work with kerastrainer: "
+                f"{_REPLACED[cls.__name__]}. Received: {type(callback).__name__}")
+
+
+def _direction(metrics, monitor: str) -> str | None:
+    """``"max"`` or ``"min"`` for ``monitor`` (``val_`` stripped) from a configured metric's
+    direction, as Keras finds it among a compiled model's metrics."""
+    for metric in metrics:
+        if metric.name == monitor.removeprefix("val_") and hasattr(metric, "_direction"):
+            return "max" if metric._direction == "up" else "min"
+    return None
 
 
 class KerasCallbackAdapter(Callback):
@@ -33,6 +60,8 @@ class KerasCallbackAdapter(Callback):
 
     def __init__(self, callbacks) -> None:
         self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            _check_supported(callback)
         self.logs: dict = {}
         self._batch = {kind: [c for c in self.callbacks if _implements(c, names)]
                        for kind, names in _BATCH_HOOKS.items()}
@@ -73,6 +102,11 @@ class KerasCallbackAdapter(Callback):
             callback.set_params(params)
 
     def on_train_start(self, trainer, module):
+        metrics = trainer.results.stage_metrics(TRAIN)
+        for callback in self.callbacks:  # Keras reads the direction from compiled metrics
+            if getattr(callback, "mode", None) == "auto" and isinstance(
+                    getattr(callback, "monitor", None), str):
+                callback.mode = _direction(metrics, callback.monitor) or "auto"
         module.stop_training = False
         self._each("on_train_begin", {})
         for callback in self.callbacks:  # `steps` is known only now

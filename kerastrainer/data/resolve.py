@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
+import tensorflow as tf
+
 from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.sources import Source, is_array_data, to_source
+from kerastrainer.stages import TRAIN, VAL
 
 
 def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: bool,
@@ -52,3 +57,51 @@ def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: boo
             f"Trainer.{stage.entry} needs {what}. Pass {name}=(x, y), a tf.data.Dataset, or "
             f"datamodule=... with a {stage.dataset}() method. Received: {name}=None")
     return to_source(data, batch_size=batch_size, shuffle=shuffle, name=name)
+
+
+def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, validates: bool):
+    """The training and validation :class:`~kerastrainer.data.Source` of a fit.
+
+    Args:
+        train_data: the ``train_data`` argument.
+        val_data: the ``val_data`` argument.
+        datamodule: a DataModule instead of both, or ``None``.
+        batch_size: the batch size of array data.
+        overfit: ``overfit_batches`` is on: validate on the (unshuffled) training data.
+        validates: the module can run a validation step (it defines one, or a loss for the
+            default one); otherwise validation data is skipped with a warning, as in Lightning.
+
+    Raises:
+        TypeError, ValueError: see :func:`check_fit_data` and :func:`stage_source`.
+    """
+    check_fit_data(train_data, val_data)
+    train = stage_source(TRAIN, train_data, datamodule, name="train_data", batch_size=batch_size,
+                         shuffle=not overfit)
+    if overfit:
+        return train, train
+    val = stage_source(VAL, val_data, datamodule, name="val_data", batch_size=batch_size,
+                       shuffle=False, setup=False, required=False)
+    if val is not None and not validates:
+        warnings.warn("The module defines neither validation_step() nor loss(), so the validation "
+                      "data is not used: validation is skipped. Define validation_step(self, batch, "
+                      "batch_idx) to validate.", stacklevel=3)
+        return train, None
+    return train, val
+
+
+def check_fit_data(train_data, val_data) -> None:
+    """Catches ``trainer.fit(module, x, y)``, Keras's ``fit(x, y)`` habit, which would make ``y``
+    the validation data.
+
+    Raises:
+        TypeError: two bare arrays where the training data and the validation data go.
+    """
+    def bare(data):
+        return hasattr(data, "shape") and not isinstance(data, tf.data.Dataset)
+
+    if bare(train_data) and bare(val_data):
+        raise TypeError(
+            "Trainer.fit(module, x, y) received two arrays: the second argument is val_data, not "
+            "the targets. Pass the training data as one argument, train_data=(x, y), and "
+            "validation data as val_data=(x_val, y_val). Received: train_data of shape "
+            f"{tuple(train_data.shape)}, val_data of shape {tuple(val_data.shape)}")

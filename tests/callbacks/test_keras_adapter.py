@@ -100,3 +100,42 @@ def test_keras_and_kerastrainer_callbacks_mix():
     keras_cb = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: order.append("keras"))
     _fit([keras_cb, Mine()], epochs=1)
     assert order == ["keras", "kt"]
+
+
+def _fit_classifier(callbacks, epochs=3):
+    from tests.helpers import BoringClassifier, classification_data
+
+    x, y = classification_data(60)
+    trainer = quiet_trainer(max_epochs=epochs, callbacks=callbacks)
+    module = BoringClassifier()
+    trainer.fit(module, train_data=(x, y), val_data=(x, y), batch_size=16)
+    return trainer, module
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: keras.callbacks.EarlyStopping(monitor="val_acc", patience=1),
+    lambda tmp: keras.callbacks.ReduceLROnPlateau(monitor="val_acc", patience=1),
+    lambda tmp: keras.callbacks.ModelCheckpoint(str(tmp / "best.weights.h5"), monitor="val_acc",
+                                                save_best_only=True, save_weights_only=True),
+], ids=["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"])
+def test_keras_monitors_find_the_direction_of_a_configured_metric(tmp_path, make):
+    callback = make(tmp_path)
+    _fit_classifier([callback])  # Keras raised "isn't able to automatically determine" before
+    assert callback.mode == "max"  # accuracy goes up
+
+
+def test_keras_tensorboard_and_learning_rate_scheduler_work(tmp_path):
+    board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "tb"))
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    _, module = _fit_classifier([board, schedule])
+    assert float(module.optimizer.learning_rate.numpy()) == pytest.approx(0.05 / 8)
+    assert list((tmp_path / "tb" / "train").iterdir()) and list((tmp_path / "tb" / "validation").iterdir())
+
+
+@pytest.mark.parametrize(("callback", "match"), [
+    (keras.callbacks.BackupAndRestore("backup"), r"BackupAndRestore does not work.*ckpt_path='last'"),
+    (keras.callbacks.ProgbarLogger(), r"ProgbarLogger does not work.*enable_progress_bar"),
+])
+def test_keras_callbacks_that_would_be_inert_are_refused(callback, match):
+    with pytest.raises(ValueError, match=match):
+        quiet_trainer(callbacks=[callback])

@@ -51,6 +51,8 @@ class ImageFolder(DataModule):
     Pixels are rescaled to [0, 1] on the fly; ``augment`` (Keras preprocessing layers such as
     ``RandomFlip``, ``RandomRotation``, ``RandomZoom``) runs in the ``tf.data`` pipeline on training
     batches only, after ``cache()``, so every epoch sees new variations; everything is prefetched.
+    The augmentation runs one batch after the other (its random draws in a fixed order), so a run
+    seeded with ``kt.seed_everything`` augments the same way again.
 
     Args:
         root: the training folder (split into training and validation).
@@ -114,8 +116,8 @@ class ImageFolder(DataModule):
             dataset = dataset.cache()
         if training and self.augment is not None:
             augment = self.augment
-            dataset = dataset.map(lambda x, y: (augment(x, training=True), y),
-                                  num_parallel_calls=tf.data.AUTOTUNE)
+            # Not in parallel: parallel calls would take the random draws in any order.
+            dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
         return dataset.prefetch(tf.data.AUTOTUNE)
 
     def setup(self, stage: str) -> None:

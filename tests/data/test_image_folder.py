@@ -78,3 +78,18 @@ def test_errors_name_the_path(tmp_path):
 def test_bad_val_split(tmp_path, split):
     with pytest.raises(ValueError, match=rf"Received: val_split={split}"):
         kt.data.ImageFolder(tmp_path, image_size=(6, 6), val_split=split)
+
+
+def test_augmentation_is_reproducible_under_seed_everything(tmp_path):
+    root = _tree(tmp_path / "imgs", per_class=20)
+
+    def first_batches():
+        kt.seed_everything(3)
+        dm = kt.data.ImageFolder(root, image_size=(6, 6), color_mode="grayscale", batch_size=8,
+                                 augment=[keras.layers.RandomFlip("horizontal"),
+                                          keras.layers.RandomRotation(0.2)])
+        dm.setup("fit")
+        return [x.numpy() for x, _ in dm.train_dataset().take(6)]
+
+    for a, b in zip(first_batches(), first_batches()):
+        np.testing.assert_array_equal(a, b)

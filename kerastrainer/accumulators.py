@@ -47,6 +47,13 @@ class StageState:
     outputs: dict = field(default_factory=dict)
     recorded: set = field(default_factory=set)  # the output keys a traced step really returns
     has_loss: bool = False
+    routes: list = field(default_factory=list)  # per metric: the model output it measures, or None
+
+    def metric_names(self) -> list:
+        """Each metric's name without the stage prefix: ``acc``, or ``<output>_acc`` for a metric of
+        one output of several (Keras's names)."""
+        routes = self.routes or [None] * len(self.metrics)
+        return [m.name if r is None else f"{r}_{m.name}" for m, r in zip(self.metrics, routes)]
 
     def reset(self) -> None:
         self.loss.reset_state()
@@ -59,7 +66,7 @@ class StageState:
 
     def builtin_keys(self) -> set:
         """The keys of the stage's own values: its loss and its metrics (``val_loss``, ``val_acc``)."""
-        return {self.stage.prefix + "loss"} | {self.stage.prefix + m.name for m in self.metrics}
+        return {self.stage.prefix + "loss"} | {self.stage.prefix + n for n in self.metric_names()}
 
     def logged_keys(self) -> set:
         """The keys its ``self.log`` values are reported under."""
@@ -71,8 +78,8 @@ class StageState:
         values: dict = {}
         if self.has_loss:
             values[prefix + "loss"] = float(self.loss.result())
-        for metric in self.metrics:
-            _put_result(values, prefix + metric.name, metric.result())
+        for name, metric in zip(self.metric_names(), self.metrics):
+            _put_result(values, prefix + name, metric.result())
         for name, entry in self.entries.items():
             step_key, epoch_key = entry.keys(name)[0], entry.keys(name)[-1]
             sync, how = entry.sync_dist, entry.reduce_fx
@@ -103,3 +110,47 @@ def clone_if_shared(metrics: list, taken: set) -> list:
         taken.add(id(metric))
         fresh.append(metric)
     return fresh
+
+
+def route_metrics(configured, where: str = "configure_metrics()") -> list:
+    """``[(output or None, metric), ...]`` from what ``configure_metrics()`` returned: a list of
+    metrics (each measures the whole prediction), or a dict mapping an output (a key of dict
+    outputs, an index of list outputs) to a metric or a list of them.
+
+    Raises:
+        TypeError: anything that is not a Keras metric.
+        ValueError: a metric named ``loss`` for the whole prediction (the running loss's name).
+    """
+    if configured is None:
+        return []
+    if isinstance(configured, dict):
+        pairs = [(key, m) for key, ms in configured.items()
+                 for m in (ms if isinstance(ms, (list, tuple)) else [ms])]
+    else:
+        pairs = [(None, m) for m in configured]
+    for route, metric in pairs:
+        if not isinstance(metric, keras.metrics.Metric):
+            raise TypeError(
+                f"{where} must return a list (or a dict of lists by output) of keras.metrics.Metric "
+                f"objects. Received an item {metric!r} of type {type(metric).__name__}.")
+        if metric.name == "loss" and route is None:
+            raise ValueError(
+                f"A metric from {where} is named 'loss', which is the name of the running loss. Give "
+                "it another name, e.g. name='mse'.")
+    return pairs
+
+
+def pick(value, route, what: str):
+    """The part of ``value`` (targets, predictions or sample weights) for one output."""
+    if route is None or value is None:
+        return value
+    if isinstance(value, dict) and route in value:
+        return value[route]
+    if isinstance(value, (list, tuple)) and isinstance(route, int) and route < len(value):
+        return value[route]
+    if what == "sample weights" and not isinstance(value, (dict, list, tuple)):
+        return value  # one sample weight for every output, as in Keras
+    keys = sorted(value) if isinstance(value, dict) else list(range(len(value))) if isinstance(
+        value, (list, tuple)) else "a single tensor"
+    raise ValueError(f"configure_metrics() has metrics for output {route!r}, but the {what} have "
+                     f"outputs {keys}. Key the dict by the model's output names (or list indices).")

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastrainer.accumulators import (INITIAL, NUMPY_REDUCTIONS, REDUCTIONS, LogEntry, StageState,
-                                       clone_if_shared)
+                                       clone_if_shared, pick, route_metrics)
 from kerastrainer.checkpoint_io import flatten, nest
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
 
@@ -56,22 +56,11 @@ class Results:
         (the module's ``configure_metrics``); a stage configured already keeps its own."""
         if stage.name in self.stages:
             return
-        metrics = list(make_metrics() or [])
-        for metric in metrics:
-            if not isinstance(metric, keras.metrics.Metric):
-                raise TypeError(
-                    "configure_metrics() must return a list of keras.metrics.Metric objects. "
-                    f"Received an item {metric!r} of type {type(metric).__name__}."
-                )
-            if metric.name == "loss":
-                raise ValueError(
-                    "A metric from configure_metrics() is named 'loss', which is the name of the "
-                    "running loss. Give it another name, e.g. name='mse'."
-                )
+        pairs = route_metrics(make_metrics())
         with self.scope():
             self.stages[stage.name] = StageState(
-                stage=stage,
-                metrics=clone_if_shared(metrics, self._taken_metrics),
+                stage=stage, routes=[route for route, _ in pairs],
+                metrics=clone_if_shared([metric for _, metric in pairs], self._taken_metrics),
                 loss=keras.metrics.Mean(name="loss"),
                 batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False,
                                       name=f"{stage.name}_batch_idx",
@@ -242,8 +231,10 @@ class Results:
         """Updates the current stage's ``configure_metrics()`` objects (no-op outside a step)."""
         if self._recording is None:
             return
-        for metric in self._recording[0].metrics:
-            metric.update_state(y_true, y_pred, sample_weight=sample_weight)
+        state = self._recording[0]
+        for route, metric in zip(state.routes, state.metrics):
+            metric.update_state(pick(y_true, route, "targets"), pick(y_pred, route, "predictions"),
+                                sample_weight=pick(sample_weight, route, "sample weights"))
 
     def track_loss(self, loss, batch_size) -> None:
         """Adds the step loss to the running, batch-size-weighted mean reported as ``loss``."""
@@ -279,10 +270,13 @@ class Results:
         self._values.pop(stage.name, None)
         self._dirty.add(stage.name)
 
-    def stage_metrics(self, stage: Stage) -> list:
-        """``stage``'s running loss and ``configure_metrics()`` objects (none before it runs)."""
+    def stage_metrics(self, stage: Stage) -> dict:
+        """``stage``'s running loss and ``configure_metrics()`` objects by their names (``loss``,
+        ``acc``, ``<output>_acc``), before the stage prefix; empty before it runs."""
         state = self.stages.get(stage.name)
-        return [state.loss, *state.metrics] if state is not None else []
+        if state is None:
+            return {}
+        return {"loss": state.loss, **dict(zip(state.metric_names(), state.metrics))}
 
     def start_epoch(self, *, validates: bool) -> None:
         """A new training epoch: its accumulators start from zero. In an epoch that does not
@@ -341,9 +335,9 @@ class Results:
             found[f"{stage}/batch_idx"] = state.batch_idx
             for i, var in enumerate(state.loss.variables):
                 found[f"{stage}/loss/{i}"] = var
-            for metric in state.metrics:
+            for name, metric in zip(state.metric_names(), state.metrics):
                 for i, var in enumerate(metric.variables):
-                    found[f"{stage}/metrics/{metric.name}/{i}"] = var
+                    found[f"{stage}/metrics/{name}/{i}"] = var
             for name, entry in state.entries.items():
                 for part in ("last", "total", "weight"):
                     found[f"{stage}/log/{name}/{part}"] = getattr(entry, part)

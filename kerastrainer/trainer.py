@@ -94,7 +94,7 @@ class Trainer(TrainerFlags):
                             doc="How often each compiled step was traced ({'train': 1} is ideal).")
 
     def fit(self, module, train_data=None, val_data=None, *, datamodule=None, ckpt_path=None,
-            batch_size=None):
+            batch_size=None, validation_split=None, class_weight=None, shuffle=True):
         """Trains ``module``, validating as the flags say.
 
         Args:
@@ -104,14 +104,18 @@ class Trainer(TrainerFlags):
             datamodule: a :class:`~kerastrainer.DataModule` instead of the two above.
             ckpt_path: resume exactly from a checkpoint: a path, ``"last"`` or ``"best"``.
             batch_size: the batch size of array data (default 32).
+            validation_split: validate on this last fraction of the rows of array ``train_data``.
+            class_weight: ``{class: weight}``: weigh each training example by its class (Keras's).
+            shuffle: reshuffle array training data every epoch.
 
         Raises:
             ValueError, TypeError: bad data, module or checkpoint (the message names it).
             FileNotFoundError: ``ckpt_path`` names no file.
             SystemExit: after a graceful SIGTERM/SIGINT stop (``last.ckpt`` was saved first).
         """
-        train, val = fit_sources(train_data, val_data, datamodule, batch_size=batch_size,
-                                 overfit=bool(self.overfit_batches), validates=can_run(module, VAL))
+        train, val = fit_sources(train_data, val_data, datamodule, batch_size=batch_size, shuffle=shuffle,
+                                 overfit=bool(self.overfit_batches), validates=can_run(module, VAL),
+                                 validation_split=validation_split, class_weight=class_weight)
         self._datamodule, self._fit_batch_size, self._train_source = datamodule, batch_size, train
         checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
                                           self.loggers)

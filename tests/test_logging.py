@@ -187,3 +187,59 @@ def test_lightning_style_validation_logs_its_own_val_loss():
     trainer = quiet_trainer(max_epochs=1)
     trainer.fit(LogsValLoss(), train_data=(x, y), val_data=(x, y))
     assert trainer.callback_metrics["val_loss"] > 100
+
+
+class TwoHeads(kt.TrainModule):
+    """A multi-output model: a class (3-way) and a number, keyed by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = keras.layers.Dense(8, activation="relu")
+        self.department = keras.layers.Dense(3)
+        self.priority = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        h = self.body(x)
+        return {"department": self.department(h), "priority": self.priority(h)}
+
+    def loss(self, y_true, y_pred):
+        return (keras.losses.sparse_categorical_crossentropy(
+            y_true["department"], y_pred["department"], from_logits=True)
+            + keras.losses.mean_squared_error(y_true["priority"], y_pred["priority"]))
+
+    def configure_optimizer(self):
+        return keras.optimizers.Adam(0.01)
+
+    def configure_metrics(self):
+        return {"department": [keras.metrics.SparseCategoricalAccuracy(name="acc")],
+                "priority": keras.metrics.MeanAbsoluteError(name="mae")}
+
+
+def test_metrics_per_output_are_named_as_keras_names_them():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = {"department": rng.integers(0, 3, 64), "priority": rng.normal(size=(64, 1)).astype("float32")}
+    trainer = quiet_trainer(max_epochs=2)
+    module = TwoHeads()
+    trainer.fit(module, train_data=(x, y), val_data=(x, y))
+    assert {"department_acc", "priority_mae", "val_department_acc", "val_priority_mae"} <= set(
+        trainer.callback_metrics)
+    result = trainer.validate(data=(x, y), batch_size=64)
+    out = module(x)
+    accuracy = np.mean(np.argmax(out["department"], -1) == y["department"])
+    mae = np.mean(np.abs(out["priority"].numpy() - y["priority"]))
+    assert result["val_department_acc"] == pytest.approx(accuracy)
+    assert result["val_priority_mae"] == pytest.approx(mae, rel=1e-5)
+
+
+def test_metrics_for_an_output_the_model_does_not_have_are_refused():
+    class Misnamed(TwoHeads):
+        def configure_metrics(self):
+            return {"dept": [keras.metrics.SparseCategoricalAccuracy(name="acc")]}
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)).astype("float32")
+    y = {"department": rng.integers(0, 3, 8), "priority": rng.normal(size=(8, 1)).astype("float32")}
+    with pytest.raises(ValueError, match=r"metrics for output 'dept', but the targets have outputs "
+                                         r"\['department', 'priority'\]"):
+        quiet_trainer(max_epochs=1).fit(Misnamed(), train_data=(x, y))

@@ -4,6 +4,7 @@ regularization losses, and the reduction of a step's loss. Each is compared with
 import warnings
 
 import keras
+import tensorflow as tf
 import numpy as np
 import pytest
 
@@ -133,3 +134,72 @@ def test_regularization_reaches_a_custom_step_through_compute_step_loss():
     quiet_trainer(max_epochs=3).fit(module, train_data=(x, y), batch_size=16)
     for ours, theirs in zip(module.get_weights(), model.get_weights()):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+class Classifier(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.out = keras.layers.Dense(3)
+
+    def call(self, x, training=False):
+        return self.out(x)
+
+    def loss(self, y_true, y_pred):
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.5)
+
+
+@pytest.mark.parametrize("with_dataset", [False, True])
+def test_class_weight_matches_keras_fit(with_dataset):
+    from tests.helpers import classification_data
+
+    x, y = classification_data(rows=48, features=4)
+    module = Classifier()
+    module(np.zeros((1, 4), "float32"))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.set_weights(module.get_weights())
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  optimizer=keras.optimizers.SGD(0.5))
+    weights = {0: 1.0, 1: 4.0, 2: 0.25}
+    model.fit(x, y, class_weight=weights, batch_size=48, epochs=5, shuffle=False, verbose=0)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(48) if with_dataset else (x, y)
+    quiet_trainer(max_epochs=5).fit(module, train_data=data, class_weight=weights,
+                                    batch_size=None if with_dataset else 48)
+    for ours, theirs in zip(module.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_validation_split_takes_the_last_rows_as_keras_does():
+    x, y = regression_data(40)
+    trainer = quiet_trainer(max_epochs=1)
+    module = BoringModule()
+    trainer.fit(module, train_data=(x, y), validation_split=0.25, batch_size=10)
+    assert (trainer.num_training_batches, trainer.num_val_batches) == (3, 1)
+    assert trainer.callback_metrics["val_loss"] == pytest.approx(
+        trainer.validate(data=(x[30:], y[30:]), batch_size=10)["val_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"validation_split": 1.5}, ValueError, r"fraction in \(0, 1\). Received: validation_split=1.5"),
+    ({"validation_split": 0.2, "val_data": (np.zeros((4, 3)), np.zeros((4, 1)))}, ValueError,
+     r"either val_data .* or validation_split"),
+    ({"class_weight": [1.0, 2.0]}, TypeError, r"`class_weight` must be a dict.*Received"),
+])
+def test_keras_fit_arguments_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        quiet_trainer(max_epochs=1).fit(BoringModule(), train_data=regression_data(8), **kwargs)
+
+
+def test_shuffle_false_keeps_the_row_order():
+    class Order(BoringModule):
+        def training_step(self, batch, batch_idx):
+            self.log("first_x", batch[0][0, 0], on_step=False, on_epoch=True, reduce_fx="max")
+            return super().training_step(batch, batch_idx)
+
+    x, y = regression_data(8)
+    x[:, 0] = np.arange(8)
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(Order(), train_data=(x, y), batch_size=4, shuffle=False)
+    assert trainer.callback_metrics["first_x"] == 4.0  # batches start with rows 0 and 4

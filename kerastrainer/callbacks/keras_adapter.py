@@ -36,13 +36,13 @@ def _check_supported(callback) -> None:
                 f"{_REPLACED[cls.__name__]}. Received: {type(callback).__name__}")
 
 
-def _direction(metrics, monitor: str) -> str | None:
+def _direction(metrics: dict, monitor: str) -> str | None:
     """``"max"`` or ``"min"`` for ``monitor`` (``val_`` stripped) from a configured metric's
     direction, as Keras finds it among a compiled model's metrics."""
-    for metric in metrics:
-        if metric.name == monitor.removeprefix("val_") and hasattr(metric, "_direction"):
-            return "max" if metric._direction == "up" else "min"
-    return None
+    metric = metrics.get(monitor.removeprefix("val_"))
+    if metric is None or not hasattr(metric, "_direction"):
+        return None
+    return "max" if metric._direction == "up" else "min"
 
 
 class KerasCallbackAdapter(Callback):

@@ -7,6 +7,7 @@ import warnings
 import tensorflow as tf
 
 from kerastrainer.data.datamodule import DataModule
+from kerastrainer.data.fit_options import apply_class_weight, split_validation
 from kerastrainer.data.sources import Source, is_array_data, to_source
 from kerastrainer.stages import TRAIN, VAL
 
@@ -59,7 +60,8 @@ def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: boo
     return to_source(data, batch_size=batch_size, shuffle=shuffle, name=name)
 
 
-def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, validates: bool):
+def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, validates: bool,
+                validation_split=None, class_weight=None, shuffle: bool = True):
     """The training and validation :class:`~kerastrainer.data.Source` of a fit.
 
     Args:
@@ -70,13 +72,19 @@ def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, 
         overfit: ``overfit_batches`` is on: validate on the (unshuffled) training data.
         validates: the module can run a validation step (it defines one, or a loss for the
             default one); otherwise validation data is skipped with a warning, as in Lightning.
+        validation_split: Keras's: validate on the last fraction of array ``train_data``.
+        class_weight: Keras's: ``{class: weight}`` weighing every training example by its class.
+        shuffle: reshuffle array training data every epoch (Keras's default, ``True``).
 
     Raises:
-        TypeError, ValueError: see :func:`check_fit_data` and :func:`stage_source`.
+        TypeError, ValueError: see :func:`check_fit_data`, :func:`stage_source` and
+            :mod:`kerastrainer.data.fit_options`.
     """
     check_fit_data(train_data, val_data)
+    train_data, val_data = split_validation(train_data, val_data, datamodule, validation_split)
     train = stage_source(TRAIN, train_data, datamodule, name="train_data", batch_size=batch_size,
-                         shuffle=not overfit)
+                         shuffle=shuffle and not overfit)
+    train = apply_class_weight(train, class_weight, "train_data")
     if overfit:
         return train, train
     val = stage_source(VAL, val_data, datamodule, name="val_data", batch_size=batch_size,

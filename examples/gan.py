@@ -2,6 +2,8 @@
 
 `automatic_optimization = False` and a dict of named optimizers: `training_step` runs its own
 tapes, one update of the discriminator and one of the generator per batch, inside the compiled step.
+As in keras-io's GAN, `call(z)` takes latent vectors and nothing is built by hand: the Trainer traces
+`training_step` once on the data's spec, which builds the discriminator and both optimizers.
 The real data is a Gaussian blob around (2, -1); the generator starts near (0, 0) and moves there.
 
 Run: python examples/gan.py --epochs 40
@@ -35,20 +37,13 @@ class GAN(kt.TrainModule):
                                                keras.layers.Dense(1)])
         self.noise = keras.random.SeedGenerator(0)  # its state is saved in checkpoints
 
-    def build(self, input_shape):
-        self.generator.build((None, self.hparams.latent))
-        self.discriminator.build((None, 2))
-
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
     def configure_optimizer(self):
-        # With manual optimization the Trainer cannot know which variables each optimizer updates:
-        # build each one on its own variables here.
-        g_opt, d_opt = keras.optimizers.Adam(self.hparams.lr), keras.optimizers.Adam(self.hparams.lr)
-        g_opt.build(self.generator.trainable_variables)
-        d_opt.build(self.discriminator.trainable_variables)
-        return {"generator": g_opt, "discriminator": d_opt}
+        # Each optimizer is built on the variables training_step first applies it to.
+        return {"generator": keras.optimizers.Adam(self.hparams.lr),
+                "discriminator": keras.optimizers.Adam(self.hparams.lr)}
 
     def training_step(self, batch, batch_idx):
         optimizers = self.optimizers()
@@ -83,7 +78,6 @@ def main(argv=None) -> dict:
     kt.seed_everything(0)
     real = (np.random.default_rng(0).normal(size=(512, 2)) * 0.3 + CENTER).astype("float32")
     module = GAN()
-    module.build((None, 2))
     before = float(np.linalg.norm(generated_center(module) - CENTER))
     trainer = kt.Trainer(max_epochs=args.epochs, enable_model_summary=False)
     trainer.fit(module, train_data=real, batch_size=64)

@@ -1,9 +1,24 @@
-"""Building a module before anything is compiled: batch structure, variables, input signature."""
+"""Building a module before anything is compiled: batch structure, variables, input signature.
+
+A module whose step is the default one is built by calling it (``call``) on its inputs' spec. A
+module with its own step is built by tracing that step once on the batch's spec, without running
+it, as Keras's ``fit`` builds what a custom ``train_step`` uses: every layer the step calls (one that
+``call`` never touches, such as an autoencoder's decoder) and a manual optimization's optimizers
+are created before anything is compiled, and ``call`` is never made on data it was not written for
+(a GAN's generator takes latent vectors, not the images of a batch).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import threading
+
 import keras
 import tensorflow as tf
+
+from kerastrainer.hooks import overrides
+from kerastrainer.stages import PREDICT, TEST, TRAIN, VAL
 
 
 def unpack_batch(batch, where: str):
@@ -27,34 +42,79 @@ def unpack_batch(batch, where: str):
     )
 
 
-def ensure_built(module, element_spec, step: str, *, default_step: bool) -> None:
-    """Builds the module's variables from the data's spec (before anything is compiled).
+def takes_batch_idx(method) -> bool:
+    """Whether a step method accepts ``batch_idx`` after the batch."""
+    params = [
+        p for p in inspect.signature(method).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def call_step(method, batch, batch_idx):
+    """Calls a user's step with ``batch_idx`` when its signature takes it."""
+    return method(batch, batch_idx) if takes_batch_idx(method) else method(batch)
+
+
+def batch_size_of(batch):
+    """The rows of a batch (its first tensor's leading dimension), as float32."""
+    return tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32)
+
+
+def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
+    """Builds the module's variables for ``stage`` from the data's spec (before anything is
+    compiled): by calling it on the inputs for a default step, by tracing the step otherwise.
 
     Args:
         module: the TrainModule.
+        stage: the :mod:`~kerastrainer.stages` stage whose step will consume the batches.
         element_spec: the spec of one batch.
-        step: the step that will consume the batches (named in errors).
-        default_step: ``step`` is the TrainModule's own (not overridden), which unpacks batches as
-            :func:`unpack_batch` does.
+        base: the class whose step is the default one (``TrainModule``).
+        results: the run's :class:`~kerastrainer.results.Results` (``self.log`` in a traced step).
 
     Raises:
-        ValueError: the batch structure hides the inputs and the module is not built yet.
+        ValueError: a default step cannot find the inputs in the batch structure.
     """
-    if module.built and module.input_signature is not None:
+    if module.input_signature is not None and (module.built or module.build_recipe is not None):
         return
+    where = f"{type(module).__name__}.{stage.step}"
+    if not overrides(module, stage.step, base):  # the default step: call() builds the module
+        x_spec, _, _ = unpack_batch(element_spec, where)
+        build_from_spec(module, x_spec)
+        return
+    if module.build_recipe is None:
+        trace_step(module, stage, element_spec, results)
+    module.set_input_signature(unpack_or_whole(element_spec, where),
+                               build_recipe={"step": stage.step, "batch": element_spec})
+
+
+def unpack_or_whole(element_spec, where: str):
+    """The inputs' part of a batch (its ``x``), or the whole batch when it does not unpack."""
     try:
-        x_spec, _, _ = unpack_batch(element_spec, f"{type(module).__name__}.{step}")
-    except ValueError:
-        if default_step:
-            raise  # the default step will fail the same way: say so now
-        if module.built:
-            return
-        raise ValueError(
-            f"{type(module).__name__} is not built and its inputs cannot be found in batches of "
-            f"structure {element_spec}. Build it before training, e.g. module.build((None, 784)) or "
-            "module(sample_x), so the optimizer can be created before the step is compiled."
-        ) from None
-    build_from_spec(module, x_spec)
+        return unpack_batch(element_spec, where)[0]
+    except ValueError:  # the step unpacks its batches itself
+        return element_spec
+
+
+def trace_step(module, stage, element_spec, results=None) -> None:
+    """Traces ``stage``'s step of ``module`` once on placeholders of ``element_spec``, without
+    running it, so that every variable the step creates exists (layers are built on first use,
+    optimizers on their first ``apply``); the module then counts as built."""
+    step = getattr(module, stage.step)
+
+    def one_step(batch):
+        recording = (results.recording(stage, batch_size_of(batch))
+                     if results is not None and stage.name in results.stages  # not prediction
+                     else contextlib.nullcontext())
+        with recording:
+            call_step(step, batch, tf.constant(0, tf.int64))
+
+    def run(batch):  # in a replica's context, as the compiled step runs (the step may ask for it)
+        tf.distribute.get_strategy().run(one_step, args=(batch,))
+
+    tf.function(run).get_concrete_function(element_spec)
+    if not module.built:
+        module.built = True  # every sublayer the step uses is built now (summary() lists them)
 
 
 def build_from_spec(module, x_spec) -> None:
@@ -82,3 +142,29 @@ def trainable_candidates(module) -> list:
                 seen.add(id(variable))
                 found.append(variable)
     return found or list(module.trainable_variables)
+
+
+_LOCAL = threading.local()
+
+
+def rebuilding() -> bool:
+    """Whether a module is being rebuilt outside a Trainer (its ``self.log`` calls do nothing)."""
+    return getattr(_LOCAL, "rebuilding", False)
+
+
+def rebuild_by_step(module, step: str, batch_spec) -> None:
+    """Builds a module outside a Trainer the way its step built it in one (``load_from_checkpoint``):
+    one trace of ``step`` on ``batch_spec``, with a manual optimization's optimizers from
+    ``configure_optimizer()`` (the step applies them), ``self.log`` calls ignored."""
+    stage = next(s for s in (TRAIN, VAL, TEST, PREDICT) if s.step == step)
+    if not module.automatic_optimization:
+        optimizer = module.configure_optimizer()
+        module.optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) and isinstance(
+            optimizer.get("optimizer"), keras.optimizers.Optimizer) else optimizer
+    _LOCAL.rebuilding = True
+    try:
+        trace_step(module, stage, batch_spec)
+    finally:
+        _LOCAL.rebuilding = False
+    module.set_input_signature(unpack_or_whole(batch_spec, f"{type(module).__name__}.{step}"),
+                               build_recipe={"step": step, "batch": batch_spec})

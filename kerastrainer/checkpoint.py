@@ -113,6 +113,9 @@ def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
     }
     if module.input_signature is not None:
         tree["module"]["input_spec"] = spec_to_tree(module.input_signature)
+    if module.build_recipe is not None:  # built by tracing its own step: load the same way
+        tree["module"]["build"] = {"step": module.build_recipe["step"],
+                                   "batch": spec_to_tree(module.build_recipe["batch"])}
     if weights_only:
         return tree
     optimizers = module.optimizer if isinstance(module.optimizer, dict) else {"": module.optimizer}

@@ -9,7 +9,7 @@ import sys
 import keras
 
 from kerastrainer import losses
-from kerastrainer.building import build_from_spec, unpack_batch
+from kerastrainer.building import build_from_spec, rebuild_by_step, rebuilding, unpack_batch
 from kerastrainer.hooks import overrides
 from kerastrainer.hparams import AttributeDict, normalize_hparams
 from kerastrainer.stages import TRAIN
@@ -98,6 +98,7 @@ class TrainModule(keras.Model):
         object.__setattr__(self, "_kt_hparams", AttributeDict())
         object.__setattr__(self, "_kt_trainer", None)
         object.__setattr__(self, "_kt_input_signature", None)
+        object.__setattr__(self, "_kt_build_recipe", None)
 
     # ------------------------------------------------------------------ what users write
     def configure_optimizer(self):
@@ -187,7 +188,7 @@ class TrainModule(keras.Model):
     def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
         """Updates this stage's ``configure_metrics()`` objects; call it from your own step overrides."""
         if self.trainer is not None:
-            self.trainer.results.update_metrics(y_true, y_pred, sample_weight)
+            self.trainer.results.update_metrics(y_true, y_pred, sample_weight)  # else: building
 
     def log(self, name, value, *, on_step=None, on_epoch=None, prog_bar=False, logger=True,
             reduce_fx="mean", sync_dist=False) -> None:
@@ -213,6 +214,8 @@ class TrainModule(keras.Model):
             ValueError: a value that is not a scalar.
         """
         if self.trainer is None:
+            if rebuilding():
+                return  # load_from_checkpoint traces a step to build the module: nothing to log
             raise RuntimeError(
                 f"{type(self).__name__}.log({name!r}, ...) was called outside a Trainer run. Call it "
                 "from a step or a hook while trainer.fit/validate/test runs."
@@ -295,8 +298,11 @@ class TrainModule(keras.Model):
                 f"the saved hyperparameters {sorted(hparams)}: {error}. Pass missing or renamed "
                 "arguments as keyword overrides."
             ) from error
-        if "input_spec" in tree["module"]:
-            build_from_spec(module, spec_from_tree(tree["module"]["input_spec"]))
+        saved = tree["module"]
+        if "build" in saved:  # its own step built it: trace that step again
+            rebuild_by_step(module, saved["build"]["step"], spec_from_tree(saved["build"]["batch"]))
+        elif "input_spec" in saved:
+            build_from_spec(module, spec_from_tree(saved["input_spec"]))
         restore_weights(module, tree, os.fspath(path))
         return module
 
@@ -311,10 +317,19 @@ class TrainModule(keras.Model):
         a Trainer builds it or from a checkpoint; ``None`` before. Exports and checkpoints use it."""
         return self._kt_input_signature
 
-    def set_input_signature(self, spec) -> None:
-        """Records the spec of the inputs (the Trainer does it when it builds the module)."""
+    @property
+    def build_recipe(self):
+        """How the module was built when its own step did it: ``{"step": name, "batch": spec}``
+        (the step was traced once on batches of that spec); ``None`` when ``call`` built it.
+        Checkpoints keep it, so ``load_from_checkpoint`` builds the module the same way."""
+        return self._kt_build_recipe
+
+    def set_input_signature(self, spec, *, build_recipe=None) -> None:
+        """Records the spec of the inputs, and how the module was built (the Trainer does it)."""
         # Not through Keras's attribute tracking, which would wrap a dict of specs.
         object.__setattr__(self, "_kt_input_signature", spec)
+        if build_recipe is not None:
+            object.__setattr__(self, "_kt_build_recipe", build_recipe)
 
     @property
     def trainer(self):

@@ -9,11 +9,15 @@ from kerastrainer.lr import Scheduler
 from kerastrainer.module import check_can_train
 
 
-def configure_optimization(module, *, clip_val=None, clip_algorithm: str = "norm",
+def configure_optimization(module, *, build=None, clip_val=None, clip_algorithm: str = "norm",
                            loss_scaling: bool = False):
     """Calls ``module.configure_optimizer()`` and makes its optimizer ready to train (call it inside
     the strategy's scope): wrapped for loss scaling, clipping set, built eagerly so that no variable
     is created lazily inside a compiled step.
+
+    ``build()`` builds the module in between: once ``module.optimizer`` is set (a custom step
+    traced to build the module may apply it, which builds a manual optimization's optimizers) and
+    before an automatic optimization's optimizer is built on every variable the module has then.
 
     Returns:
         ``(optimizer, scheduler)``: the optimizer (or dict of named optimizers) to set as
@@ -30,6 +34,9 @@ def configure_optimization(module, *, clip_val=None, clip_algorithm: str = "norm
     if loss_scaling and isinstance(optimizer, keras.optimizers.Optimizer) and \
             not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients
+    if build is not None:
+        module.optimizer = optimizer  # what the step uses while it is traced
+        build()
     if not isinstance(optimizer, dict):
         # Built on frozen variables too, so unfreezing later (fine-tuning) needs no rebuild.
         optimizer.build(trainable_candidates(module))
@@ -37,10 +44,11 @@ def configure_optimization(module, *, clip_val=None, clip_algorithm: str = "norm
         unbuilt = [name for name, opt in optimizer.items() if not opt.built]
         if unbuilt:
             raise ValueError(
-                f"{type(module).__name__}.configure_optimizer(): with manual optimization, build "
-                f"each optimizer on its variables there (not built: {unbuilt}), e.g. "
-                "`opt.build(self.generator.trainable_variables)`; the Trainer cannot know "
-                "which variables each optimizer updates.")
+                f"{type(module).__name__}.configure_optimizer(): with manual optimization, each "
+                f"optimizer is built when training_step first applies it; {unbuilt} were never "
+                "applied there (or training_step is the default one). Apply them in training_step, "
+                "or build them on their variables in configure_optimizer, e.g. "
+                "`opt.build(self.generator.trainable_variables)`.")
     if clip_val is not None:
         for opt in optimizer.values() if isinstance(optimizer, dict) else [optimizer]:
             set_gradient_clipping(opt, clip_val, clip_algorithm)

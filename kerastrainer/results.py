@@ -51,11 +51,14 @@ class Results:
         self._taken_metrics: set[int] = set()
         self._pending: dict[str, np.ndarray] = {}  # restored values of variables not created yet
 
-    def configure(self, stage: Stage, make_metrics) -> None:
-        """Creates the accumulators of ``stage`` once, with the metrics ``make_metrics()`` returns
-        (the module's ``configure_metrics``); a stage configured already keeps its own."""
-        if stage.name in self.stages:
-            return
+    def configure(self, stages, make_metrics) -> None:
+        """Creates the accumulators of each of ``stages`` once, with the metrics ``make_metrics()``
+        returns (the module's ``configure_metrics``); a stage configured already keeps its own."""
+        for stage in stages:
+            if stage.name not in self.stages:
+                self._configure(stage, make_metrics)
+
+    def _configure(self, stage: Stage, make_metrics) -> None:
         pairs = route_metrics(make_metrics())
         with self.scope():
             self.stages[stage.name] = StageState(

@@ -10,7 +10,6 @@ except under XLA, which compiles once per batch shape.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections import Counter
 
@@ -18,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastrainer.building import trainable_candidates
+from kerastrainer.building import batch_size_of, call_step, trainable_candidates
 from kerastrainer.losses import scalar_loss
 from kerastrainer.stages import TRAIN, Stage
 
@@ -38,21 +37,8 @@ class _OwnRetracingFilter(logging.Filter):
 tf.get_logger().addFilter(_OwnRetracingFilter())
 
 
-def _takes_batch_idx(method) -> bool:
-    params = [
-        p for p in inspect.signature(method).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-    ]
-    return len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
-
-
 def trainable_signature(module) -> tuple:
     return tuple(id(v) for v in module.trainable_variables)
-
-
-def batch_size_of(batch):
-    first = tf.nest.flatten(batch)[0]
-    return tf.cast(tf.shape(first)[0], tf.float32)
 
 
 def _loss_of(outputs, where: str, required: bool):
@@ -175,11 +161,6 @@ class CompiledSteps:
         self.accumulate.assign(state["every"])
 
     # ------------------------------------------------------------------ one step
-    def _call_user(self, method, batch, batch_idx):
-        if _takes_batch_idx(method):
-            return method(batch, batch_idx)
-        return method(batch)
-
     def _train_step(self, batch):
         self.trace_counts[TRAIN.name] += 1
         module = self.module
@@ -195,7 +176,7 @@ class CompiledSteps:
                               if isinstance(v.value, tf.Variable) and not v.value.trainable]
                     if hidden:
                         tape.watch(hidden)
-                    outputs = self._call_user(module.training_step, batch, state.batch_idx.value())
+                    outputs = call_step(module.training_step, batch, state.batch_idx.value())
                     loss = _loss_of(outputs, where, required=True)
                     scaled = (module.optimizer.scale_loss(loss) if isinstance(
                         module.optimizer, keras.optimizers.LossScaleOptimizer) else loss)
@@ -216,7 +197,7 @@ class CompiledSteps:
                     module.optimizer.apply_gradients(
                         [(g, v) for g, v in zip(gradients, variables) if g is not None])
             else:
-                outputs = self._call_user(module.training_step, batch, state.batch_idx.value())
+                outputs = call_step(module.training_step, batch, state.batch_idx.value())
                 loss = _loss_of(outputs, where, required=False)
             if loss is not None:
                 self.results.track_loss(loss, size)
@@ -270,7 +251,7 @@ class CompiledSteps:
         state = self.results.stages[stage.name]
         size = batch_size_of(batch)
         with self.results.recording(stage, size):
-            outputs = self._call_user(getattr(module, stage.step), batch, state.batch_idx.value())
+            outputs = call_step(getattr(module, stage.step), batch, state.batch_idx.value())
             loss = _loss_of(outputs, f"{type(module).__name__}.{stage.step}", required=False)
             if loss is not None:
                 self.results.track_loss(loss, size)
@@ -448,7 +429,7 @@ class CompiledSteps:
 
             def predict_one(batch, batch_idx):
                 self.trace_counts["predict"] += 1
-                return self._call_user(module.predict_step, batch, batch_idx)
+                return call_step(module.predict_step, batch, batch_idx)
 
             step = self._compile(predict_one, jit=jit)
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 
@@ -20,7 +21,6 @@ from kerastrainer.data.resolve import fit_sources, stage_source
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.launch import mark_ready
 from kerastrainer.flags import TrainerFlags
-from kerastrainer.hooks import overrides
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run
 from kerastrainer.optimization import configure_optimization, step_counter
@@ -144,8 +144,7 @@ class Trainer(TrainerFlags):
             RuntimeError: no module was run yet.
         """
         if self.module is None:
-            raise RuntimeError("Trainer.save_checkpoint needs a module: call fit (or validate, test, "
-                               "predict) first.")
+            raise RuntimeError("Trainer.save_checkpoint needs a module: run fit, validate, test or predict.")
         with self.profiler.profile("checkpoint save"):
             tree = ckpt.build_checkpoint(  # on every worker: some reads are collectives
                 self.module, owners={**self._state_owners(), "loggers": self.loggers},
@@ -360,14 +359,15 @@ class Trainer(TrainerFlags):
         """Builds the module, configures each stage's metrics once; training: a fresh optimizer."""
         module = self.module
         with self.strategy.scope():
-            ensure_built(module, source.element_spec, stage.step,
-                         default_step=not overrides(module, stage.step, TrainModule))
-            for each in EVALUATED if stage is TRAIN else (VAL, TEST):
-                self.results.configure(each, module.configure_metrics)
-            if stage is TRAIN:
+            self.results.configure(EVALUATED if stage is TRAIN else (VAL, TEST), module.configure_metrics)
+            build = functools.partial(ensure_built, module, stage, source.element_spec,
+                                      base=TrainModule, results=self.results)
+            if stage is TRAIN:  # built once the optimizer exists: a custom step may apply it
                 module.optimizer, self._lr_scheduler = configure_optimization(
-                    module, clip_val=self.gradient_clip_val, clip_algorithm=self.gradient_clip_algorithm,
-                    loss_scaling=self.precision == "mixed_float16")
+                    module, build=build, clip_val=self.gradient_clip_val,
+                    clip_algorithm=self.gradient_clip_algorithm, loss_scaling=self.precision == "mixed_float16")
+            else:
+                build()
         if stage is TRAIN or self._steps is None:
             self._steps = CompiledSteps.for_trainer(self, bus=self._bus)
             self.tuner = StepTuner.for_trainer(self)  # a fit makes its own, which measures

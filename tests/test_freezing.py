@@ -75,6 +75,6 @@ def test_manual_optimizers_must_be_built():
         def configure_optimizer(self):
             return {"a": keras.optimizers.SGD(), "b": keras.optimizers.SGD()}
 
-    with pytest.raises(ValueError, match=r"build each optimizer on its variables there \(not built: "
-                                         r"\['a', 'b'\]\)"):
+    with pytest.raises(ValueError, match=r"each optimizer is built when training_step first applies "
+                                         r"it; \['a', 'b'\] were never applied there"):
         quiet_trainer(max_epochs=1).fit(Manual(), train_data=regression_data(8))

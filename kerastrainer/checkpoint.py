@@ -7,6 +7,8 @@ comes from the object that owns it, through its ``state_dict()`` / ``load_state_
 from __future__ import annotations
 
 import glob
+import importlib
+import inspect
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastrainer.building import build_from_spec, rebuild_by_step
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
 from kerastrainer.checkpoint_io import flatten, nest, read_checkpoint, write_checkpoint
 from kerastrainer.variable_paths import optimizer_paths, variable_paths
@@ -256,3 +259,36 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
             return None
         return max(found, key=os.path.getmtime)
     return os.fspath(ckpt_path)
+
+
+def load_module(cls, path, overrides: dict, *, saved_class: bool = False):
+    """``cls.load_from_checkpoint(path, **overrides)``: ``cls(**hparams, **overrides)``, built as
+    it was built in its run, its weights loaded; with ``saved_class``, the class the checkpoint
+    names (imported from where it was defined) instead of ``cls``."""
+    tree = read_checkpoint(path)
+    if saved_class:
+        module_name, _, qualname = tree["module"]["class"].rpartition(".")
+        cls = getattr(importlib.import_module(module_name), qualname)
+    hparams = dict(tree["module"].get("hparams", {}))
+    params = inspect.signature(cls.__init__).parameters.values()
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        # hparams saved by a parent __init__ may not all be arguments of this class (Lightning
+        # filters the same way); explicit overrides are passed as given.
+        names = {p.name for p in params}
+        hparams = {k: v for k, v in hparams.items() if k in names}
+    hparams.update(overrides)
+    try:
+        module = cls(**hparams)
+    except TypeError as error:
+        raise TypeError(
+            f"{cls.__name__}.load_from_checkpoint({str(path)!r}) could not rebuild the module with "
+            f"the saved hyperparameters {sorted(hparams)}: {error}. Pass missing or renamed "
+            "arguments as keyword overrides."
+        ) from error
+    saved = tree["module"]
+    if "build" in saved:  # its own step built it: trace that step again
+        rebuild_by_step(module, saved["build"]["step"], spec_from_tree(saved["build"]["batch"]))
+    elif "input_spec" in saved:
+        build_from_spec(module, spec_from_tree(saved["input_spec"]))
+    restore_weights(module, tree, os.fspath(path))
+    return module

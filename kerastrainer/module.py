@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
-import os
 import sys
 
 import keras
 
-from kerastrainer import losses
-from kerastrainer.building import build_from_spec, rebuild_by_step, rebuilding, unpack_batch
+from kerastrainer import compile_args, losses
+from kerastrainer.building import rebuilding, unpack_batch
 from kerastrainer.hooks import overrides
+from kerastrainer.module_hooks import ModuleHooks
 from kerastrainer.hparams import AttributeDict, normalize_hparams
 from kerastrainer.stages import TRAIN
 
@@ -60,7 +59,7 @@ def _keras_only(name: str):
     return method
 
 
-class TrainModule(keras.Model):
+class TrainModule(ModuleHooks, keras.Model):
     """A ``keras.Model`` that knows how to train itself, driven by a :class:`kerastrainer.Trainer`.
 
     Subclass it and write ``call`` (the forward pass), ``loss(y_true, y_pred)`` and
@@ -258,10 +257,9 @@ class TrainModule(keras.Model):
 
     @classmethod
     def load_from_checkpoint(cls, path, **overrides):
-        """Rebuilds a module from a checkpoint: ``cls(**hparams, **overrides)``, built, weights loaded.
-
-        No Trainer and no data are needed: the checkpoint stores the hyperparameters and the input
-        spec. Works with full and ``save_weights_only`` checkpoints.
+        """Rebuilds a module from a checkpoint: ``cls(**hparams, **overrides)``, built as in its
+        run, weights loaded; no Trainer or data needed. ``kt.TrainModule.load_from_checkpoint``
+        rebuilds the class the checkpoint names. Full and ``save_weights_only`` checkpoints work.
 
         Args:
             path: the checkpoint file.
@@ -278,33 +276,31 @@ class TrainModule(keras.Model):
         Example:
             >>> module = DigitClassifier.load_from_checkpoint("checkpoints/last.ckpt")  # doctest: +SKIP
         """
-        from kerastrainer.checkpoint import restore_weights, spec_from_tree
-        from kerastrainer.checkpoint_io import read_checkpoint
+        from kerastrainer.checkpoint import load_module
 
-        tree = read_checkpoint(path)
-        hparams = dict(tree["module"].get("hparams", {}))
-        params = inspect.signature(cls.__init__).parameters.values()
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            # hparams saved by a parent __init__ may not all be arguments of this class (Lightning
-            # filters the same way); explicit overrides are passed as given.
-            names = {p.name for p in params}
-            hparams = {k: v for k, v in hparams.items() if k in names}
-        hparams.update(overrides)
-        try:
-            module = cls(**hparams)
-        except TypeError as error:
-            raise TypeError(
-                f"{cls.__name__}.load_from_checkpoint({str(path)!r}) could not rebuild the module with "
-                f"the saved hyperparameters {sorted(hparams)}: {error}. Pass missing or renamed "
-                "arguments as keyword overrides."
-            ) from error
-        saved = tree["module"]
-        if "build" in saved:  # its own step built it: trace that step again
-            rebuild_by_step(module, saved["build"]["step"], spec_from_tree(saved["build"]["batch"]))
-        elif "input_spec" in saved:
-            build_from_spec(module, spec_from_tree(saved["input_spec"]))
-        restore_weights(module, tree, os.fspath(path))
-        return module
+        return load_module(cls, path, overrides, saved_class=cls is TrainModule)
+
+    @classmethod
+    def from_keras(cls, model, *, loss, optimizer="rmsprop", metrics=None, loss_weights=None):
+        """A TrainModule for an existing functional or Sequential ``keras.Model``, from what
+        ``compile`` takes: no subclass needed.
+
+        Args:
+            model: the ``keras.Model``.
+            loss: a loss name, a ``keras.losses.Loss`` or a function; a dict (by output name) or
+                list (by output) of them for several outputs.
+            optimizer: an optimizer name or object (every fit gets a fresh copy).
+            metrics: metric names or objects: a list (for every output) or a dict by output name.
+            loss_weights: the weight of each output's loss: a dict by output name, or a list.
+
+        Returns:
+            A :class:`KerasModule`, whose checkpoints rebuild it with ``load_from_checkpoint``.
+
+        Example:
+            >>> kt.TrainModule.from_keras(model, loss="mse", optimizer="adam")  # doctest: +SKIP
+        """
+        return KerasModule(model, loss=loss, optimizer=optimizer, metrics=metrics,
+                           loss_weights=loss_weights)
 
     @property
     def hparams(self) -> AttributeDict:
@@ -347,42 +343,60 @@ class TrainModule(keras.Model):
     train_on_batch = _keras_only("train_on_batch")
     test_on_batch = _keras_only("test_on_batch")
 
-    # ------------------------------------------------------------------ hooks (no trainer/module args)
-    def setup(self, stage):
-        """See :meth:`kerastrainer.Callback.setup`."""
 
-    def teardown(self, stage):
-        """See :meth:`kerastrainer.Callback.teardown`."""
+class KerasModule(TrainModule):
+    """A ``keras.Model`` (functional or Sequential) trained with ``compile``'s arguments; made by
+    :meth:`TrainModule.from_keras`.
 
-    def on_fit_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_fit_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_sanity_check_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_sanity_check_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_train_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_train_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_train_epoch_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_train_epoch_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_train_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_train_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_validation_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_validation_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_validation_epoch_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_validation_epoch_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_validation_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_validation_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_test_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_test_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_test_epoch_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_test_epoch_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_test_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_test_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_predict_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_predict_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_predict_epoch_start(self): """See :class:`kerastrainer.Callback`."""
-    def on_predict_epoch_end(self): """See :class:`kerastrainer.Callback`."""
-    def on_predict_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_predict_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
-    def on_before_optimizer_step(self, optimizer): """See :class:`kerastrainer.Callback`."""
-    def on_save_checkpoint(self, checkpoint): """See :class:`kerastrainer.Callback`."""
-    def on_load_checkpoint(self, checkpoint): """See :class:`kerastrainer.Callback`."""
-    def on_exception(self, exception): """See :class:`kerastrainer.Callback`."""
+    The loss is what ``compile`` computes: per output, the batch mean (sample weights applied),
+    weighted by ``loss_weights`` and summed, plus the regularization losses; metrics are named as
+    ``compile`` names them (``accuracy``, ``<output>_accuracy``). Its hyperparameters are the
+    serialized model, loss, optimizer and metrics, so ``KerasModule.load_from_checkpoint(path)``
+    (or ``kt.TrainModule.load_from_checkpoint(path)``) rebuilds it without the original objects.
+    """
+
+    def __init__(self, model, *, loss, optimizer="rmsprop", metrics=None, loss_weights=None):
+        super().__init__()
+        self.save_hyperparameters({"model": compile_args.serialized(model),
+                                   "loss": compile_args.serialized(loss),
+                                   "optimizer": compile_args.serialized(optimizer),
+                                   "metrics": compile_args.serialized(metrics),
+                                   "loss_weights": loss_weights})
+        self.model = compile_args.deserialized_model(model)
+        self.output_keys = compile_args.output_names(self.model)
+        self._output_losses = {
+            key: compile_args.per_example_loss(item)
+            for key, item in compile_args.per_output(loss, self.output_keys, "loss").items()}
+        weights = compile_args.per_output(loss_weights or 1.0, self.output_keys, "loss_weights")
+        self._loss_weights = {key: float(weight) for key, weight in weights.items()}
+
+    def _by_name(self, value):
+        """A multi-output structure as a dict by output name (lists are in output order)."""
+        if self.output_keys is None or value is None or isinstance(value, dict):
+            return value
+        return dict(zip(self.output_keys, value))
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def loss(self, y_true, y_pred):
+        """Each output's per-example loss, weighted and summed (its batch mean is compile's loss)."""
+        y_true, y_pred = self._by_name(y_true), self._by_name(y_pred)
+        return sum(self._loss_weights.get(key, 1.0) * compile_args.output_loss(
+            fn, y_true if key is None else y_true[key], y_pred if key is None else y_pred[key])
+            for key, fn in self._output_losses.items())
+
+    def configure_optimizer(self):
+        return keras.optimizers.get(self.hparams.optimizer)  # a fresh one, from its config
+
+    def configure_metrics(self):
+        loss, metrics = self.hparams.loss, self.hparams.metrics
+        if metrics is None:
+            return []
+        chosen = compile_args.per_output(metrics, self.output_keys, "metrics", by_position=False)
+        made = {key: [compile_args.make_metric(m, loss.get(key) if isinstance(loss, dict) else loss)
+                      for m in (ms if isinstance(ms, list) else [ms])] for key, ms in chosen.items()}
+        return made[None] if self.output_keys is None else made
+
+    def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
+        super().update_metrics(self._by_name(y_true), self._by_name(y_pred), sample_weight)

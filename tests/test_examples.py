@@ -25,7 +25,7 @@ def test_every_example_is_tested():
     # tests/distributed/test_multi_worker.py
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
-                       "gan.py", "mirrored.py", "multi_worker.py"}
+                       "gan.py", "mirrored.py", "multi_worker.py", "functional.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -75,3 +75,10 @@ def test_mirrored_over_two_devices_matches_one_device():
     assert re.search(r"replicas: 1 vs 2; optimizer steps: (\d+) vs \1", out), out
     difference = float(re.search(r"mirrored vs single device: ([-0-9.e+]+)", out).group(1))
     assert difference < 1e-5
+
+
+def test_functional_model_trains_without_a_subclass():
+    out = _run("functional.py", "--epochs", "20")
+    last = out.rstrip().splitlines()[-1]
+    accuracy = float(re.search(r"val_department_accuracy: ([0-9.]+)", last).group(1))
+    assert accuracy > 0.5 and "checkpoint rebuilds it: True" in last

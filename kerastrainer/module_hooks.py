@@ -1,0 +1,50 @@
+"""The hooks a TrainModule may define: the Callback hooks, without the trainer and module arguments."""
+
+from __future__ import annotations
+
+
+class ModuleHooks:
+    """No-op hooks a :class:`~kerastrainer.TrainModule` inherits; override any of them.
+
+    They are the hooks of :class:`kerastrainer.Callback`, called at the same points (after the
+    plain callbacks, before the monitors), with ``self`` the module and ``self.trainer`` the Trainer.
+    """
+
+    def setup(self, stage):
+        """See :meth:`kerastrainer.Callback.setup`."""
+
+    def teardown(self, stage):
+        """See :meth:`kerastrainer.Callback.teardown`."""
+
+    def on_fit_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_fit_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_sanity_check_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_sanity_check_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_train_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_train_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_validation_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_validation_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_validation_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_test_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_test_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_test_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_predict_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_epoch_start(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_epoch_end(self): """See :class:`kerastrainer.Callback`."""
+    def on_predict_batch_start(self, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_predict_batch_end(self, outputs, batch_idx): """See :class:`kerastrainer.Callback`."""
+    def on_before_optimizer_step(self, optimizer): """See :class:`kerastrainer.Callback`."""
+    def on_save_checkpoint(self, checkpoint): """See :class:`kerastrainer.Callback`."""
+    def on_load_checkpoint(self, checkpoint): """See :class:`kerastrainer.Callback`."""
+    def on_exception(self, exception): """See :class:`kerastrainer.Callback`."""

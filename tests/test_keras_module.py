@@ -1,0 +1,73 @@
+"""TrainModule.from_keras: an existing functional or Sequential model trained with compile's
+arguments, compared with Model.fit on the same data."""
+
+import keras
+import numpy as np
+import pytest
+
+import kerastrainer as kt
+from tests.helpers import quiet_trainer
+
+
+def _ticket_model():
+    """keras-io's functional "ticket" shape: one input, a class head and a number head."""
+    inputs = keras.Input((6,), name="features")
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    department = keras.layers.Dense(3, name="department")(hidden)
+    priority = keras.layers.Dense(1, name="priority")(hidden)
+    return keras.Model(inputs, {"department": department, "priority": priority})
+
+
+def _ticket_data(rows=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 6)).astype("float32")
+    return x, {"department": rng.integers(0, 3, rows),
+               "priority": rng.normal(size=(rows, 1)).astype("float32")}
+
+
+COMPILE = dict(loss={"department": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                     "priority": "mse"},
+               loss_weights={"department": 1.0, "priority": 0.5},
+               metrics={"department": ["accuracy"], "priority": ["mae"]})
+
+
+def test_a_multi_output_model_trains_as_compile_and_fit_train_it(tmp_path):
+    x, y = _ticket_data()
+    model = _ticket_model()
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    twin.compile(optimizer=keras.optimizers.SGD(0.1), **COMPILE)
+    history = twin.fit(x, y, batch_size=64, epochs=5, shuffle=False, verbose=0)
+    module = kt.TrainModule.from_keras(model, optimizer=keras.optimizers.SGD(0.1), **COMPILE)
+    trainer = quiet_trainer(max_epochs=5)
+    trainer.fit(module, train_data=(x, y), batch_size=64)
+    for ours, theirs in zip(module.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    assert trainer.history["loss"][-1] == pytest.approx(history.history["loss"][-1], rel=1e-4)
+    for name in ("department_accuracy", "priority_mae"):  # named as Keras names them
+        assert trainer.history[name][-1] == pytest.approx(history.history[name][-1], rel=1e-5)
+    trainer.save_checkpoint(tmp_path / "ticket.ckpt")
+    loaded = kt.TrainModule.load_from_checkpoint(tmp_path / "ticket.ckpt")
+    assert type(loaded).__name__ == "KerasModule"
+    np.testing.assert_allclose(loaded(x)["priority"], module(x)["priority"], atol=1e-6)
+
+
+def test_a_sequential_model_with_names_and_a_fresh_optimizer_every_fit():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    module = kt.TrainModule.from_keras(model, loss="binary_crossentropy", optimizer="adam",
+                                       metrics=["accuracy"])
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(module, train_data=(x, y), val_data=(x, y), batch_size=8)
+    assert {"loss", "accuracy", "val_accuracy"} <= set(trainer.callback_metrics)
+    first = module.optimizer
+    trainer.fit(module, train_data=(x, y), batch_size=8)
+    assert module.optimizer is not first
+
+
+def test_outputs_the_model_does_not_have_are_refused():
+    with pytest.raises(ValueError, match=r"`loss` names outputs \['dept'\], but the model's outputs "
+                                         r"are \['department', 'priority'\]"):
+        kt.TrainModule.from_keras(_ticket_model(), loss={"dept": "mse"}, optimizer="sgd")

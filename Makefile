@@ -5,7 +5,7 @@ STAMP := $(VENV)/.kerastrainer-installed
 
 DOCS_STAMP := $(VENV)/.kerastrainer-docs-installed
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,12 @@ $(DOCS_STAMP): $(STAMP)
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
+dist: $(STAMP)
+	rm -rf dist
+	$(VENV)/bin/python -m build --outdir dist
+
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) build site *.egg-info
+	rm -rf $(VENV) build dist site *.egg-info

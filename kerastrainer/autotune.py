@@ -1,9 +1,9 @@
 """``steps_per_execution="auto"`` and ``jit_compile="auto"``: choices made from measured call times.
 
 The chunk size (training steps per compiled call) grows until one call takes about
-:data:`TARGET_CALL_SECONDS`: long enough that the Python work per call (hooks, dispatch) is noise,
+`TARGET_CALL_SECONDS`: long enough that the Python work per call (hooks, dispatch) is noise,
 short enough that the progress bar, ``max_time`` and a SIGTERM are served promptly. The
-:class:`~kerastrainer.plan.BatchPlan` then caps each chunk at the next point a hook, logger or
+`BatchPlan` then caps each chunk at the next point a hook, logger or
 validation needs.
 
 XLA is tried only where it can pay off: on a GPU it is used whenever the step compiles; on a CPU it is
@@ -45,8 +45,8 @@ def gpu_visible() -> bool:
 class StepTuner:
     """Chooses the chunk size and XLA for the compiled calls of one fit, and times them.
 
-    The Trainer runs every compiled call through :meth:`run`, which passes the XLA choice to
-    :class:`~kerastrainer.steps.CompiledSteps` and, while ``"auto"`` is deciding, times the call.
+    The Trainer runs every compiled call through `run`, which passes the XLA choice to
+    `CompiledSteps` and, while ``"auto"`` is deciding, times the call.
 
     Args:
         steps_per_execution: an int, or ``"auto"``.
@@ -133,7 +133,7 @@ class StepTuner:
 
     def run(self, steps, stage, feed, n: int, batch_idx: int = 0):
         """Runs one compiled call of ``n`` steps through ``steps`` (a
-        :class:`~kerastrainer.steps.CompiledSteps`) with this tuner's XLA choice, and learns from
+        `CompiledSteps`) with this tuner's XLA choice, and learns from
         its duration; returns what ``steps.run`` returns."""
         if stage is TRAIN:
             jit, timed = self.next_call()

@@ -67,10 +67,10 @@ def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
 
     Args:
         module: the TrainModule.
-        stage: the :mod:`~kerastrainer.stages` stage whose step will consume the batches.
+        stage: the `stages` stage whose step will consume the batches.
         element_spec: the spec of one batch.
         base: the class whose step is the default one (``TrainModule``).
-        results: the run's :class:`~kerastrainer.results.Results` (``self.log`` in a traced step).
+        results: the run's `Results` (``self.log`` in a traced step).
 
     Raises:
         ValueError: a default step cannot find the inputs in the batch structure.

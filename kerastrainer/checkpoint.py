@@ -1,6 +1,6 @@
 """What goes into a training checkpoint and how it is put back.
 
-Variables are stored by path (see :mod:`kerastrainer.variable_paths`); every other piece of state
+Variables are stored by path (see `kerastrainer.variable_paths`); every other piece of state
 comes from the object that owns it, through its ``state_dict()`` / ``load_state_dict()``.
 """
 
@@ -67,7 +67,7 @@ def spec_to_tree(spec):
 
 
 def spec_from_tree(node):
-    """The inverse of :func:`spec_to_tree`."""
+    """The inverse of `spec_to_tree`."""
     if isinstance(node, dict) and set(node) == {"shape", "dtype"}:
         return tf.TensorSpec(node["shape"], node["dtype"])
     if isinstance(node, dict):
@@ -161,9 +161,9 @@ def restore_training_state(module, tree: dict, path: str, *, owners: dict) -> No
 
     Args:
         module: the TrainModule, built, with its optimizer configured.
-        tree: the checkpoint, as :func:`~kerastrainer.checkpoint_io.read_checkpoint` returns it.
+        tree: the checkpoint, as `read_checkpoint` returns it.
         path: its file, named in errors.
-        owners: ``{group name: object}`` as for :func:`build_checkpoint`; each object present in
+        owners: ``{group name: object}`` as for `build_checkpoint`; each object present in
             the checkpoint gets ``load_state_dict(its group)``.
 
     Raises:
@@ -218,7 +218,7 @@ def last_checkpoint_path(callbacks, default_root_dir) -> str:
 
 
 def find_checkpoint(ckpt_path, callbacks, default_root_dir, loggers=()):
-    """``(tree, path)`` of the checkpoint ``ckpt_path`` names (see :func:`resolve_ckpt_path`), read
+    """``(tree, path)`` of the checkpoint ``ckpt_path`` names (see `resolve_ckpt_path`), read
     and verified, or ``None`` when there is none to load."""
     path = resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers)
     return (read_checkpoint(path), path) if path is not None else None

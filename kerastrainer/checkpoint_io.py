@@ -132,7 +132,7 @@ def nest(flat: dict) -> dict:
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
-    """The inverse of :func:`nest`."""
+    """The inverse of `nest`."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):

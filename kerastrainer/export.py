@@ -25,7 +25,7 @@ def export_saved_model(module, directory) -> str:
         ValueError: the module has no recorded input spec (it was never run by a Trainer nor
             loaded from a checkpoint).
 
-    Example:
+    Examples:
         >>> export_saved_model(module, "exported/digits")  # doctest: +SKIP
         >>> served = tf.saved_model.load("exported/digits")  # doctest: +SKIP
         >>> served.serve(x)  # doctest: +SKIP

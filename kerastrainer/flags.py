@@ -139,7 +139,7 @@ def one_of(name: str, value, choices: tuple):
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class TrainerFlags:
-    """The flags of :class:`~kerastrainer.Trainer`, all keyword-only, checked when it is built.
+    """The flags of [`Trainer`][kerastrainer.Trainer], all keyword-only, checked when it is built.
 
     Attributes:
         max_epochs: epochs to run; ``-1``: no limit. Default 1000 (no limit with ``max_steps``).
@@ -181,10 +181,10 @@ class TrainerFlags:
         callbacks: a callback or a list; ``kt.Callback`` and ``keras.callbacks.Callback`` both work.
         logger: ``True`` for a CSV logger (plus TensorBoard when the ``tensorboard`` package is
             installed) in ``<default_root_dir>/kt_logs/version_N``; ``False`` for none; a
-            :class:`~kerastrainer.loggers.Logger` or a list of them.
+            [`Logger`][kerastrainer.loggers.Logger] or a list of them.
         log_every_n_steps: how often loggers receive (and read from the device) training values.
-        enable_progress_bar: add a :class:`~kerastrainer.callbacks.RichProgressBar` if none is given.
-        enable_checkpointing: add a :class:`~kerastrainer.callbacks.ModelCheckpoint` if none is
+        enable_progress_bar: add a [`RichProgressBar`][kerastrainer.callbacks.RichProgressBar] if none is given.
+        enable_checkpointing: add a [`ModelCheckpoint`][kerastrainer.callbacks.ModelCheckpoint] if none is
             given (every epoch, in ``<log_dir>/checkpoints``).
         enable_model_summary: print the model summary when fit starts.
         default_root_dir: where logs and checkpoints go (default: the working directory).

@@ -9,7 +9,7 @@ def overrides(obj, hook: str, base: type) -> bool:
     A hook set on the instance (``callback.on_epoch_end = fn``, as ``keras.callbacks.LambdaCallback``
     does) counts as an override, as does one defined by any subclass of ``base``.
 
-    Example:
+    Examples:
         >>> from kerastrainer import Callback
         >>> class Quiet(Callback):
         ...     pass

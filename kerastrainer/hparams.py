@@ -13,7 +13,7 @@ import keras
 class AttributeDict(dict):
     """A dict whose keys can also be read and written as attributes.
 
-    Example:
+    Examples:
         >>> hp = AttributeDict(lr=0.1)
         >>> hp.lr, hp["lr"]
         (0.1, 0.1)

@@ -27,7 +27,7 @@ class ReduceLROnPlateau:
         cooldown: checks to wait after a reduction before counting again.
         min_lr: the learning rate never goes below this.
 
-    Example:
+    Examples:
         >>> scheduler = ReduceLROnPlateau(factor=0.5, patience=2)
     """
 
@@ -71,11 +71,11 @@ class Scheduler:
     """A learning-rate scheduler as ``configure_optimizer()`` gave it, with when it acts.
 
     Attributes:
-        scheduler: a :class:`ReduceLROnPlateau`, a callable ``(epoch_or_step, lr) -> lr``, or
-            ``None`` (no scheduler: :meth:`step` does nothing).
+        scheduler: a `ReduceLROnPlateau`, a callable ``(epoch_or_step, lr) -> lr``, or
+            ``None`` (no scheduler: `step` does nothing).
         interval: ``"epoch"`` or ``"step"``.
         frequency: act every this many epochs or optimizer steps.
-        monitor: the value a :class:`ReduceLROnPlateau` watches.
+        monitor: the value a `ReduceLROnPlateau` watches.
     """
 
     scheduler: object = None

@@ -60,18 +60,18 @@ def _keras_only(name: str):
 
 
 class TrainModule(ModuleHooks, keras.Model):
-    """A ``keras.Model`` that knows how to train itself, driven by a :class:`kerastrainer.Trainer`.
+    """A ``keras.Model`` that knows how to train itself, driven by a [`kerastrainer.Trainer`][kerastrainer.Trainer].
 
     Subclass it and write ``call`` (the forward pass), ``loss(y_true, y_pred)`` and
     ``configure_optimizer()``. Optionally ``configure_metrics()``, the ``*_step`` methods and any hook
-    of :class:`kerastrainer.Callback` (here without the ``trainer, module`` arguments).
+    of [`kerastrainer.Callback`][kerastrainer.Callback] (here without the ``trainer, module`` arguments).
 
     Attributes:
         automatic_optimization: when ``False``, ``training_step`` applies gradients itself.
         trainer: the Trainer running this module (set when a run starts, kept after it ends).
         optimizer: the optimizer from ``configure_optimizer()`` (set by the Trainer, as ``compile`` does).
 
-    Example:
+    Examples:
         >>> class Regressor(TrainModule):
         ...     def __init__(self, units=8):
         ...         super().__init__()
@@ -225,7 +225,7 @@ class TrainModule(ModuleHooks, keras.Model):
         )
 
     def log_dict(self, values: dict, **kwargs) -> None:
-        """Calls :meth:`log` for every item of ``values`` with the same options."""
+        """Calls `log` for every item of ``values`` with the same options."""
         for name, value in values.items():
             self.log(name, value, **kwargs)
 
@@ -237,7 +237,7 @@ class TrainModule(ModuleHooks, keras.Model):
         _set_trainable(layers or (self,), False)
 
     def unfreeze(self, *layers) -> None:
-        """Makes ``layers`` (default: the whole module) trainable again; see :meth:`freeze`."""
+        """Makes ``layers`` (default: the whole module) trainable again; see `freeze`."""
         _set_trainable(layers or (self,), True)
 
     def optimizers(self):
@@ -273,7 +273,7 @@ class TrainModule(ModuleHooks, keras.Model):
             ValueError: a corrupted file, or variables that do not match (all of them listed).
             TypeError: the saved hyperparameters do not fit ``cls.__init__``.
 
-        Example:
+        Examples:
             >>> module = DigitClassifier.load_from_checkpoint("checkpoints/last.ckpt")  # doctest: +SKIP
         """
         from kerastrainer.checkpoint import load_module
@@ -294,9 +294,9 @@ class TrainModule(ModuleHooks, keras.Model):
             loss_weights: the weight of each output's loss: a dict by output name, or a list.
 
         Returns:
-            A :class:`KerasModule`, whose checkpoints rebuild it with ``load_from_checkpoint``.
+            A `KerasModule`, whose checkpoints rebuild it with ``load_from_checkpoint``.
 
-        Example:
+        Examples:
             >>> kt.TrainModule.from_keras(model, loss="mse", optimizer="adam")  # doctest: +SKIP
         """
         return KerasModule(model, loss=loss, optimizer=optimizer, metrics=metrics,
@@ -329,7 +329,7 @@ class TrainModule(ModuleHooks, keras.Model):
 
     @property
     def trainer(self):
-        """The :class:`kerastrainer.Trainer` running (or that last ran) this module."""
+        """The [`kerastrainer.Trainer`][kerastrainer.Trainer] running (or that last ran) this module."""
         return self._kt_trainer
 
     @trainer.setter
@@ -346,7 +346,7 @@ class TrainModule(ModuleHooks, keras.Model):
 
 class KerasModule(TrainModule):
     """A ``keras.Model`` (functional or Sequential) trained with ``compile``'s arguments; made by
-    :meth:`TrainModule.from_keras`.
+    `TrainModule.from_keras`.
 
     The loss is what ``compile`` computes: per output, the batch mean (sample weights applied),
     weighted by ``loss_weights`` and summed, plus the regularization losses; metrics are named as

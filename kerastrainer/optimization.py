@@ -21,7 +21,7 @@ def configure_optimization(module, *, build=None, clip_val=None, clip_algorithm:
 
     Returns:
         ``(optimizer, scheduler)``: the optimizer (or dict of named optimizers) to set as
-        ``module.optimizer``, and its :class:`~kerastrainer.lr.Scheduler` (one that does nothing
+        ``module.optimizer``, and its `Scheduler` (one that does nothing
         when there is none).
 
     Raises:

@@ -1,8 +1,8 @@
 """Where a training epoch's compiled calls end: the one owner of chunk arithmetic.
 
 A *chunk* is the run of batches one compiled call trains (``steps_per_execution`` of them, or what
-``"auto"`` chose). The :class:`BatchPlan` cuts chunks so that each ends where something must look:
-a validation point, the loggers' interval, ``max_steps``, a callback's :meth:`step_interval
+``"auto"`` chose). The `BatchPlan` cuts chunks so that each ends where something must look:
+a validation point, the loggers' interval, ``max_steps``, a callback's `step_interval
 <kerastrainer.Callback.step_interval>` and the end of the epoch, and says after each chunk whether
 to validate or to log. Keras's ``EpochIterator`` plays the same part for ``fit``.
 """
@@ -103,9 +103,9 @@ class BatchPlan:
         max_steps: ``-1`` for no limit.
         log_every_n_steps: the loggers' interval in optimizer steps.
         min_epochs: ``should_stop`` is ignored before this many epochs.
-        max_time: seconds from :meth:`start` after which the fit stops (``None``: no limit).
+        max_time: seconds from `start` after which the fit stops (``None``: no limit).
         step_intervals: optimizer-step intervals at which chunks must end (the loggers', the
-            callbacks' :meth:`~kerastrainer.Callback.step_interval`, a step-wise LR scheduler's);
+            callbacks' [`step_interval`][kerastrainer.Callback.step_interval], a step-wise LR scheduler's);
             empty when ``steps_per_execution`` is a fixed number.
 
     Raises:
@@ -137,7 +137,7 @@ class BatchPlan:
 
         With ``steps_per_execution="auto"`` chunks also end at the loggers' interval (with several
         workers always: they read values together there), at every callback's
-        :meth:`~kerastrainer.Callback.step_interval` and at a step-wise ``scheduler``'s frequency.
+        [`step_interval`][kerastrainer.Callback.step_interval] and at a step-wise ``scheduler``'s frequency.
         """
         intervals = []
         if trainer.steps_per_execution == "auto":

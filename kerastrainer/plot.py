@@ -48,7 +48,7 @@ def plot_metrics(run_dir_or_csv, path=None) -> str:
         FileNotFoundError: no ``metrics.csv`` there.
         ValueError: the CSV has no epoch rows yet.
 
-    Example:
+    Examples:
         >>> plot_metrics("kt_logs/version_0")  # doctest: +SKIP
         'kt_logs/version_0/curves.png'
     """

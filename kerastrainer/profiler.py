@@ -47,7 +47,7 @@ class SimpleProfiler(PassThroughProfiler):
     Args:
         filename: the report's file name in the run folder (``.txt`` and ``.json`` are written).
 
-    Example:
+    Examples:
         >>> trainer = Trainer(profiler="simple")  # doctest: +SKIP
     """
 
@@ -98,7 +98,7 @@ class SimpleProfiler(PassThroughProfiler):
 
 
 class TFProfiler(SimpleProfiler):
-    """A :class:`SimpleProfiler` that also captures a ``tf.profiler`` trace of a window of steps.
+    """A `SimpleProfiler` that also captures a ``tf.profiler`` trace of a window of steps.
 
     The trace goes to ``<log_dir>/tf_profile`` (open it with TensorBoard's profile plugin).
 

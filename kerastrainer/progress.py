@@ -11,7 +11,7 @@ class Progress:
     """The position of a fit: epoch, optimizer steps, batches done in the epoch, and its history.
 
     ``trainer.current_epoch``, ``trainer.global_step`` and ``trainer.history`` read it. A checkpoint
-    stores :meth:`state_dict`, so a resumed fit continues at exactly this position.
+    stores `state_dict`, so a resumed fit continues at exactly this position.
 
     Attributes:
         epoch: the current (or last finished) epoch, from 0.
@@ -39,7 +39,7 @@ class Progress:
 
     @property
     def resume_batch(self) -> int:
-        """The batch of :attr:`first_epoch` a fit starting from this position runs first."""
+        """The batch of `first_epoch` a fit starting from this position runs first."""
         return 0 if self.epoch_done else self.batch
 
     def start_epoch(self, epoch: int) -> bool:
@@ -59,7 +59,7 @@ class Progress:
         return steps
 
     def add_step(self) -> None:
-        """Counts one optimizer step outside :meth:`advance` (an epoch's leftover accumulation)."""
+        """Counts one optimizer step outside `advance` (an epoch's leftover accumulation)."""
         self.global_step += 1
 
     def end_epoch(self) -> None:
@@ -67,7 +67,7 @@ class Progress:
         self.epoch_done = True
 
     def record_epoch(self, metrics: dict) -> None:
-        """Appends the finished epoch's ``metrics`` (floats) to :attr:`history`."""
+        """Appends the finished epoch's ``metrics`` (floats) to `history`."""
         done = len(self.history.get("epoch", []))
         for key in metrics.keys() | self.history.keys() - {"epoch"}:
             self.history.setdefault(key, [None] * done).append(metrics.get(key))

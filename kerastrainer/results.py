@@ -28,7 +28,7 @@ class Results:
 
     Args:
         strategy: the run's ``tf.distribute.Strategy`` (accumulators are created in its scope).
-        agreement: the workers' :class:`~kerastrainer.distributed.strategies.Agreement` (``None``
+        agreement: the workers' `Agreement` (``None``
             or a solo one: a single worker).
     """
 
@@ -372,7 +372,7 @@ class Results:
         return merged
 
     def logged_metrics(self) -> dict:
-        """:meth:`callback_metrics` without the values logged with ``logger=False``."""
+        """`callback_metrics` without the values logged with ``logger=False``."""
         return {k: v for k, v in self.callback_metrics().items() if k not in self.hidden_keys}
 
     def progress_bar_metrics(self) -> dict:

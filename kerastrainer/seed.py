@@ -24,7 +24,7 @@ def seed_everything(seed: int = 0) -> int:
         TypeError: ``seed`` is not an integer.
         ValueError: ``seed`` is out of range.
 
-    Example:
+    Examples:
         >>> seed_everything(42)
         42
     """
@@ -40,7 +40,7 @@ def seed_everything(seed: int = 0) -> int:
 
 
 def make_deterministic() -> None:
-    """Seeds everything (with the last :func:`seed_everything` seed, else 0) and turns on
+    """Seeds everything (with the last `seed_everything` seed, else 0) and turns on
     TensorFlow's op determinism: two runs then give bitwise equal weights."""
     import tensorflow as tf
 
@@ -49,7 +49,7 @@ def make_deterministic() -> None:
 
 
 def last_seed() -> int | None:
-    """The seed of the latest :func:`seed_everything` call, if any."""
+    """The seed of the latest `seed_everything` call, if any."""
     return _last_seed
 
 
@@ -75,7 +75,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restores what :func:`rng_state` returned."""
+    """Restores what `rng_state` returned."""
     import random
 
     import numpy as np

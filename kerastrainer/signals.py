@@ -12,7 +12,7 @@ EXIT_CODES = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 128 + signal.
 class SignalCatcher:
     """Context manager installed around ``fit`` (main thread only).
 
-    The first SIGTERM or SIGINT sets :attr:`received` and puts the previous handler back, so a second
+    The first SIGTERM or SIGINT sets `received` and puts the previous handler back, so a second
     signal acts as it normally would (for example Ctrl-C twice interrupts at once).
     """
 

@@ -73,12 +73,12 @@ def _with_loss(outputs, loss):
 class CompiledSteps:
     """Builds, holds and runs the compiled step functions of one module.
 
-    Whether a call uses XLA is the caller's choice (see :mod:`kerastrainer.autotune`); this class
+    Whether a call uses XLA is the caller's choice (see `kerastrainer.autotune`); this class
     only compiles what it is asked for, once.
 
     Args:
         module: the ``TrainModule``.
-        results: the trainer's :class:`~kerastrainer.results.Results`.
+        results: the trainer's `Results`.
         bus: the ``CallbackBus`` (for ``on_before_optimizer_step``, traced into the step).
         run_eagerly: skip ``tf.function`` entirely (debugging).
         accumulate: ``accumulate_grad_batches`` when the steps are built (more than 1: the

@@ -36,16 +36,16 @@ from kerastrainer.steps import CompiledSteps
 
 
 class Trainer(TrainerFlags):
-    """Runs a :class:`~kerastrainer.TrainModule`: the epoch/batch loop, compiled steps, metrics,
+    """Runs a [`TrainModule`][kerastrainer.TrainModule]: the epoch/batch loop, compiled steps, metrics,
     callbacks and progress.
 
-    Its keyword-only arguments are the flags of :class:`~kerastrainer.flags.TrainerFlags` (each one
+    Its keyword-only arguments are the flags of [`TrainerFlags`][kerastrainer.flags.TrainerFlags] (each one
     also an attribute); ``docs/trainer.md`` tabulates them with their defaults.
 
     Raises:
         TypeError, ValueError: a flag of the wrong type or range; the message names it.
 
-    Example:
+    Examples:
         >>> trainer = Trainer(max_epochs=3, enable_progress_bar=False)  # doctest: +SKIP
         >>> trainer.fit(module, train_data=(x, y), val_data=(x_val, y_val))  # doctest: +SKIP
     """
@@ -98,10 +98,10 @@ class Trainer(TrainerFlags):
         """Trains ``module``, validating as the flags say.
 
         Args:
-            module: a :class:`~kerastrainer.TrainModule`.
+            module: a [`TrainModule`][kerastrainer.TrainModule].
             train_data: a batched ``tf.data.Dataset``, arrays, a ``PyDataset`` or a generator.
             val_data: validation data, same forms.
-            datamodule: a :class:`~kerastrainer.DataModule` instead of the two above.
+            datamodule: a [`DataModule`][kerastrainer.DataModule] instead of the two above.
             ckpt_path: resume exactly from a checkpoint: a path, ``"last"`` or ``"best"``.
             batch_size: the batch size of array data (default 32).
             validation_split: validate on this last fraction of the rows of array ``train_data``.

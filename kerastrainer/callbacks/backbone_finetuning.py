@@ -23,7 +23,7 @@ class BackboneFinetuning(Callback):
     Raises:
         AttributeError: the module has no such attribute (raised when fit starts).
 
-    Example:
+    Examples:
         >>> finetune = BackboneFinetuning(unfreeze_backbone_at_epoch=5, lr_factor=0.1)
     """
 

@@ -18,7 +18,7 @@ class Callback:
     ``on_*_batch_start`` gets the chunk's first batch index and ``on_*_batch_end`` its last. With the
     default ``steps_per_execution="auto"``, a callback that overrides a batch hook gets one call per
     batch unless it sets ``chunk_aware = True`` (then chunks may end only where its
-    :meth:`step_interval` says).
+    `step_interval` says).
 
     ``on_before_optimizer_step`` is traced into the compiled training step (like ``training_step``
     itself): it runs in Python once per trace, and the TensorFlow ops it creates run every step.
@@ -31,7 +31,7 @@ class Callback:
         saves_checkpoints: ``True`` for monitors that write checkpoints; they run after the other
             monitors, so a saved file holds the state those reached.
 
-    Example:
+    Examples:
         >>> class PrintEpochs(Callback):
         ...     def on_train_epoch_end(self, trainer, module):
         ...         print(trainer.current_epoch, trainer.callback_metrics.get("loss"))
@@ -58,7 +58,7 @@ class Callback:
         return {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores what :meth:`state_dict` returned."""
+        """Restores what `state_dict` returned."""
 
     def setup(self, trainer, module, stage: str) -> None:
         """Called when fit, validate, test or predict begins; ``stage`` names which."""

@@ -15,7 +15,7 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
                         checkpointing: bool) -> list:
     """Normalises the ``callbacks`` flag and adds the defaults the other flags ask for.
 
-    Every ``keras.callbacks.Callback`` goes into one :class:`KerasCallbackAdapter`, at the place of
+    Every ``keras.callbacks.Callback`` goes into one `KerasCallbackAdapter`, at the place of
     the first one. A progress bar and a model summary are added on the chief only (the other
     workers print nothing), a ``ModelCheckpoint`` on every worker (they take part in its saves).
 

@@ -27,7 +27,7 @@ class EarlyStopping(Callback):
     Raises:
         ValueError: a bad ``mode`` or ``patience``, or (during fit) a ``monitor`` that is never logged.
 
-    Example:
+    Examples:
         >>> stopper = EarlyStopping(monitor="val_acc", mode="max", patience=5)
     """
 

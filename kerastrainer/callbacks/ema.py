@@ -26,7 +26,7 @@ class EMA(Callback):
     Args:
         decay: the averaging factor, in [0, 1).
 
-    Example:
+    Examples:
         >>> ema = EMA(decay=0.999)
     """
 

@@ -17,7 +17,7 @@ class GradientAccumulationScheduler(Callback):
     Raises:
         ValueError: keys or values that are not ints >= 0 / >= 1.
 
-    Example:
+    Examples:
         >>> scheduler = GradientAccumulationScheduler({0: 1, 2: 4})
     """
 

@@ -17,7 +17,7 @@ class LearningRateMonitor(Callback):
     Args:
         logging_interval: ``"epoch"`` or ``"step"``.
 
-    Example:
+    Examples:
         >>> monitor = LearningRateMonitor(logging_interval="step")
     """
 

@@ -53,7 +53,7 @@ class ModelCheckpoint(Callback):
     Attributes:
         best_model_path, best_model_score, last_model_path, best_k_models: as in Lightning.
 
-    Example:
+    Examples:
         >>> checkpoint = ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=2, save_last=True)
     """
 

@@ -12,7 +12,7 @@ class ModelSummary(Callback):
         expand_nested: also list the layers inside nested models.
         print_fn: where lines go (default: Keras prints to the console).
 
-    Example:
+    Examples:
         >>> summary = ModelSummary(expand_nested=True)
     """
 

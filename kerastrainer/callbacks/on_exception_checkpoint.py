@@ -17,7 +17,7 @@ class OnExceptionCheckpoint(Callback):
         dirpath: the folder.
         filename: the file name without extension.
 
-    Example:
+    Examples:
         >>> callback = OnExceptionCheckpoint(dirpath="checkpoints")
     """
 

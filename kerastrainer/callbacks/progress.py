@@ -27,7 +27,7 @@ class RichProgressBar(Callback):
         refresh_rate: seconds between two metric reads while an epoch runs.
         console: a ``rich.console.Console`` (default: standard output).
 
-    Example:
+    Examples:
         >>> bar = RichProgressBar(refresh_rate=1.0)
     """
 

@@ -11,7 +11,7 @@ class TerminateOnNaN(Callback):
 
     The checks run inside the compiled step; nothing is copied to the host per step.
 
-    Example:
+    Examples:
         >>> callback = TerminateOnNaN()
     """
 

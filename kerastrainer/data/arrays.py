@@ -20,8 +20,8 @@ class ArrayDataModule(DataModule):
 
     The standardisation statistics (per-feature mean and standard deviation, like scikit-learn's
     ``StandardScaler``) are computed on the training split only and applied to every split, so
-    validation and test rows never influence them. They are part of :meth:`state_dict`, so a run
-    resumed from a checkpoint uses the same statistics; :meth:`transform` applies them to new data.
+    validation and test rows never influence them. They are part of `state_dict`, so a run
+    resumed from a checkpoint uses the same statistics; `transform` applies them to new data.
 
     Args:
         x: the inputs, an array with one row per example.
@@ -36,7 +36,7 @@ class ArrayDataModule(DataModule):
     Raises:
         ValueError: arrays of different lengths, fractions out of range, or too few rows.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> dm = ArrayDataModule(np.arange(20.0).reshape(10, 2), np.arange(10), val_split=0.2,
         ...                      standardize=True)

@@ -14,7 +14,7 @@ class DataModule:
     data: a batched ``tf.data.Dataset``, arrays, a ``keras.utils.PyDataset`` or a generator. Arrays are
     batched with the call's ``batch_size``, else this object's ``batch_size`` attribute, else 32.
 
-    Example:
+    Examples:
         >>> class Digits(DataModule):
         ...     batch_size = 64
         ...     def setup(self, stage):
@@ -38,7 +38,7 @@ class DataModule:
 
     @property
     def hparams(self) -> AttributeDict:
-        """The saved hyperparameters (empty until :meth:`save_hyperparameters`)."""
+        """The saved hyperparameters (empty until `save_hyperparameters`)."""
         return getattr(self, "_kt_hparams", AttributeDict())
 
     def prepare_data(self) -> None:
@@ -71,4 +71,4 @@ class DataModule:
         return {}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restores what :meth:`state_dict` returned."""
+        """Restores what `state_dict` returned."""

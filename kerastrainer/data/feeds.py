@@ -12,9 +12,9 @@ def open_feed(source, num_batches, *, strategy, num_workers: int = 1, repeat: bo
               skip: int = 0):
     """How ``num_batches`` batches per epoch of ``source`` reach the compiled calls.
 
-    Array data of known length stays in memory (an :class:`ArrayFeed`: its position is the batch
+    Array data of known length stays in memory (an `ArrayFeed`: its position is the batch
     index, so ``skip`` is not needed); anything else goes through one ``tf.data`` iterator (an
-    :class:`IteratorFeed` over the first ``num_batches`` batches, repeated if asked, ``skip``
+    `IteratorFeed` over the first ``num_batches`` batches, repeated if asked, ``skip``
     batches dropped), split over the strategy's replicas.
     """
     if num_batches is not None and source.in_memory:
@@ -33,7 +33,7 @@ class FitFeeds:
     Data of unknown length gets a fresh feed per epoch and per validation run.
 
     Args:
-        train: the training :class:`~kerastrainer.data.Source`.
+        train: the training `Source`.
         val: the validation one, or ``None``.
         num_batches: training batches per epoch (``None``: unknown).
         num_val_batches: batches per validation run (``None``: unknown, ``0``: none).
@@ -95,11 +95,11 @@ class ArrayFeed:
     """Arrays kept as tensors; the compiled loop gathers each batch's rows itself (no ``tf.data``).
 
     Args:
-        source: an array :class:`~kerastrainer.data.Source` (``source.in_memory`` is true).
+        source: an array `Source` (``source.in_memory`` is true).
         to_gpu: copy the arrays to the first GPU, if there is one (for a single replica).
 
     Attributes:
-        order: this epoch's row order (set by :meth:`start_epoch`).
+        order: this epoch's row order (set by `start_epoch`).
         full_batches: how many batches hold ``batch_size`` rows (a last, smaller one may follow).
     """
 

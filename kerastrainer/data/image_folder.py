@@ -73,7 +73,7 @@ class ImageFolder(DataModule):
         FileNotFoundError: ``root`` (or ``test_root``) does not exist.
         ValueError: an empty folder, a single class, an unreadable image (named), or a bad split.
 
-    Example:
+    Examples:
         >>> dm = ImageFolder("photos", image_size=(64, 64),  # doctest: +SKIP
         ...                  augment=[keras.layers.RandomFlip("horizontal")])
     """

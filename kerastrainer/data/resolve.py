@@ -14,13 +14,13 @@ from kerastrainer.stages import TRAIN, VAL
 
 def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: bool,
                  setup: bool = True, required: bool = True) -> Source | None:
-    """Returns the :class:`~kerastrainer.data.Source` for ``stage`` (a :mod:`kerastrainer.stages`
+    """Returns the `Source` for ``stage`` (a `kerastrainer.stages`
     stage), from ``data`` or from ``datamodule``'s ``stage.dataset`` method.
 
     Args:
         stage: the stage the data is for.
         data: what the user passed (``None`` when the DataModule provides it).
-        datamodule: a :class:`~kerastrainer.DataModule` or ``None``.
+        datamodule: a [`DataModule`][kerastrainer.DataModule] or ``None``.
         name: the argument's name, for error messages (``"train_data"``).
         batch_size: the batch size for array data (``None``: the DataModule's, else 32).
         shuffle: reshuffle array rows every epoch.
@@ -62,7 +62,7 @@ def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: boo
 
 def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, validates: bool,
                 validation_split=None, class_weight=None, shuffle: bool = True):
-    """The training and validation :class:`~kerastrainer.data.Source` of a fit.
+    """The training and validation `Source` of a fit.
 
     Args:
         train_data: the ``train_data`` argument.
@@ -77,8 +77,8 @@ def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, 
         shuffle: reshuffle array training data every epoch (Keras's default, ``True``).
 
     Raises:
-        TypeError, ValueError: see :func:`check_fit_data`, :func:`stage_source` and
-            :mod:`kerastrainer.data.fit_options`.
+        TypeError, ValueError: see `check_fit_data`, `stage_source` and
+            `kerastrainer.data.fit_options`.
     """
     check_fit_data(train_data, val_data)
     train_data, val_data = split_validation(train_data, val_data, datamodule, validation_split)

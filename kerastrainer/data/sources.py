@@ -24,7 +24,7 @@ class Source:
     For in-memory arrays, ``tensors`` holds the rows and ``order(epoch)`` the row order of an epoch: a
     stateless shuffle of ``seed`` and the epoch number (saved in checkpoints, so a resumed run sees
     exactly the batches the interrupted one would have). Both ways of feeding arrays, the ``tf.data``
-    pipeline of :meth:`dataset` and the compiled loop's own slicing, use that order, so they train
+    pipeline of `dataset` and the compiled loop's own slicing, use that order, so they train
     identically.
     """
 
@@ -110,7 +110,7 @@ def is_array_data(data) -> bool:
 
 
 def to_source(data, *, batch_size, shuffle: bool, name: str) -> Source | None:
-    """Turns user data into a :class:`Source`.
+    """Turns user data into a `Source`.
 
     Args:
         data: a batched ``tf.data.Dataset``; arrays ``x``, ``(x, y)``, ``(x, y, sample_weight)`` or

@@ -47,7 +47,7 @@ def free_ports(n: int) -> list[int]:
     Raises:
         ValueError: If ``n`` is not an integer >= 0.
 
-    Example:
+    Examples:
         >>> len(set(free_ports(2)))
         2
     """
@@ -71,14 +71,14 @@ def worker_env(rank: int, ports: list[int], *, attempt: int, ready_dir: str, bas
         rank: The worker's index in the cluster (0 is the chief).
         ports: One port per worker; ``len(ports)`` is the world size.
         attempt: How many times the job was restarted before (0 on the first start).
-        ready_dir: The folder where the worker signals readiness (see :func:`mark_ready`).
+        ready_dir: The folder where the worker signals readiness (see `mark_ready`).
         base_env: The environment to extend (default: a copy of ``os.environ``).
 
     Returns:
         A new dict with ``TF_CONFIG``, ``KT_LAUNCH_RANK``, ``KT_LAUNCH_WORLD_SIZE``,
         ``KT_LAUNCH_ATTEMPT``, ``KT_LAUNCH_READY_FILE`` and ``PYTHONUNBUFFERED=1`` set.
 
-    Example:
+    Examples:
         >>> env = worker_env(1, [2222, 2223], attempt=0, ready_dir="/tmp/r", base_env={})
         >>> json.loads(env["TF_CONFIG"])["task"]
         {'type': 'worker', 'index': 1}
@@ -100,7 +100,7 @@ def mark_ready() -> None:
     Creates the file named by ``KT_LAUNCH_READY_FILE``; does nothing outside ``kerastrainer
     launch``. Cheap and idempotent, so it may be called at every ``fit``.
 
-    Example:
+    Examples:
         >>> mark_ready()  # a no-op unless started by kerastrainer launch
     """
     path = os.environ.get("KT_LAUNCH_READY_FILE")
@@ -259,7 +259,7 @@ def _check(flag: str, value, ok: bool, rule: str) -> None:
 
 
 def _check_launch(command, nproc, max_restarts, start_timeout, kill_grace) -> list:
-    """Checks :func:`launch`'s arguments; returns the worker's argv."""
+    """Checks `launch`'s arguments; returns the worker's argv."""
     if not command:
         raise ValueError("The command must name a script, e.g. `kerastrainer launch --nproc 2 "
                          "train.py`. Received: command=[]")
@@ -287,7 +287,7 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
         command: The worker command; a first item ending in ``.py`` runs with this Python.
         nproc: How many workers.
         max_restarts: How many times to restart all workers after one fails.
-        start_timeout: Seconds within which every worker must call :func:`mark_ready`.
+        start_timeout: Seconds within which every worker must call `mark_ready`.
         kill_grace: Seconds between SIGTERM and SIGKILL when stopping workers after a failure.
         output: Where the workers' prefixed lines and the launcher's messages go (default: the
             ``sys.stdout`` of the moment of the call).
@@ -300,7 +300,7 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
         ValueError: If an argument is out of range or ``command`` is empty.
         FileNotFoundError: If the script or program does not exist.
 
-    Example:
+    Examples:
         >>> launch(["train.py", "--epochs", "3"], nproc=2, max_restarts=1)  # doctest: +SKIP
     """
     argv = _check_launch(list(command), nproc, max_restarts, start_timeout, kill_grace)
@@ -340,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_parsed(args: argparse.Namespace) -> int:
-    """Runs :func:`launch` with the arguments of :func:`add_arguments`; 2 on a bad argument."""
+    """Runs `launch` with the arguments of `add_arguments`; 2 on a bad argument."""
     try:
         return launch([args.script, *args.script_args], nproc=args.nproc,
                       max_restarts=args.max_restarts, start_timeout=args.start_timeout)

@@ -25,7 +25,7 @@ class Logger:
         version: an int (``version_N``), a string (used as the folder name) or ``None`` for the next
             free ``version_N``.
 
-    Example:
+    Examples:
         >>> class PrintLogger(Logger):
         ...     def log_metrics(self, metrics, step):
         ...         print(step, metrics)

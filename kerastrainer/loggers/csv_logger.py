@@ -27,7 +27,7 @@ class CSVLogger(Logger):
     Attributes:
         rows: every row logged so far (dicts).
 
-    Example:
+    Examples:
         >>> logger = CSVLogger("runs", name="digits")
     """
 

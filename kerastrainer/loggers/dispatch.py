@@ -11,7 +11,7 @@ def configure_loggers(logger, default_root_dir: str) -> list:
     """Normalises the ``logger`` flag: ``True`` is CSV (+ TensorBoard when installed), one version.
 
     Raises:
-        TypeError: an item that is no :class:`~kerastrainer.loggers.Logger`.
+        TypeError: an item that is no [`Logger`][kerastrainer.loggers.Logger].
     """
     if logger is True:
         csv_logger = CSVLogger(default_root_dir)

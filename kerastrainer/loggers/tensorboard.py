@@ -32,7 +32,7 @@ class TensorBoardLogger(Logger):
     Raises:
         ModuleNotFoundError: the ``tensorboard`` package is missing (the message says how to add it).
 
-    Example:
+    Examples:
         >>> logger = TensorBoardLogger("runs", histogram_freq=1)  # doctest: +SKIP
     """
 

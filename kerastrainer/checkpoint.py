@@ -180,7 +180,38 @@ def restore_training_state(module, tree: dict, path: str, *, owners: dict) -> No
     for name, opt in optimizers.items():
         assign_by_path(optimizer_paths(opt, weights), flatten(tree["optimizer"].get(name, {})), path,
                        f"optimizer {name!r}")
-    load_states(_upgrade(tree), owners)
+    tree = _upgrade(tree)
+    check_resumed_data(tree, owners.get("data"), path)
+    load_states(tree, owners)
+
+
+def check_resumed_data(tree: dict, source, path: str) -> None:
+    """Compares the training data with what the checkpoint recorded (batches per epoch, batch
+    size). In the middle of an epoch a difference would silently skip or repeat part of it, so it
+    is refused; at an epoch's end the new data is used from the next epoch on, with a warning.
+
+    Raises:
+        ValueError: resuming mid-epoch on data of another length or batch size.
+    """
+    saved, progress = tree.get("data", {}), tree.get("trainer", {})
+    if source is None:
+        return
+    changes = [f"{what}: {int(saved[key])} in the checkpoint, {now} now"
+               for key, what, now in (("num_batches", "batches per epoch", source.num_batches),
+                                      ("batch_size", "batch size", source.batch_size))
+               if now and int(saved.get(key, -1)) > 0 and int(saved[key]) != now]
+    if not changes:
+        return
+    batch, epoch = int(progress.get("batches_done", 0)), int(progress.get("epoch", 0))
+    if batch and not progress.get("epoch_done", False):
+        raise ValueError(
+            f"Checkpoint {path!r} was saved after batch {batch} of epoch {epoch}, but the training "
+            f"data differs from that run's ({'; '.join(changes)}): the rest of the epoch would not be "
+            "the batches that run had left. Resume with the same data and batch_size, resume from "
+            "a checkpoint saved at an epoch's end, or load the weights with "
+            "YourModule.load_from_checkpoint(path) and start a new fit.")
+    warnings.warn(f"Resuming from {path!r} with other training data ({'; '.join(changes)}); "
+                  "the next epochs use the new data.", UserWarning, stacklevel=4)
 
 
 def load_states(tree: dict, owners: dict) -> None:

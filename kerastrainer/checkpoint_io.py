@@ -7,9 +7,13 @@ canonical walk over every dataset and attribute, so a truncated or altered file 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 
 import h5py
@@ -71,52 +75,121 @@ def _write_group(group: h5py.Group, tree: dict) -> None:
             group.attrs[key] = _json(value, f"{group.name}/{key}")
 
 
-def write_checkpoint(path: str, tree: dict) -> None:
-    """Writes ``tree`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+def _readable_as_open_makes_it(path: str) -> None:
+    """Gives a temp file the mode a plain ``open`` would (``0666`` less the umask): ``mkstemp``
+    makes it ``0600``, which would leave checkpoints and logs unreadable to others."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
-    A crash at any point leaves either the previous file or the new one, never a mix; the temp file
-    (``.<name>.tmp-*``) is never mistaken for a checkpoint.
-    """
-    path = os.fspath(path)
+
+# `.<name>.tmp-<host>-<pid>-<random>`: the writer is known, so a stale one can be told from a live one
+_TEMP = re.compile(r"\.(?P<name>.+)\.tmp-(?P<host>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+")
+
+
+@contextlib.contextmanager
+def _atomically(path: str, what: str):
+    """Yields a temp path beside ``path`` to write (and fsync); then gives it ``open``'s mode,
+    renames it over ``path`` and fsyncs the folder. On any failure the temp file is removed, and a
+    failed write (a full disk, a quota) says which file it was and that the earlier ones are intact."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tree = dict(tree)
-    tree[CHECKSUM] = checksum(tree)
-    handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=folder)
+    prefix = f".{os.path.basename(path)}.tmp-{socket.gethostname()}-{os.getpid()}-"
+    handle, temp = tempfile.mkstemp(prefix=prefix, dir=folder)
     os.close(handle)
     try:
-        with h5py.File(temp, "w") as file:
-            _write_group(file, tree)
-            file.flush()
-        with open(temp, "rb+") as raw:
-            os.fsync(raw.fileno())
+        yield temp
+        _readable_as_open_makes_it(temp)
         os.replace(temp, path)
         directory = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(directory)  # make the rename itself durable
         finally:
             os.close(directory)
-    except BaseException:
-        if os.path.exists(temp):
+    except BaseException as error:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(temp)
-        raise
+        if not isinstance(error, (OSError, RuntimeError)):  # h5py reports a full disk as either
+            raise
+        code = getattr(error, "errno", None) or _errno_in(str(error))
+        fix = ("Free some space or choose another folder" if code in _FULL
+               else "Check the folder (permissions, mount) or choose another")
+        raise OSError(code or errno.EIO,
+                      f"Could not write {what} {path!r}: {getattr(error, 'strerror', None) or error}. "
+                      f"Nothing was replaced: the earlier files in {folder!r} are intact (the write "
+                      f"went to a temporary file, now removed). {fix}, then retry.") from error
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _errno_in(message: str):
+    """h5py's errors carry the OS's code only in their text: ``..., errno = 28, ...``."""
+    match = re.search(r"errno = (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def write_checkpoint(path: str, tree: dict) -> None:
+    """Writes ``tree`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    A crash at any point leaves either the previous file or the new one, never a mix; the temp file
+    (``.<name>.tmp-*``) is never mistaken for a checkpoint.
+
+    Raises:
+        OSError: the file could not be written (the message names it; earlier files are intact).
+    """
+    path = os.fspath(path)
+    tree = dict(tree)
+    tree[CHECKSUM] = checksum(tree)
+    with _atomically(path, "the checkpoint") as temp:
+        with h5py.File(temp, "w") as file:
+            _write_group(file, tree)
+            file.flush()
+        with open(temp, "rb+") as raw:
+            os.fsync(raw.fileno())
 
 
 def atomic_write_text(path: str, text: str) -> None:
-    """Writes a text file atomically (temp file in the same folder, fsync, rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=folder)
-    try:
-        with os.fdopen(handle, "w") as out:
+    """Writes a text file atomically (temp file in the same folder, fsync, rename).
+
+    Raises:
+        OSError: the file could not be written (the message names it; the earlier one is intact).
+    """
+    path = os.fspath(path)
+    with _atomically(path, "the file") as temp:
+        with open(temp, "w") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str) -> list:
+    """Removes the temp files that writers on this host left behind when they were killed
+    (``SIGKILL``, a power cut): those whose process is gone. Another live process's temp files,
+    and those written from other hosts sharing the folder, are never touched.
+
+    Returns:
+        The paths removed.
+    """
+    removed, host = [], socket.gethostname()
+    for entry in os.listdir(folder) if os.path.isdir(folder) else ():
+        match = _TEMP.fullmatch(entry)
+        if not match or match["host"] != host or _alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another run's sweep got it first
+            os.remove(os.path.join(folder, entry))
+            removed.append(os.path.join(folder, entry))
+    return removed
 
 
 def nest(flat: dict) -> dict:

@@ -4,6 +4,7 @@ flag, shows what was received and says the fix."""
 from __future__ import annotations
 
 import datetime
+import math
 import numbers
 import os
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ def max_time_seconds(value) -> float | None:
         raise (ValueError if isinstance(value, (str, dict)) else TypeError)(
             f"{fix} Received: max_time={value!r}"
         ) from None
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"{fix} Received: max_time={value!r}")
     return seconds
 
@@ -123,8 +124,8 @@ def clip_value(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`gradient_clip_val` must be a positive number or None. "
                         f"Received: gradient_clip_val={value!r}")
-    if value <= 0:
-        raise ValueError(f"`gradient_clip_val` must be a positive number or None. "
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`gradient_clip_val` must be a positive, finite number or None. "
                          f"Received: gradient_clip_val={value!r}")
     return float(value)
 

@@ -193,7 +193,7 @@ class Trainer(TrainerFlags):
             results.start_epoch(validates=plan.validating)  # no stale val_* values
             bus.call("on_train_epoch_start")
         elif plan.validates_after(progress.batch) and progress.validated_at != progress.batch:
-            self._validate(feeds)  # the checkpoint was saved at a validation point, before it ran
+            self._validate(feeds, row=True)  # the checkpoint was saved at a validation point
         self._steps.refresh_trainable()  # a callback may have (un)frozen layers
         per_step = self._steps.set_accumulation(self.accumulate_grad_batches)  # batches, may change
         feed = feeds.training(epoch, progress.batch)
@@ -215,7 +215,7 @@ class Trainer(TrainerFlags):
             self.profiler.after_train_call(self)
             self._lr_scheduler.step(self, self.module.optimizer, "step", progress.global_step)
             if plan.validates_after(progress.batch):
-                self._validate(feeds)
+                self._validate(feeds, row=plan.more(progress.batch))  # mid-epoch: its own row
             if self._stop(plan, epoch) or ran < size:
                 break
         self._end_train_epoch(epoch, plan, feeds, per_step)
@@ -244,12 +244,14 @@ class Trainer(TrainerFlags):
         if self.should_stop and epoch + 1 < self.min_epochs:
             self.should_stop = False  # min_epochs wins over early stopping
 
-    def _validate(self, feeds):
-        """A validation run inside fit, after ``progress.batch`` batches of the epoch."""
+    def _validate(self, feeds, *, row=False):
+        """A validation run in fit; ``row``: mid-epoch, its values logged at its step (Lightning)."""
         with self.profiler.profile("validation run"):
             self._eval_loop(VAL, feeds.validation(), self.num_val_batches,
                             exact=self.num_val_batches is not None)
         self.progress.validated_at = self.progress.batch
+        if row and self.loggers:
+            self._log_row(self.results.read(VAL))
 
     def _sanity_check(self, plan, feeds):
         steps = plan.sanity_steps(self.num_sanity_val_steps)
@@ -327,22 +329,20 @@ class Trainer(TrainerFlags):
     def _run(self, stage, module, datamodule, body):
         """Runs ``body`` between the setup and teardown hooks; the loggers learn how it ended."""
         self._attach(module)
-        self.stage, status = stage.entry, "failed"
+        self.stage, failure = stage.entry, None
         try:
             with self.profiler.profile(stage.entry), precision_scope(self.precision, module), \
                     self._bus.run(stage.entry, datamodule):
-                result = body()
-            status = "success"
-            return result
-        except (KeyboardInterrupt, SystemExit):
-            status = "interrupted"
+                return body()
+        except BaseException as error:
+            failure = error
             raise
-        finally:
+        finally:  # clean-up that fails never hides the error on its way (a note on it instead)
             self.stage = None
             if stage is TRAIN:
                 self.profiler.stop()
-                self.profiler.describe(self)
-            dispatch.finalize(self.loggers, status)
+                dispatch.guarded(failure, "the profiler's report", self.profiler.describe, self)
+            dispatch.finalize(self.loggers, failure)
 
     def _attach(self, module):
         if not isinstance(module, TrainModule):
@@ -351,7 +351,7 @@ class Trainer(TrainerFlags):
         if module is not self.module:
             self.module, self._steps = module, None
             self.results = Results(strategy=self.strategy, agreement=self._agreement)
-        module.trainer = self
+        module.trainer, _ = self, dispatch.claim_run_folders(self.loggers)  # as the run starts
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self,
                                 profiler=self.profiler)
 

@@ -1,4 +1,6 @@
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +134,80 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
         trainer.save_checkpoint(path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["c.ckpt"]
+
+
+_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL if sys.argv[2] == "kill" else signal.SIG_IGN)
+import numpy as np
+from kerastrainer.checkpoint_io import write_checkpoint
+resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))  # the disk is full past 64 KiB
+try:
+    write_checkpoint(sys.argv[1], {"weights": np.zeros(100_000, "float32")})
+except OSError as error:
+    print(error)
+"""
+
+
+def _write_past_the_limit(path, how):
+    return subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMIT, str(path), how],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_earlier_one(tmp_path):
+    trainer = _fit(tmp_path)
+    path = tmp_path / "c.ckpt"
+    trainer.save_checkpoint(path)
+    before = path.read_bytes()
+    result = _write_past_the_limit(path, "error")  # the OS refuses the write (EFBIG, as ENOSPC)
+    assert result.returncode == 0, result.stderr
+    assert f"Could not write the checkpoint {str(path)!r}: " in result.stdout
+    assert "the earlier files in" in result.stdout and "are intact" in result.stdout
+    assert "Free some space" in result.stdout
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["c.ckpt"]
+
+
+def test_temp_files_of_killed_writers_are_removed_when_a_run_starts(tmp_path):
+    folder = tmp_path / "checkpoints"
+    killed = _write_past_the_limit(folder / "last.ckpt", "kill")  # the kernel kills it mid-write
+    assert killed.returncode == -signal.SIGXFSZ
+    [stale] = os.listdir(folder)
+    assert stale.startswith(".last.ckpt.tmp-")
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
+        try:
+            in_flight = f".epoch=0.ckpt.tmp-{socket.gethostname()}-{live.pid}-abc123"
+            other_host = f".epoch=1.ckpt.tmp-another-host-{live.pid + 1}-abc123"
+            for name in (in_flight, other_host):
+                (folder / name).write_bytes(b"being written")
+            saver = kt.callbacks.ModelCheckpoint(dirpath=folder, save_top_k=0)
+            _fit(tmp_path, callbacks=[saver])
+        finally:
+            live.kill()
+    assert sorted(os.listdir(folder)) == sorted([in_flight, other_host])
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "expected"), [
+    (8, 4, "batches per epoch: 4 in the checkpoint, 2 now"),
+    (16, 8, "batches per epoch: 4 in the checkpoint, 2 now; batch size: 4 in the checkpoint, 8 now"),
+])
+def test_resuming_mid_epoch_on_other_data_is_refused(tmp_path, rows, batch_size, expected):
+    saver = kt.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", filename="{step}",
+                                         every_n_train_steps=2, save_top_k=-1)
+    _fit(tmp_path, epochs=1, callbacks=[saver])  # 16 rows, batches of 4
+    trainer = quiet_trainer(max_epochs=2)
+    with pytest.raises(ValueError, match=f"saved after batch 2 of epoch 0, but .*{expected}"):
+        trainer.fit(BoringModule(), train_data=regression_data(rows), batch_size=batch_size,
+                    ckpt_path=str(tmp_path / "ck" / "step=2.ckpt"))
+
+
+def test_resuming_at_an_epoch_end_on_other_data_warns(tmp_path):
+    saver = kt.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", filename="{step}", save_top_k=-1)
+    _fit(tmp_path, epochs=1, callbacks=[saver])
+    trainer = quiet_trainer(max_epochs=2)
+    with pytest.warns(UserWarning, match="batches per epoch: 4 in the checkpoint, 2 now"):
+        trainer.fit(BoringModule(), train_data=regression_data(8), batch_size=4,
+                    ckpt_path=str(tmp_path / "ck" / "step=4.ckpt"))
+    assert trainer.global_step == 6  # the second epoch ran on the new data, 2 batches
 
 
 class EpochStarts(kt.Callback):
@@ -278,3 +354,17 @@ def test_format_1_checkpoints_still_resume_exactly(tmp_path):
         finals.append(module.get_weights())
     for a, b in zip(*finals):
         np.testing.assert_array_equal(a, b)
+
+
+def test_files_are_written_with_the_mode_open_would_give(tmp_path):
+    from kerastrainer.checkpoint_io import atomic_write_text
+
+    previous = os.umask(0o022)
+    try:
+        trainer = _fit(tmp_path, epochs=1)
+        trainer.save_checkpoint(tmp_path / "c.ckpt")
+        atomic_write_text(str(tmp_path / "notes.txt"), "hello")
+    finally:
+        os.umask(previous)
+    for name in ("c.ckpt", "notes.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name

@@ -10,6 +10,7 @@ import time
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, monitored_value
+from kerastrainer.checkpoint_io import remove_stale_temporaries
 
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
@@ -140,6 +141,8 @@ class ModelCheckpoint(Callback):
             root = (trainer.log_dir if trainer.loggers and trainer.num_workers == 1
                     else trainer.default_root_dir)
             self.dirpath = os.path.join(root, "checkpoints")
+        if trainer.is_global_zero:  # what killed writers of earlier runs left (never a live one's)
+            remove_stale_temporaries(self.dirpath)
         self._last_time = time.monotonic()
 
     def on_train_batch_end(self, trainer, module, outputs, batch_idx):
@@ -188,7 +191,7 @@ class ModelCheckpoint(Callback):
         self.best_model_path = path
         if self.save_top_k > 0:
             for old in self._recent[self.save_top_k:]:
-                self._remove(old)
+                self._remove(trainer, old)
             self._recent = self._recent[:self.save_top_k]
 
     def _is_top_k(self, current: float) -> bool:
@@ -212,13 +215,19 @@ class ModelCheckpoint(Callback):
             worst = self._worst()
             del self.best_k_models[worst]
             if worst != path:
-                self._remove(worst)
+                self._remove(trainer, worst)
         pick = min if self.mode == "min" else max
         self.best_model_path = pick(self.best_k_models, key=self.best_k_models.get)
         self.best_model_score = self.best_k_models[self.best_model_path]
         if self.verbose:
             print(f"ModelCheckpoint: saved {path} ({self.monitor}={current:.6g})")
 
-    def _remove(self, path):
-        if path and path not in (self.last_model_path,) and os.path.exists(path):
+    def _remove(self, trainer, path):
+        """Deletes a file that left the top k. Only the chief manages its files (the other
+        workers keep the same book but wrote to scratch folders), and one already gone is fine."""
+        if not trainer.is_global_zero or not path or path == self.last_model_path:
+            return
+        try:
             os.remove(path)
+        except FileNotFoundError:
+            pass

@@ -16,6 +16,20 @@ def next_version(root: str) -> int:
     return max(taken) + 1 if taken else 0
 
 
+def claim_version(root: str) -> int:
+    """Creates ``<root>/version_N`` for the first free ``N`` and returns ``N``. The folder is made
+    with an exclusive ``mkdir``, so runs starting together (threads, processes, hosts sharing a
+    folder) never get the same one: the loser of a race takes the next number."""
+    os.makedirs(root, exist_ok=True)
+    version = next_version(root)
+    while True:
+        try:
+            os.mkdir(os.path.join(root, f"version_{version}"))
+            return version
+        except FileExistsError:
+            version += 1
+
+
 class Logger:
     """Base class of loggers: receives metric rows and hyperparameters, owns a run folder.
 
@@ -51,10 +65,16 @@ class Logger:
 
     @property
     def version(self):
-        """The run's version, fixed at first use (the next free ``version_N``)."""
+        """The run's version: given, restored from a checkpoint, or claimed at first use (when a run
+        starts, or earlier if read earlier): the next free ``version_N``, its folder created."""
         if self._version is None:
-            self._version = next_version(os.path.join(self.save_dir, self.name))
+            self._version = claim_version(os.path.join(self.save_dir, self.name))
         return self._version
+
+    @property
+    def has_version(self) -> bool:
+        """Whether the version is fixed yet (reading ``version`` would fix it)."""
+        return self._version is not None
 
     @version.setter
     def version(self, value) -> None:

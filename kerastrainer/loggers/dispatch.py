@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kerastrainer.checkpoint_io import remove_stale_temporaries
 from kerastrainer.loggers.base import Logger
 from kerastrainer.loggers.csv_logger import CSVLogger
 from kerastrainer.loggers.tensorboard import TensorBoardLogger, tensorboard_available
@@ -16,8 +17,8 @@ def configure_loggers(logger, default_root_dir: str) -> list:
     if logger is True:
         csv_logger = CSVLogger(default_root_dir)
         loggers = [csv_logger]
-        if tensorboard_available():  # same run folder: the version is fixed now, shared
-            loggers.append(TensorBoardLogger(default_root_dir, version=csv_logger.version))
+        if tensorboard_available():  # the same run folder: claim_run_folders shares it
+            loggers.append(TensorBoardLogger(default_root_dir))
         return loggers
     if logger is False or logger is None:
         return []
@@ -58,7 +59,46 @@ def end_epoch(loggers, module, epoch: int) -> None:
         logger.save()
 
 
-def finalize(loggers, status: str) -> None:
-    """Tells every logger the run ended: ``"success"``, ``"failed"`` or ``"interrupted"``."""
+def status_of(error) -> str:
+    """How a run ended, for the loggers: ``"success"``, ``"interrupted"`` or ``"failed"``."""
+    if error is None:
+        return "success"
+    return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
+
+
+def guarded(error, what: str, fn, *args) -> None:
+    """Runs a clean-up step; while ``error`` is on its way, a failure of it becomes a note on
+    ``error`` (which keeps propagating, with its exit status) instead of replacing it."""
+    try:
+        fn(*args)
+    except Exception as nested:
+        if error is None:
+            raise
+        error.add_note(f"{what} also failed: {type(nested).__name__}: {nested}")
+
+
+def claim_run_folders(loggers) -> None:
+    """When a run starts: each logger without a version claims the next free ``version_N``
+    (atomically: `base.claim_version`); loggers with the
+    same ``save_dir`` and ``name`` share one folder, so a run's CSV and TensorBoard files sit together."""
+    versions = {}
     for logger in loggers:
-        logger.finalize(status)
+        root = (logger.save_dir, logger.name)
+        if not logger.has_version and root in versions:
+            logger.version = versions[root]
+        versions.setdefault(root, logger.version)  # reading it claims one when unset
+        remove_stale_temporaries(logger.log_dir)  # killed writers' half files (never a live one's)
+
+
+def finalize(loggers, error=None) -> None:
+    """Tells every logger the run ended (see :func:`status_of`); each one flushes what it can,
+    even when another one fails. Without an error on its way, the first failure is raised after
+    all were tried."""
+    status, first = status_of(error), None
+    for logger in loggers:
+        try:
+            guarded(error, f"{type(logger).__name__}.finalize", logger.finalize, status)
+        except Exception as nested:  # no error on its way: raise the first, after all
+            first = first or nested
+    if first is not None:
+        raise first

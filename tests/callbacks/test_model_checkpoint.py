@@ -47,6 +47,35 @@ def test_top_k_keeps_the_best_files(tmp_path, mode, top_k, kept_epochs, best_epo
     assert checkpoint.best_model_score == best_score
 
 
+def test_only_the_chief_removes_files_that_leave_the_top_k(tmp_path):
+    """Another worker keeps the same top-k book but must not delete the chief's files (#14.1:
+    two workers removing one file killed multi-worker jobs with FileNotFoundError)."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    chiefs = [folder / f"epoch={epoch}.ckpt" for epoch in range(5)]  # as the chief wrote them
+    for path in chiefs:
+        path.write_text("the chief's checkpoint")
+    checkpoint = kt.callbacks.ModelCheckpoint(monitor="score", save_top_k=1, filename="{epoch}")
+    trainer = quiet_trainer(max_epochs=5, callbacks=[checkpoint], default_root_dir=str(tmp_path))
+    trainer.is_global_zero = False  # a second worker: its saves go to scratch folders
+    trainer.fit(Scripted([5, 3, 4, 1, 2]), train_data=regression_data(8), batch_size=4)
+    assert all(path.read_text() == "the chief's checkpoint" for path in chiefs)
+    assert checkpoint.best_model_path == str(folder / "epoch=3.ckpt")  # the same book
+
+
+def test_a_file_already_gone_is_no_error(tmp_path):
+    class Vanish(kt.Callback):  # someone else removed the older file first
+        def on_train_epoch_start(self, trainer, module):
+            for name in os.listdir(tmp_path / "checkpoints") if trainer.current_epoch else ():
+                os.remove(tmp_path / "checkpoints" / name)
+
+    checkpoint = kt.callbacks.ModelCheckpoint(save_top_k=1, filename="{epoch}")
+    trainer = quiet_trainer(max_epochs=3, callbacks=[checkpoint, Vanish()],
+                            default_root_dir=str(tmp_path))
+    trainer.fit(Scripted([1, 2, 3]), train_data=regression_data(8), batch_size=4)
+    assert os.listdir(tmp_path / "checkpoints") == ["epoch=2.ckpt"]
+
+
 def test_without_monitor_the_latest_are_kept(tmp_path):
     checkpoint = kt.callbacks.ModelCheckpoint(save_top_k=2, save_last=True, filename="{epoch}")
     _fit(tmp_path, checkpoint)

@@ -69,6 +69,9 @@ def test_only_the_chief_writes_files(uninterrupted):
     logs = [f for f in files if f.startswith("kt_logs/")]
     assert logs and all(f.startswith("kt_logs/version_0/") for f in logs)  # one run folder
     assert {"checkpoints/last.ckpt", "weights-0.npz", "weights-1.npz"} <= set(files)
+    # save_top_k=1: the chief alone removed the older files (both workers did, racing, #14.1)
+    assert [f for f in files if f.startswith("checkpoints/")] == [
+        "checkpoints/epoch=3-step=40.ckpt", "checkpoints/last.ckpt"]
     assert not [f for f in files if ".tmp" in f]
     assert list(scratch.iterdir()) == []  # the other worker's checkpoint copies were removed
 

@@ -1,6 +1,8 @@
 import csv
 import glob
 import os
+import signal
+import socket
 import subprocess
 import sys
 
@@ -41,6 +43,45 @@ def test_default_logger_writes_a_versioned_run_folder(tmp_path):
     second = _fit(tmp_path, epochs=1)
     assert second.log_dir == str(tmp_path / "kt_logs" / "version_1")  # never overwrite a run
     assert _rows(run / "metrics.csv") == first_rows
+
+
+def test_trainers_built_before_either_fits_get_their_own_run_folders(tmp_path):
+    first, second = _trainer(tmp_path, max_epochs=1), _trainer(tmp_path, max_epochs=1)
+    assert not (tmp_path / "kt_logs").exists()  # nothing claimed before a run starts
+    for trainer in (first, second):
+        trainer.fit(BoringModule(), train_data=regression_data(8), batch_size=4)
+    assert [first.log_dir, second.log_dir] == [str(tmp_path / "kt_logs" / f"version_{n}")
+                                                for n in (0, 1)]
+    for trainer in (first, second):  # one epoch row each, not both runs in one file
+        assert [row["step"] for row in _rows(os.path.join(trainer.log_dir, "metrics.csv"))] == ["2"]
+
+
+def test_runs_starting_together_never_share_a_folder(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kerastrainer.loggers.base import claim_version
+
+    (tmp_path / "kt_logs" / "version_3").mkdir(parents=True)  # an earlier run
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = sorted(pool.map(lambda _: claim_version(str(tmp_path / "kt_logs")), range(16)))
+    assert versions == list(range(4, 20))
+
+
+def test_user_loggers_in_one_experiment_share_its_run_folder(tmp_path):
+    loggers = [CSVLogger(tmp_path), TensorBoardLogger(tmp_path)]
+    _fit(tmp_path, logger=loggers)
+    assert loggers[0].log_dir == loggers[1].log_dir == str(tmp_path / "kt_logs" / "version_0")
+
+
+def test_a_run_removes_the_temp_files_killed_writers_left_in_its_folder(tmp_path):
+    run = tmp_path / "kt_logs" / "version_0"
+    run.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = run / f".metrics.csv.tmp-{socket.gethostname()}-{int(gone.stdout)}-x1y2z3"
+    stale.write_text("half a row")
+    _fit(tmp_path, epochs=1, logger=CSVLogger(tmp_path, version=0))
+    assert not stale.exists() and (run / "metrics.csv").exists()
 
 
 def test_csv_rows_steps_and_epochs(tmp_path):
@@ -166,3 +207,67 @@ def test_step_rows_follow_optimizer_steps_under_accumulation(tmp_path):
     trainer.fit(BoringModule(), train_data=regression_data(32), batch_size=4)  # 8 batches, 4 steps
     rows = _rows(os.path.join(trainer.log_dir, "metrics.csv"))
     assert [int(r["step"]) for r in rows if r["epoch"] == ""] == [2, 4]
+
+
+class FailingFinalize(Logger):
+    def finalize(self, status):
+        raise OSError(28, "No space left on device")
+
+
+class Recording(Logger):
+    def __init__(self, save_dir):
+        super().__init__(save_dir)
+        self.status = None
+
+    def finalize(self, status):
+        self.status = status
+
+
+def test_a_failing_clean_up_never_hides_the_original_error(tmp_path):
+    class Broken(kt.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            raise ValueError("the real problem")
+
+    second = Recording(tmp_path)
+    trainer = kt.Trainer(max_epochs=1, logger=[FailingFinalize(tmp_path), second], callbacks=[Broken()],
+                         enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
+    with pytest.raises(ValueError, match="the real problem") as caught:
+        trainer.fit(BoringModule(), train_data=regression_data(8))
+    assert any("FailingFinalize.finalize also failed: OSError" in note for note in caught.value.__notes__)
+    assert second.status == "failed"  # the other logger still finalized
+
+
+def test_a_failing_clean_up_keeps_the_sigterm_exit_status(tmp_path):
+    class Terminate(kt.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    second = Recording(tmp_path)
+    trainer = kt.Trainer(max_epochs=3, logger=[FailingFinalize(tmp_path), second],
+                         callbacks=[Terminate()], default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(SystemExit) as caught:
+        trainer.fit(BoringModule(), train_data=regression_data(8), batch_size=4)
+    assert caught.value.code == 143  # not 1: the clean-up failure is a note
+    assert any("also failed: OSError" in note for note in caught.value.__notes__)
+    assert second.status == "interrupted"
+
+
+def test_a_failing_clean_up_after_success_is_raised(tmp_path):
+    trainer = kt.Trainer(max_epochs=1, logger=[FailingFinalize(tmp_path)], enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.fit(BoringModule(), train_data=regression_data(8))
+
+
+def test_mid_epoch_validation_reaches_the_loggers_at_its_step(tmp_path):
+    x, y = regression_data(32)
+    trainer = kt.Trainer(max_epochs=1, val_check_interval=0.5, default_root_dir=tmp_path,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, num_sanity_val_steps=0)
+    trainer.fit(BoringModule(), train_data=(x, y), val_data=(x, y), batch_size=4)  # 8 batches
+    with open(os.path.join(trainer.log_dir, "metrics.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    validated = [int(r["step"]) for r in rows if r.get("val_loss")]
+    assert validated == [4, 8]  # the mid-epoch run at step 4, the epoch row at step 8

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from kerastrainer.hooks import overrides
+from kerastrainer.refusals import surfacing
 from kerastrainer.stages import PREDICT, TEST, TRAIN, VAL
 
 
@@ -75,10 +76,13 @@ def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
     Raises:
         ValueError: a default step cannot find the inputs in the batch structure.
     """
+    where = f"{type(module).__name__}.{stage.step}"
+    default = not overrides(module, stage.step, base)
+    if default:
+        _refuse_text_targets(unpack_or_whole(element_spec, where, part=1), where)
     if module.input_signature is not None and (module.built or module.build_recipe is not None):
         return
-    where = f"{type(module).__name__}.{stage.step}"
-    if not overrides(module, stage.step, base):  # the default step: call() builds the module
+    if default:  # the default step: call() builds the module
         x_spec, _, _ = unpack_batch(element_spec, where)
         build_from_spec(module, x_spec)
         return
@@ -88,12 +92,28 @@ def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
                                build_recipe={"step": stage.step, "batch": element_spec})
 
 
-def unpack_or_whole(element_spec, where: str):
-    """The inputs' part of a batch (its ``x``), or the whole batch when it does not unpack."""
+def unpack_or_whole(element_spec, where: str, part: int = 0):
+    """A part of a batch (its ``x``; ``part=1``: its ``y``), or the whole batch when it does not
+    unpack."""
     try:
-        return unpack_batch(element_spec, where)[0]
+        return unpack_batch(element_spec, where)[part]
     except ValueError:  # the step unpacks its batches itself
         return element_spec
+
+
+def _refuse_text_targets(y_spec, where: str) -> None:
+    """String targets cannot reach a loss (inputs may be text: a TextVectorization layer reads it).
+
+    Raises:
+        ValueError: naming the dtype and how to make the labels numbers.
+    """
+    if y_spec is None:
+        return
+    if any(getattr(spec, "dtype", None) == tf.string for spec in tf.nest.flatten(y_spec)):
+        raise ValueError(
+            f"{where}: the targets (y) are strings, and a loss needs numbers. Map the labels to "
+            "integers first: classes, y = np.unique(y, return_inverse=True), or "
+            "keras.layers.StringLookup in the tf.data pipeline. Received: y of dtype string")
 
 
 def trace_step(module, stage, element_spec, results=None) -> None:
@@ -112,7 +132,8 @@ def trace_step(module, stage, element_spec, results=None) -> None:
     def run(batch):  # in a replica's context, as the compiled step runs (the step may ask for it)
         tf.distribute.get_strategy().run(one_step, args=(batch,))
 
-    tf.function(run).get_concrete_function(element_spec)
+    with surfacing():
+        tf.function(run).get_concrete_function(element_spec)
     if not module.built:
         module.built = True  # every sublayer the step uses is built now (summary() lists them)
 
@@ -126,11 +147,28 @@ def build_from_spec(module, x_spec) -> None:
         try:
             module(tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, s.dtype), x_spec))
         except Exception:  # noqa: BLE001 - any failure just means: build with real tensors
-            module(tf.nest.map_structure(
-                lambda s: tf.zeros([1 if d is None else d for d in s.shape], s.dtype), x_spec
-            ), training=False)
+            try:
+                module(tf.nest.map_structure(
+                    lambda s: tf.zeros([1 if d is None else d for d in s.shape], s.dtype), x_spec
+                ), training=False)
+            except Exception as error:  # noqa: BLE001 - re-raised, with a hint when unbatched
+                _raise_if_unbatched(x_spec, error)
+                raise
     if module.input_signature is None:
         module.set_input_signature(x_spec)
+
+
+def _raise_if_unbatched(x_spec, error) -> None:
+    """Explains a failed build on data without a batch dimension (a ``tf.data`` pipeline that was
+    never batched gives single examples, which the model's layers reject)."""
+    shapes = [spec.shape for spec in tf.nest.flatten(x_spec)]
+    if any(shape.rank and shape[0] is None for shape in shapes):
+        return  # batched: the leading dimension is the (unknown) batch size
+    raise ValueError(
+        "The model could not be called on the data's inputs, whose shapes "
+        f"{[tuple(shape) for shape in shapes]} have no batch dimension: is the tf.data dataset "
+        "batched? Call dataset.batch(batch_size) before passing it (kerastrainer batches arrays "
+        f"itself, not datasets). The model said: {str(error).splitlines()[0]}") from error
 
 
 def trainable_candidates(module) -> list:

@@ -264,9 +264,13 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
 
     Raises:
         ValueError: ``"best"`` without a ModelCheckpoint that has saved.
+        TypeError: a ``ckpt_path`` that is no path.
     """
     if ckpt_path is None:
         return None
+    if not isinstance(ckpt_path, (str, os.PathLike)):
+        raise TypeError('`ckpt_path` must be a checkpoint file (a str or pathlib.Path), "last", '
+                        f'"best" or None. Received: ckpt_path={ckpt_path!r}')
     if ckpt_path == "best":
         best = [c.best_model_path for c in callbacks
                 if isinstance(c, ModelCheckpoint) and c.best_model_path]

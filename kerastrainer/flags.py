@@ -117,6 +117,20 @@ def max_time_seconds(value) -> float | None:
     return seconds
 
 
+def folder(name: str, value) -> str:
+    """A folder path (``str`` or ``os.PathLike``; ``None``: the working directory), not a file."""
+    if value is None or value == "":
+        return os.getcwd()
+    path = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise TypeError(f"`{name}` must be a folder path (a str or pathlib.Path) or None. "
+                        f"Received: {name}={value!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"`{name}` must be a folder, but {path!r} is a file. Choose another path. "
+                         f"Received: {name}={value!r}")
+    return path
+
+
 def clip_value(value) -> float | None:
     """``None`` or a positive number (``gradient_clip_val``)."""
     if value is None:
@@ -263,8 +277,7 @@ class TrainerFlags:
         self.log_every_n_steps = int_at_least("log_every_n_steps", self.log_every_n_steps, 1)
         for name in ("enable_progress_bar", "enable_checkpointing", "enable_model_summary"):
             setattr(self, name, boolean(name, getattr(self, name)))
-        self.default_root_dir = (os.fspath(self.default_root_dir) if self.default_root_dir
-                                 else os.getcwd())
+        self.default_root_dir = folder("default_root_dir", self.default_root_dir)
         if self.fast_dev_run:  # n batches of every stage, once, as a smoke test
             n = self.fast_dev_run
             self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0

@@ -12,6 +12,8 @@ import warnings
 
 import tensorflow as tf
 
+from kerastrainer.refusals import refusal
+
 
 def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
     """What ``TrainModule.compute_step_loss`` computes: ``loss_fn`` (the module's ``loss``) on
@@ -23,9 +25,9 @@ def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
     """
     step = where.rsplit(".", 1)[-1]
     if y_true is None:
-        raise ValueError(
+        raise refusal(ValueError(
             f"{where}: the batch has no targets, so loss(y_true, y_pred) cannot be computed. Give "
-            f"the data as (x, y) or (x, y, sample_weight), or override {step}.")
+            f"the data as (x, y) or (x, y, sample_weight), or override {step}."))
     takes_weight = len(inspect.signature(loss_fn).parameters) >= 4  # self, y_true, y_pred, sw
     # Under mixed precision the model computes in float16/bfloat16; the loss is float32.
     y_pred = tf.nest.map_structure(
@@ -37,12 +39,12 @@ def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
         else:
             value = loss_fn(module, y_true, y_pred)
     except (ValueError, TypeError, tf.errors.InvalidArgumentError) as error:
-        raise ValueError(
+        raise refusal(ValueError(
             f"{where}: loss(y_true, y_pred) failed for y_true of shape "
             f"{tuple(getattr(y_true, 'shape', ()))} and y_pred of shape "
             f"{tuple(getattr(y_pred, 'shape', ()))}. Check that the model's output matches the "
             f"targets (units of the last layer, sparse vs one-hot labels). Keras said: {error}"
-        ) from error
+        )) from error
     value = tf.convert_to_tensor(value)
     if sample_weight is not None and not takes_weight:
         value = weighted_mean(value, sample_weight, where)
@@ -79,10 +81,10 @@ def weighted_mean(value, sample_weight, where: str):
         ValueError: ``value`` is a scalar, or the weights' shape fits no per-example weighting.
     """
     if value.shape.rank == 0:
-        raise ValueError(
+        raise refusal(ValueError(
             f"{where}: the batch has sample weights but loss(y_true, y_pred) returned a scalar, so "
             "they cannot be applied. Return per-example losses, or accept a third argument: "
-            "loss(self, y_true, y_pred, sample_weight).")
+            "loss(self, y_true, y_pred, sample_weight)."))
     weight = tf.cast(sample_weight, value.dtype)
     while weight.shape.rank > value.shape.rank and weight.shape[-1] == 1:
         weight = tf.squeeze(weight, -1)  # (n, 1) weights on (n,) losses
@@ -91,10 +93,10 @@ def weighted_mean(value, sample_weight, where: str):
     fits = weight.shape.rank == value.shape.rank and all(
         w is None or v is None or w in (1, v) for w, v in zip(weight.shape, value.shape))
     if not fits:
-        raise ValueError(
+        raise refusal(ValueError(
             f"{where}: sample weights of shape {tuple(sample_weight.shape)} do not fit per-example "
             f"losses of shape {tuple(value.shape)}. Give one weight per example, shape (n,) or "
-            "(n, 1).")
+            "(n, 1)."))
     return tf.reduce_mean(value * weight)
 
 
@@ -120,3 +122,31 @@ def with_regularization(loss, module):
         return loss
     extra = [tf.reduce_sum(tf.cast(term, loss.dtype)) for term in extra]
     return loss + tf.add_n(extra)
+
+
+def check_gradients(gradients, variables, module, where: str) -> bool:
+    """Whether a step has gradients to apply (checked once, when the step is traced).
+
+    A module whose every layer is frozen gets a warning and no update, as under Keras's ``fit``.
+
+    Raises:
+        ValueError: the module has no variables at all (the step never called the model), or every
+            gradient is ``None``: the loss is a constant (a Python number, a tensor made without
+            the predictions), so the optimizer would have nothing to apply.
+    """
+    if not variables:
+        if not module.weights:
+            raise refusal(ValueError(
+                f"{where}: the module has no variables, so there is nothing to train: the step "
+                "never calls the model (a loss returned without using self(x)?). Compute the loss "
+                "from the model's predictions."))
+        warnings.warn(f"{where}: the module has no trainable variables (every layer is frozen), "
+                      "so the step updates nothing. Unfreeze a layer to train it.", stacklevel=2)
+        return False
+    if all(gradient is None for gradient in gradients):
+        raise refusal(ValueError(
+            f"{where}: the loss does not depend on any trainable variable of the module, so there "
+            "is nothing to train (a loss that returns a Python number or a constant does this). "
+            "Compute it from the predictions, e.g. "
+            "keras.losses.mean_squared_error(y_true, y_pred)."))
+    return True

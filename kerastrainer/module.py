@@ -32,6 +32,23 @@ def can_run(module, stage) -> bool:
     return overrides(module, stage.step, TrainModule) or _user_loss(module) is not None
 
 
+def check_module(module) -> None:
+    """Refuses what a Trainer cannot run: not a TrainModule, or one whose ``__init__`` never
+    called ``super().__init__()`` (Keras's layer state and the module's own are missing).
+
+    Raises:
+        TypeError: ``module`` is not a TrainModule.
+        RuntimeError: ``super().__init__()`` was not called.
+    """
+    if not isinstance(module, TrainModule):
+        raise TypeError("Trainer needs a kerastrainer.TrainModule (a keras.Model subclass with "
+                        f"call, loss and configure_optimizer). Received: {type(module).__name__}")
+    if "_kt_input_signature" not in vars(module):
+        raise RuntimeError(
+            f"{type(module).__name__}.__init__ did not call super().__init__(), so the module is "
+            "not set up. Call it first: def __init__(self, ...): super().__init__(); ...")
+
+
 def check_can_train(module) -> None:
     """Raises ``NotImplementedError`` when ``module`` defines neither ``loss`` nor ``training_step``."""
     if not can_run(module, TRAIN):

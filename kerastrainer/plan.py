@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.hooks import overrides
@@ -42,6 +43,13 @@ def limit_batches(flag, source, flag_name: str) -> int | None:
         )
     if n is None:
         return None
+    if n == 0:
+        data = {"limit_train_batches": "train_data", "overfit_batches": "train_data",
+                "limit_val_batches": "val_data", "limit_test_batches": "test_data",
+                "limit_predict_batches": "the prediction data"}.get(flag_name, "the data")
+        raise ValueError(f"{data} has no batches: the dataset is empty (a filter or take(0) that "
+                         f"leaves nothing?). Pass data with at least one batch. Received: {data} of "
+                         f"0 batches")
     limited = int(n * flag)
     if limited == 0 and flag > 0:
         raise ValueError(
@@ -209,6 +217,22 @@ class BatchPlan:
         if self.max_steps >= 0:  # batches left before max_steps optimizer steps
             size = min(size, (self.max_steps - global_step) * per_step - batch % per_step)
         return max(size, 1)
+
+    def ran_dry(self, batch: int, global_step: int) -> bool:
+        """Whether data of unknown length gave an epoch no batches (the fit stops then).
+
+        Raises:
+            ValueError: it gave none in the fit's first epoch either: the data is empty.
+        """
+        if self.num_batches is not None or batch:
+            return False
+        if global_step == 0:
+            raise ValueError("train_data gave no batches: the dataset or generator is empty (a "
+                             "filter that keeps nothing, a generator already used up?). Pass data "
+                             "with at least one batch.")
+        warnings.warn("train_data ran out of data: an epoch got no batches, so training stops. Pass "
+                      "a generator function (called every epoch) or a repeatable dataset.")
+        return True
 
     def validates_after(self, batch: int) -> bool:
         """Whether a validation run is due once ``batch`` batches of the epoch are done."""

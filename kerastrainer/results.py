@@ -18,7 +18,18 @@ import tensorflow as tf
 from kerastrainer.accumulators import (INITIAL, NUMPY_REDUCTIONS, REDUCTIONS, LogEntry, StageState,
                                        clone_if_shared, pick, route_metrics)
 from kerastrainer.checkpoint_io import flatten, nest
+from kerastrainer.refusals import refusal
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
+
+
+def _is_text(value) -> bool:
+    if isinstance(value, (str, bytes)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, tf.dtypes.DType):
+        return dtype == tf.string
+    return isinstance(dtype, np.dtype) and dtype.kind in "USO"
+
 
 class Results:
     """Collects ``self.log`` calls, metrics and losses per stage, and reads them lazily.
@@ -118,12 +129,17 @@ class Results:
             sync_dist=False) -> None:
         """Implements ``TrainModule.log`` (see there)."""
         if not isinstance(name, str) or not name:
-            raise TypeError(f"self.log() needs a non-empty string name. Received: name={name!r}")
+            raise refusal(TypeError(
+                f"self.log() needs a non-empty string name. Received: name={name!r}"))
+        if _is_text(value):
+            raise refusal(TypeError(
+                f"self.log({name!r}, value) needs a number or a numeric tensor, not text. "
+                f"Received: value={value!r}. Log a number (print text from a hook)."))
         if reduce_fx not in REDUCTIONS:
-            raise ValueError(
+            raise refusal(ValueError(
                 f"self.log({name!r}, ...) got an unknown reduce_fx. Use one of {REDUCTIONS}. "
                 f"Received: reduce_fx={reduce_fx!r}"
-            )
+            ))
         if self._recording is None:
             self._log_from_hook(name, value, prog_bar=prog_bar, logger=logger)
             return
@@ -133,10 +149,10 @@ class Results:
         on_epoch = (state.stage is not TRAIN) if on_epoch is None else bool(on_epoch)
         value = tf.cast(tf.convert_to_tensor(value), tf.float32)
         if value.shape.rank not in (None, 0) and value.shape.num_elements() != 1:
-            raise ValueError(
+            raise refusal(ValueError(
                 f"self.log({name!r}, value) needs a scalar value. Received a tensor of shape "
                 f"{tuple(value.shape)}: reduce it first, e.g. keras.ops.mean(value)."
-            )
+            ))
         value = tf.reshape(value, [])
         entry = state.entries.get(name)
         if entry is None:
@@ -152,11 +168,11 @@ class Results:
             self._remember_keys(name, entry)
         elif (entry.on_step, entry.on_epoch, entry.reduce_fx, entry.sync_dist) != (
                 on_step, on_epoch, reduce_fx, bool(sync_dist)):
-            raise ValueError(
+            raise refusal(ValueError(
                 f"self.log({name!r}, ...) was called with different on_step/on_epoch/reduce_fx/"
                 "sync_dist in the same step function. Use the same options for a name, or another "
                 "name."
-            )
+            ))
         if on_step:
             entry.last.assign(self._unless_empty(batch_size, value, entry.last))
         if on_epoch:
@@ -201,10 +217,10 @@ class Results:
         for key in sorted(state.logged_keys()) if state is not None else keys:
             taken = self._taken(state, key)
             if taken is not None:
-                raise ValueError(
+                raise refusal(ValueError(
                     f"self.log({key!r}) in {where} would replace {taken} (or be replaced by it). "
                     f"Log it under a name of its own, e.g. 'my_{key}', or 'val_{key}' in "
-                    "validation_step (names are used as given).")
+                    "validation_step (names are used as given)."))
 
     def _remember_keys(self, name: str, entry: LogEntry) -> None:
         for key in entry.keys(name):

@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerastrainer.building import batch_size_of, call_step, trainable_candidates
-from kerastrainer.losses import scalar_loss
+from kerastrainer.losses import check_gradients, scalar_loss
+from kerastrainer.refusals import refusal, surfacing
 from kerastrainer.stages import TRAIN, Stage
 
 # What tf2xla raises for an op it cannot compile.
@@ -47,18 +48,23 @@ def _loss_of(outputs, where: str, required: bool):
         if "loss" in outputs:
             return scalar_loss(outputs["loss"], where)
         if required:
-            raise ValueError(
+            raise refusal(ValueError(
                 f"{where} returned a dict without a 'loss' key. Received keys: {sorted(outputs)}. "
                 "Return the loss tensor, or a dict holding it under 'loss'."
-            )
+            ))
         return None
+    if isinstance(outputs, (tuple, list)):
+        raise refusal(TypeError(
+            f"{where} returned a {type(outputs).__name__} of {len(outputs)} items. Return the loss "
+            "tensor, or a dict with the loss under 'loss' and anything else beside it: "
+            "{'loss': loss, 'y_pred': y_pred}."))
     if outputs is None:
         if required:
-            raise ValueError(
+            raise refusal(ValueError(
                 f"{where} returned None. With automatic optimization it must return the loss tensor "
                 "(or a dict holding 'loss'); set `automatic_optimization = False` to apply gradients "
                 "yourself."
-            )
+            ))
         return None
     return scalar_loss(outputs, where)
 
@@ -188,12 +194,13 @@ class CompiledSteps:
                         scaled = scaled * tf.cast(size / total, scaled.dtype)
                 variables = module.trainable_variables
                 gradients = tape.gradient(scaled, variables)  # unscaled inside apply()
-                if self.detect_anomaly:
+                updates = check_gradients(gradients, variables, module, where)
+                if self.detect_anomaly and updates:
                     self._assert_finite(loss, gradients, variables)
                 self.bus.call("on_before_optimizer_step", module.optimizer)
-                if self.accumulating:
+                if self.accumulating and updates:
                     self._accumulate(gradients, variables)
-                else:
+                elif updates:
                     module.optimizer.apply_gradients(
                         [(g, v) for g, v in zip(gradients, variables) if g is not None])
             else:
@@ -403,11 +410,12 @@ class CompiledSteps:
         The stage's accumulators changed: the results read them again when next asked.
         """
         self.results.mark_dirty(stage)
-        if feed.in_memory:
-            return self._run_memory(stage, feed, n, batch_idx, jit)
-        if n not in self._n_cache:  # one constant per chunk size, not one per call
-            self._n_cache[n] = tf.constant(n, tf.int64)
-        return self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
+        with surfacing():
+            if feed.in_memory:
+                return self._run_memory(stage, feed, n, batch_idx, jit)
+            if n not in self._n_cache:  # one constant per chunk size, not one per call
+                self._n_cache[n] = tf.constant(n, tf.int64)
+            return self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
 
     def refresh_trainable(self) -> None:
         """Drops the compiled training step when trainability changed (a layer was frozen or

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import warnings
 
 import tensorflow as tf
 
@@ -22,7 +21,7 @@ from kerastrainer.distributed import strategies
 from kerastrainer.distributed.launch import mark_ready
 from kerastrainer.flags import TrainerFlags
 from kerastrainer.loggers import dispatch
-from kerastrainer.module import TrainModule, can_run
+from kerastrainer.module import TrainModule, can_run, check_module
 from kerastrainer.optimization import configure_optimization, step_counter
 from kerastrainer.plan import BatchPlan, limit_batches
 from kerastrainer.precision import precision_scope
@@ -222,9 +221,7 @@ class Trainer(TrainerFlags):
 
     def _end_train_epoch(self, epoch, plan, feeds, per_step):
         progress = self.progress
-        if plan.num_batches is None and progress.batch == 0:
-            warnings.warn("train_data ran out of data: an epoch got no batches. Training stops; pass "
-                          "a generator function (called every epoch) or a repeatable dataset.")
+        if plan.ran_dry(progress.batch, progress.global_step):
             self.should_stop = True
         if per_step > 1 and progress.batch % per_step:  # the epoch's leftover batches: one more step
             self._steps.flush()
@@ -345,9 +342,7 @@ class Trainer(TrainerFlags):
             dispatch.finalize(self.loggers, failure)
 
     def _attach(self, module):
-        if not isinstance(module, TrainModule):
-            raise TypeError("Trainer needs a kerastrainer.TrainModule (a keras.Model subclass with call, "
-                            f"loss and configure_optimizer). Received: {type(module).__name__}")
+        check_module(module)
         if module is not self.module:
             self.module, self._steps = module, None
             self.results = Results(strategy=self.strategy, agreement=self._agreement)

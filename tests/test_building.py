@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
-from tests.helpers import quiet_trainer
+from tests.helpers import BoringModule, quiet_trainer, regression_data
 
 
 class LitAutoEncoder(kt.TrainModule):
@@ -111,3 +111,44 @@ def test_a_default_step_still_builds_by_call_and_records_no_recipe():
     module = BoringModule()
     quiet_trainer(max_epochs=1).fit(module, train_data=regression_data(8))
     assert module.build_recipe is None and module.input_signature.shape.as_list() == [None, 3]
+
+
+def test_an_unbatched_dataset_gets_a_batching_hint():
+    x, y = regression_data(16)
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    with pytest.raises(ValueError, match=r"^The model could not be called.*shapes \[\(3,\)\] have no "
+                                         r"batch dimension.*dataset.batch\(batch_size\)"):
+        quiet_trainer(max_epochs=1).fit(BoringModule(), train_data=data)
+
+
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_string_targets_are_refused_before_tracing(as_dataset):
+    x, _ = regression_data(16)
+    labels = np.array(["cat", "dog"] * 8)
+    data = (tf.data.Dataset.from_tensor_slices((x, labels)).batch(4) if as_dataset else (x, labels))
+    with pytest.raises(ValueError, match=r"^BoringModule.training_step: the targets \(y\) are strings"
+                                         r".*np.unique\(y, return_inverse=True\)"):
+        quiet_trainer(max_epochs=1).fit(BoringModule(), train_data=data,
+                                        batch_size=None if as_dataset else 4)
+
+
+def test_text_inputs_are_allowed():
+    class Texts(kt.TrainModule):
+        def __init__(self):
+            super().__init__()
+            self.vectorize = keras.layers.TextVectorization(max_tokens=8, output_mode="count")
+            self.vectorize.adapt(["a b", "c d"])
+            self.out = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.out(self.vectorize(x))
+
+        def loss(self, y_true, y_pred):
+            return keras.losses.mean_squared_error(y_true, y_pred)
+
+        def configure_optimizer(self):
+            return keras.optimizers.SGD(0.01)
+
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(Texts(), train_data=(np.array(["a b", "c d"] * 4), np.ones((8, 1))), batch_size=4)
+    assert np.isfinite(trainer.callback_metrics["loss"])

@@ -86,6 +86,11 @@ def test_altered_content_fails_the_checksum(tmp_path):
         _fit(tmp_path / "b", ckpt_path=str(path))
 
 
+def test_a_ckpt_path_of_another_type_is_named(tmp_path):
+    with pytest.raises(TypeError, match=r"^`ckpt_path` must be a checkpoint file.*Received: ckpt_path=123"):
+        _fit(tmp_path, ckpt_path=123)
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"No checkpoint file at '.*nope.ckpt'"):
         _fit(tmp_path, ckpt_path=str(tmp_path / "nope.ckpt"))

@@ -39,11 +39,33 @@ from tests.helpers import (BoringClassifier, BoringModule, classification_data, 
         ({"limit_train_batches": float("nan")}, ValueError, r"Received: limit_train_batches=nan"),
         ({"val_check_interval": float("nan")}, ValueError, r"Received: val_check_interval=nan"),
         ({"callbacks": ["not a callback"]}, TypeError, r"`callbacks` must hold"),
+        ({"callbacks": kt.callbacks.EarlyStopping}, TypeError,
+         r"^`callbacks` got the class EarlyStopping, not a callback: create one.*EarlyStopping\(\.\.\.\)"),
+        ({"callbacks": 3}, TypeError, r"^`callbacks` must be a callback or a list of them.*Received: callbacks=3"),
+        ({"default_root_dir": 123}, TypeError, r"^`default_root_dir` must be a folder path.*Received: default_root_dir=123"),
     ],
 )
 def test_bad_flags_name_the_flag_and_value(flags, error, match):
     with pytest.raises(error, match=match):
         kt.Trainer(**flags)
+
+
+def test_a_file_as_default_root_dir_is_refused(tmp_path):
+    (tmp_path / "runs").write_text("")
+    with pytest.raises(ValueError, match=r"^`default_root_dir` must be a folder.*is a file"):
+        kt.Trainer(default_root_dir=str(tmp_path / "runs"))
+
+
+def test_a_module_that_skipped_super_init_is_named():
+    class NoSuper(kt.TrainModule):
+        def __init__(self):  # noqa: D107 - the mistake under test
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+    with pytest.raises(RuntimeError, match=r"^NoSuper.__init__ did not call super\(\).__init__\(\)"):
+        quiet_trainer().fit(NoSuper(), train_data=regression_data(), batch_size=4)
 
 
 def test_flags_are_keyword_only():

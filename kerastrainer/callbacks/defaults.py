@@ -24,8 +24,11 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
     """
     if callbacks is None:
         callbacks = []
-    elif isinstance(callbacks, (Callback, keras.callbacks.Callback)):
+    elif isinstance(callbacks, (Callback, keras.callbacks.Callback, type)):
         callbacks = [callbacks]
+    elif not isinstance(callbacks, (list, tuple)):
+        raise TypeError("`callbacks` must be a callback or a list of them. "
+                        f"Received: callbacks={callbacks!r} (of type {type(callbacks).__name__})")
     result, keras_callbacks = [], []
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.Callback):
@@ -34,6 +37,10 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
             keras_callbacks.append(callback)
         elif isinstance(callback, Callback):
             result.append(callback)
+        elif isinstance(callback, type) and issubclass(callback, (Callback, keras.callbacks.Callback)):
+            raise TypeError(
+                f"`callbacks` got the class {callback.__name__}, not a callback: create one, e.g. "
+                f"callbacks=[{callback.__name__}(...)]. Received: {callback!r}")
         else:
             raise TypeError(
                 "`callbacks` must hold kerastrainer.Callback or keras.callbacks.Callback objects. "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
@@ -40,8 +41,17 @@ class EarlyStopping(Callback):
         self.mode = check_mode(mode, "EarlyStopping")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: `patience` must be an int >= 0. Received: patience={patience!r}")
-        if min_delta < 0:
+        for name, value in (("min_delta", min_delta), ("stopping_threshold", stopping_threshold),
+                            ("divergence_threshold", divergence_threshold)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise TypeError(f"EarlyStopping: `{name}` must be a number. Received: {name}={value!r}"
+                                + (f" (a str: write {name}={value.strip()})"
+                                   if isinstance(value, str) else ""))
+        if not min_delta >= 0:
             raise ValueError(f"EarlyStopping: `min_delta` must be >= 0. Received: min_delta={min_delta!r}")
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError("EarlyStopping: `monitor` must be the name of a logged value, e.g. "
+                            f"'val_loss'. Received: monitor={monitor!r}")
         self.monitor = monitor
         self.min_delta = float(min_delta)
         self.patience = patience

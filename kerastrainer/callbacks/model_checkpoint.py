@@ -31,6 +31,36 @@ def format_checkpoint_name(template: str, metrics: dict, auto_insert_metric_name
     return _GROUP.sub(fill, template)
 
 
+def _check_dirpath(dirpath):
+    if dirpath is None:
+        return None
+    path = os.fspath(dirpath) if isinstance(dirpath, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise TypeError("ModelCheckpoint: `dirpath` must be a folder path (a str or pathlib.Path) or "
+                        f"None. Received: dirpath={dirpath!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"ModelCheckpoint: `dirpath` must be a folder, but {path!r} is a file. "
+                         f"Choose another folder. Received: dirpath={dirpath!r}")
+    return path
+
+
+def _check_filename(filename, auto_insert_metric_name):
+    """Fills the template once with stand-in values, so a bad one fails now, not after an epoch."""
+    if filename is None:
+        return None
+    if not isinstance(filename, str) or not filename:
+        raise TypeError("ModelCheckpoint: `filename` must be a template such as '{epoch}-{val_loss:.3f}'"
+                        f" or None. Received: filename={filename!r}")
+    stand_ins = {name: 0 if name in ("epoch", "step") else 0.0 for name, _ in _GROUP.findall(filename)}
+    try:
+        format_checkpoint_name(filename, stand_ins, auto_insert_metric_name)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"ModelCheckpoint: `filename` is not a valid template ({error}); epoch and step "
+                         "are integers, logged values floats, e.g. '{epoch:02d}-{val_loss:.3f}'. "
+                         f"Received: filename={filename!r}") from None
+    return filename
+
+
 class ModelCheckpoint(Callback):
     """Saves HDF5 training checkpoints (see ``docs/checkpointing.md``) and keeps the best ``save_top_k``.
 
@@ -53,6 +83,10 @@ class ModelCheckpoint(Callback):
 
     Attributes:
         best_model_path, best_model_score, last_model_path, best_k_models: as in Lightning.
+
+    Raises:
+        ValueError, TypeError: a bad argument (a ``filename`` template that cannot be filled, a
+            ``dirpath`` that is a file, ...), when the callback is made.
 
     Examples:
         >>> checkpoint = ModelCheckpoint(monitor="val_acc", mode="max", save_top_k=2, save_last=True)
@@ -85,8 +119,8 @@ class ModelCheckpoint(Callback):
                              f"timedelta. Received: train_time_interval={train_time_interval!r}")
         if every_n_epochs is None:
             every_n_epochs = 0 if (every_n_train_steps or train_time_interval) else 1
-        self.dirpath = os.fspath(dirpath) if dirpath is not None else None
-        self.filename = filename
+        self.dirpath = _check_dirpath(dirpath)
+        self.filename = _check_filename(filename, auto_insert_metric_name)
         self.monitor = monitor
         self.save_top_k = save_top_k
         self.save_last = save_last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import numbers
 import types
 from dataclasses import dataclass
 
@@ -124,9 +125,10 @@ def to_source(data, *, batch_size, shuffle: bool, name: str) -> Source | None:
     """
     if data is None:
         return None
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
+    if batch_size is not None and (isinstance(batch_size, bool)  # NumPy integers are fine
+                                   or not isinstance(batch_size, numbers.Integral) or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    batch_size = None if batch_size is None else int(batch_size)
     if isinstance(data, tf.data.Dataset):
         _no_batch_size(batch_size, name, "a tf.data.Dataset")
         cardinality = int(data.cardinality())
@@ -168,6 +170,7 @@ def _as_array(value, name):
 def _from_arrays(data, batch_size, shuffle, name) -> Source:
     if isinstance(data, list):
         data = tuple(data) if all(hasattr(d, "shape") for d in data) and len(data) <= 3 else data
+    data = _lists_as_arrays(data, name)
     arrays = tf.nest.map_structure(lambda leaf: _as_array(leaf, name), data)
     leaves = tf.nest.flatten(arrays)
     if not leaves:
@@ -188,6 +191,40 @@ def _from_arrays(data, batch_size, shuffle, name) -> Source:
 
     return Source(None, -(-rows // batch_size), tensors=tensors, rows=rows, batch_size=batch_size,
                   seed=seed)
+
+
+def _is_rows(value) -> bool:
+    """A Python list of numbers or of such lists (rows), not a list of arrays (several inputs)."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, numbers.Number) or _is_rows(item) for item in value)
+
+
+def _lists_as_arrays(data, name):
+    """``x``, ``y`` and ``sample_weight`` given as Python lists of rows become arrays (``tf.nest``
+    would take each number for an input of its own).
+
+    Raises:
+        ValueError: the rows have different lengths (ragged data).
+    """
+    def convert(part, which):
+        if not _is_rows(part):
+            return part
+        try:
+            return np.asarray(part)
+        except ValueError as error:  # NumPy refuses inhomogeneous rows
+            lengths = sorted({len(row) for row in part if isinstance(row, list)})
+            raise ValueError(
+                f"{name}: {which} is a list of rows of different lengths ({lengths} items), which "
+                "cannot form an array. Pad the rows to one length (keras.utils.pad_sequences) or "
+                "pass a tf.data pipeline of tf.ragged.constant(rows).") from error
+
+    if isinstance(data, tuple):
+        names = ("x", "y", "sample_weight")
+        return tuple(convert(part, names[i] if i < len(names) else f"element {i}")
+                     for i, part in enumerate(data))
+    if isinstance(data, dict):
+        return {key: convert(value, f"x[{key!r}]") for key, value in data.items()}
+    return convert(data, "x")
 
 
 def _leaf_spec(value):

@@ -83,6 +83,17 @@ def test_bad_arguments(kwargs, match):
         kt.callbacks.EarlyStopping(**kwargs)
 
 
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"min_delta": "0.1"}, r"^EarlyStopping: `min_delta` must be a number.*write min_delta=0.1"),
+    ({"stopping_threshold": "1"}, r"^EarlyStopping: `stopping_threshold` must be a number"),
+    ({"divergence_threshold": [1]}, r"^EarlyStopping: `divergence_threshold` must be a number"),
+    ({"monitor": 3}, r"^EarlyStopping: `monitor` must be .*Received: monitor=3"),
+])
+def test_arguments_of_another_type(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        kt.callbacks.EarlyStopping(**kwargs)
+
+
 def test_monitors_act_only_on_fresh_validation_values():
     """Validation every 2nd epoch of a model that does not learn: patience counts validation runs,
     and the epochs between them have no `val_loss` (None in the history), as under Keras."""

@@ -139,3 +139,20 @@ def test_state_round_trip_continues_top_k(tmp_path):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         kt.callbacks.ModelCheckpoint(**kwargs)
+
+
+@pytest.mark.parametrize(("filename", "match"), [
+    ("{epoch:q}", r"^ModelCheckpoint: `filename` is not a valid template \(Unknown format code 'q'"),
+    ("{epoch:s}", r"^ModelCheckpoint: `filename` is not a valid template"),
+])
+def test_a_bad_filename_template_is_refused_when_built(filename, match):
+    with pytest.raises(ValueError, match=match):
+        kt.callbacks.ModelCheckpoint(filename=filename)
+
+
+def test_a_file_as_dirpath_is_refused_when_built(tmp_path):
+    (tmp_path / "out").write_text("")
+    with pytest.raises(ValueError, match=r"^ModelCheckpoint: `dirpath` must be a folder.*is a file"):
+        kt.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "out"))
+    with pytest.raises(TypeError, match=r"^ModelCheckpoint: `dirpath` must be .*Received: dirpath=5"):
+        kt.callbacks.ModelCheckpoint(dirpath=5)

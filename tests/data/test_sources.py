@@ -176,3 +176,34 @@ def test_datamodule_drives_every_stage():
 def test_data_and_datamodule_together_is_an_error():
     with pytest.raises(ValueError, match="Pass either train_data=... or datamodule=..., not both"):
         quiet_trainer().fit(BoringModule(), train_data=regression_data(), datamodule=ArraysModule())
+
+
+def test_python_lists_of_rows_train_like_arrays():
+    x, y = regression_data(8)
+    source = to_source((x.tolist(), y.tolist()), batch_size=4, shuffle=False, name="t")
+    assert source.rows == 8 and source.num_batches == 2
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(BoringModule(), train_data=(x.tolist(), y.tolist()), batch_size=4)
+    assert trainer.global_step == 2
+
+
+def test_ragged_python_lists_are_named():
+    with pytest.raises(ValueError, match=r"^t: x is a list of rows of different lengths \(\[2, 3\] "
+                                         r"items\).*keras.utils.pad_sequences"):
+        to_source(([[1.0, 2.0, 3.0], [1.0, 2.0]], [[1.0], [2.0]]), batch_size=2, shuffle=False,
+                  name="t")
+
+
+def test_a_numpy_integer_batch_size_is_an_integer():
+    source = to_source(regression_data(8), batch_size=np.int64(4), shuffle=False, name="t")
+    assert source.batch_size == 4 and type(source.batch_size) is int
+
+
+@pytest.mark.parametrize("data", [
+    tf.data.Dataset.from_tensor_slices(regression_data(8)).batch(4).take(0),
+    tf.data.Dataset.from_tensor_slices(regression_data(8)).batch(4).filter(lambda x, y: False),
+])
+def test_an_empty_dataset_is_named(data):
+    with pytest.raises(ValueError, match=r"^train_data (has|gave) no batches: the dataset"):
+        quiet_trainer(max_epochs=2).fit(BoringModule(), train_data=data)
+

@@ -7,7 +7,9 @@ Start two local workers with the launcher (each gets its own TF_CONFIG):
 
 Every worker ends with the same weights (written to OUT/weights-<rank>.npz); only the chief writes
 logs and checkpoints. `--crash kill|term` makes worker 1 kill itself with SIGKILL or SIGTERM at step
-`--at` on the first attempt, to show a restart (or a preemption save) resuming exactly. Without
+`--at` on the first attempt, to show a restart (or a preemption save) resuming exactly; `--crash
+stop` stops it (SIGSTOP), a stalled peer: with `kerastrainer launch --collective-timeout 20` the job
+fails after 20 s and the launcher names worker 1. Without
 TF_CONFIG the same script trains on one device, for comparison. The validation step logs its row
 count twice: with `sync_dist=True` (all workers' rows) and without (this worker's rows).
 """
@@ -54,7 +56,7 @@ class Crash(kt.Callback):
     """Worker 1, first attempt only: a signal to itself after optimizer step `at`."""
 
     def __init__(self, how, at):
-        self.signum = {"kill": signal.SIGKILL, "term": signal.SIGTERM}[how]
+        self.signum = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP}[how]
         self.at = at
 
     def on_train_batch_end(self, trainer, module, outputs, batch_idx):
@@ -67,12 +69,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder for checkpoints, logs and the final weights")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--crash", choices=("kill", "term"), default=None)
+    parser.add_argument("--crash", choices=("kill", "term", "stop"), default=None)
     parser.add_argument("--at", type=int, default=25, help="optimizer step of the crash")
     args = parser.parse_args()
+    # Seeding and making tensors before the Trainer is fine: `kerastrainer launch` created the
+    # strategy before this script started (TensorFlow needs it before its first op).
+    kt.seed_everything(0)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(320, 8)).astype("float32")
-    y = x @ rng.normal(size=(8, 1)).astype("float32")
+    x = tf.constant(rng.normal(size=(320, 8)), tf.float32)
+    y = x @ tf.constant(rng.normal(size=(8, 1)), tf.float32)
     callbacks = [kt.callbacks.ModelCheckpoint(save_last=True, every_n_train_steps=10)]
     if args.crash:
         callbacks.append(Crash(args.crash, args.at))
@@ -81,7 +86,7 @@ def main():
     module = Regressor()
     # The global batch is 32 rows, split over the replicas. "last" resumes after a restart (or
     # starts fresh, with a warning, when nothing was saved yet).
-    trainer.fit(module, train_data=(x, y), val_data=(x[:64], y[:64]), batch_size=32,
+    trainer.fit(module, train_data=(x.numpy(), y.numpy()), val_data=(x[:64], y[:64]), batch_size=32,
                 ckpt_path="last")
     np.savez(os.path.join(args.out, f"weights-{trainer.global_rank}.npz"), *module.get_weights())
     print(f"rank {trainer.global_rank} of {trainer.world_size} replicas: {trainer.global_step} steps, "

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
 
@@ -54,7 +55,7 @@ class ReduceLROnPlateau:
             self.wait += 1
             if self.wait >= self.patience:
                 current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-                optimizer.learning_rate = max(current * self.factor, self.min_lr)
+                optimizer.learning_rate = np.float32(max(current * self.factor, self.min_lr))
                 self.cooldown_counter, self.wait = self.cooldown, 0
 
     def state_dict(self) -> dict:
@@ -125,7 +126,9 @@ class Scheduler:
         else:
             current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             index = trainer.current_epoch if interval == "epoch" else trainer.global_step
-            optimizer.learning_rate = float(self.scheduler(index, current))
+            # A NumPy value: TensorFlow keeps every distinct Python float it converts to a
+            # tensor in a cache that never shrinks (memory would grow with every step).
+            optimizer.learning_rate = np.float32(self.scheduler(index, current))
 
     def state_dict(self) -> dict:
         """The plateau scheduler's counters (a function has no state)."""

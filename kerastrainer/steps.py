@@ -369,8 +369,9 @@ class CompiledSteps:
 
     def _run_memory(self, stage, feed, n, batch_idx, jit):
         def call(loop, start, count):
-            return loop(feed.tensors, feed.order, tf.constant(start, tf.int64),
-                        tf.constant(count, tf.int64))
+            # NumPy values: TensorFlow caches every distinct Python int it converts, for good.
+            return loop(feed.tensors, feed.order, tf.constant(np.int64(start)),
+                        tf.constant(np.int64(count)))
 
         if not jit:
             return call(self._memory_loop(stage, False, feed.batch_size), batch_idx, n)

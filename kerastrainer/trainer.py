@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import itertools
 
+import numpy as np
 import tensorflow as tf
 
 from kerastrainer import checkpoint as ckpt
@@ -18,7 +19,7 @@ from kerastrainer.callbacks.defaults import configure_callbacks
 from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
 from kerastrainer.data.resolve import fit_sources, stage_source
 from kerastrainer.distributed import strategies
-from kerastrainer.distributed.launch import mark_ready
+from kerastrainer.distributed.workers import mark_ready
 from kerastrainer.flags import TrainerFlags
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
@@ -288,7 +289,7 @@ class Trainer(TrainerFlags):
         for batch_idx in itertools.count() if n is None else range(n):
             bus.call("on_predict_batch_start", batch_idx)
             try:
-                prediction = predict_fn(iterator, tf.constant(batch_idx, tf.int64))
+                prediction = predict_fn(iterator, tf.constant(np.int64(batch_idx)))  # not cached
             except (tf.errors.OutOfRangeError, StopIteration):
                 break
             outputs.append(prediction)

@@ -2,7 +2,9 @@
 
 Like ``torchrun``: each worker gets its own ``TF_CONFIG`` (a cluster of N ``127.0.0.1`` ports), its
 output is prefixed with ``[worker R] ``, and one failing worker stops the whole job (or restarts it,
-``--max-restarts``), because the others would otherwise wait forever in a collective.
+``--max-restarts``), because the others would otherwise wait forever in a collective. Over several
+hosts the same command runs on each (``--nnodes``, ``--node-rank``, ``--coordinator``, or SLURM's
+environment; see `kerastrainer.distributed.rendezvous`).
 
 Standard library only, so the launcher never imports TensorFlow. POSIX only (process groups).
 """
@@ -10,17 +12,21 @@ Standard library only, so the launcher never imports TensorFlow. POSIX only (pro
 from __future__ import annotations
 
 import argparse
-import json
+import collections
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+
+from kerastrainer.distributed.reports import describe, suspects
+from kerastrainer.distributed.rendezvous import Nodes, rendezvous
+# The workers' side of the contract; mark_ready is public here too (it always was).
+from kerastrainer.distributed.workers import free_ports, mark_ready, worker_env  # noqa: F401
 
 #: Exit code of a worker that saved a checkpoint after SIGTERM (128 + SIGTERM), and of the launcher
 #: when the job was preempted: relaunching it resumes from that checkpoint.
@@ -29,90 +35,7 @@ PREEMPTED_EXIT_CODE = 143
 _STOP_GRACE = 60.0  # seconds workers get to save and exit after a preemption or a forwarded signal
 _POLL = 0.05
 _PREFIX = "kerastrainer launch: "
-
-
-def free_ports(n: int) -> list[int]:
-    """Picks ``n`` distinct free TCP ports on ``127.0.0.1``.
-
-    Every socket stays bound until all ports are chosen, so the ports are distinct. Another process
-    may still take one before a worker binds it; that worker fails and ``--max-restarts`` retries
-    with new ports.
-
-    Args:
-        n: How many ports.
-
-    Returns:
-        The port numbers.
-
-    Raises:
-        ValueError: If ``n`` is not an integer >= 0.
-
-    Examples:
-        >>> len(set(free_ports(2)))
-        2
-    """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"`n` must be an integer >= 0. Received: n={n!r}")
-    sockets = []
-    try:
-        for _ in range(n):
-            sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sockets[-1].bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def worker_env(rank: int, ports: list[int], *, attempt: int, ready_dir: str, base_env=None) -> dict:
-    """The environment of worker ``rank``.
-
-    Args:
-        rank: The worker's index in the cluster (0 is the chief).
-        ports: One port per worker; ``len(ports)`` is the world size.
-        attempt: How many times the job was restarted before (0 on the first start).
-        ready_dir: The folder where the worker signals readiness (see `mark_ready`).
-        base_env: The environment to extend (default: a copy of ``os.environ``).
-
-    Returns:
-        A new dict with ``TF_CONFIG``, ``KT_LAUNCH_RANK``, ``KT_LAUNCH_WORLD_SIZE``,
-        ``KT_LAUNCH_ATTEMPT``, ``KT_LAUNCH_READY_FILE`` and ``PYTHONUNBUFFERED=1`` set.
-
-    Examples:
-        >>> env = worker_env(1, [2222, 2223], attempt=0, ready_dir="/tmp/r", base_env={})
-        >>> json.loads(env["TF_CONFIG"])["task"]
-        {'type': 'worker', 'index': 1}
-    """
-    env = dict(os.environ if base_env is None else base_env)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": rank}})
-    env["KT_LAUNCH_RANK"] = str(rank)
-    env["KT_LAUNCH_WORLD_SIZE"] = str(len(ports))
-    env["KT_LAUNCH_ATTEMPT"] = str(attempt)
-    env["KT_LAUNCH_READY_FILE"] = os.path.join(ready_dir, f"ready.{rank}")
-    env["PYTHONUNBUFFERED"] = "1"  # output reaches the launcher, and the user, line by line
-    return env
-
-
-def mark_ready() -> None:
-    """Tells the launcher that this worker has started (its distributed strategy has connected).
-
-    Creates the file named by ``KT_LAUNCH_READY_FILE``; does nothing outside ``kerastrainer
-    launch``. Cheap and idempotent, so it may be called at every ``fit``.
-
-    Examples:
-        >>> mark_ready()  # a no-op unless started by kerastrainer launch
-    """
-    path = os.environ.get("KT_LAUNCH_READY_FILE")
-    if not path or os.path.exists(path):
-        return
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "w") as file:
-            file.write(str(os.getpid()))
-        os.replace(temporary, path)  # the launcher never sees a half-written file
-    except FileNotFoundError:
-        pass  # the ready folder is gone: the launcher has stopped watching, training goes on
+_KEPT_LINES = 200  # of each worker's output, searched for the task TensorFlow reports unhealthy
 
 
 @dataclass
@@ -127,6 +50,7 @@ class _Printer:
 
     def __init__(self, output) -> None:
         self.output, self.lock = output, threading.Lock()
+        self.recent = collections.defaultdict(lambda: collections.deque(maxlen=_KEPT_LINES))
 
     def line(self, text: str) -> None:
         with self.lock:
@@ -142,17 +66,9 @@ class _Printer:
     def stream(self, rank: int, pipe) -> None:
         with pipe:
             for raw in iter(pipe.readline, b""):
-                self.line(f"[worker {rank}] " + raw.decode(errors="replace").rstrip("\r\n"))
-
-
-def _describe(worker: _Worker) -> str:
-    code, how = worker.proc.returncode, f"exited with code {worker.proc.returncode}"
-    if code < 0:  # Popen's way of saying "killed by signal -code"
-        try:
-            how = f"was killed by {signal.Signals(-code).name}"
-        except ValueError:  # real-time signals have no name
-            how = f"was killed by signal {-code}"
-    return f"worker {worker.rank} (pid {worker.proc.pid}) {how}"
+                text = raw.decode(errors="replace").rstrip("\r\n")
+                self.recent[rank].append(text)
+                self.line(f"[worker {rank}] " + text)
 
 
 def _signal_groups(workers, signum) -> None:
@@ -192,6 +108,12 @@ def _supervise(workers, ready_dir, start_timeout, kill_grace, printer, received)
                 _signal_groups(workers, signal.SIGTERM)
                 forwarded_at = now
             if None not in codes or len(received) > 1 or now > forwarded_at + _STOP_GRACE:
+                saved = [w.rank for w, c in zip(workers, codes) if c == PREEMPTED_EXIT_CODE]
+                if len(saved) < len(workers):
+                    printer.say(
+                        "not every worker saved a checkpoint before it stopped (saved: "
+                        f"{', '.join(map(str, saved)) or 'none'}); a relaunch resumes from the "
+                        "last checkpoint written before the signal, if any")
                 _terminate(workers, grace=0)  # a second signal, or the grace is over: no waiting
                 return 128 + received[0], False
             continue
@@ -199,7 +121,9 @@ def _supervise(workers, ready_dir, start_timeout, kill_grace, printer, received)
         if failed:
             for worker in failed:
                 worker.reader.join(timeout=1)  # its last lines (a traceback) before our message
-                printer.say(_describe(worker))
+                printer.say(describe(worker))
+            for note in suspects(failed, workers, printer.recent):
+                printer.say(note)
             _terminate(workers, kill_grace)
             return 1, True
         if PREEMPTED_EXIT_CODE in codes:  # the others are saving too; wait for them, not forever
@@ -229,14 +153,27 @@ def _supervise(workers, ready_dir, start_timeout, kill_grace, printer, received)
             return 1, False
 
 
-def _attempt(argv, nproc, attempt, start_timeout, kill_grace, printer, received):
+def _attempt(argv, nproc, attempt, start_timeout, kill_grace, printer, received,
+             collective_timeout=None, nodes=None):
     ready_dir, workers = tempfile.mkdtemp(prefix="kt-launch-"), []
     try:
-        ports = free_ports(nproc)  # new ports on every attempt: the old ones may still be held
-        for rank in range(nproc):
+        # New ports on every attempt: the old ones may still be held.
+        ports, addresses, first = free_ports(nproc), None, 0
+        if nodes is not None:  # other hosts connect: every interface, and the nodes' addresses
+            ports = free_ports(nproc, host="")
+            printer.say(f"node {nodes.rank} of {nodes.count}: meeting the other nodes at "
+                        f"{nodes.host}:{nodes.port}")
+            try:
+                addresses = rendezvous(nodes, ports, start_timeout)
+            except (TimeoutError, ValueError) as error:
+                printer.say(str(error))
+                return 1, False
+            first = nodes.rank * nproc
+        for rank in range(first, first + nproc):
             proc = subprocess.Popen(
                 argv,
-                env=worker_env(rank, ports, attempt=attempt, ready_dir=ready_dir),
+                env=worker_env(rank, ports, attempt=attempt, ready_dir=ready_dir,
+                               collective_timeout=collective_timeout, addresses=addresses),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -258,7 +195,8 @@ def _check(flag: str, value, ok: bool, rule: str) -> None:
         raise ValueError(f"--{flag} must be {rule}. Received: --{flag}={value!r}")
 
 
-def _check_launch(command, nproc, max_restarts, start_timeout, kill_grace) -> list:
+def _check_launch(command, nproc, max_restarts, start_timeout, kill_grace,
+                  bootstrap=True, collective_timeout=None, nodes=None) -> list:
     """Checks `launch`'s arguments; returns the worker's argv."""
     if not command:
         raise ValueError("The command must name a script, e.g. `kerastrainer launch --nproc 2 "
@@ -270,17 +208,32 @@ def _check_launch(command, nproc, max_restarts, start_timeout, kill_grace) -> li
     _check("start-timeout", start_timeout, ok, "a number of seconds > 0")
     ok = isinstance(kill_grace, (int, float)) and kill_grace >= 0
     _check("kill-grace", kill_grace, ok, "a number of seconds >= 0")
+    if nodes is not None and max_restarts:
+        raise ValueError("--max-restarts needs a job on one node: the nodes of a multi-node job "
+                         "cannot restart together; let the scheduler requeue it (SLURM's "
+                         f"--requeue) and resume from the last checkpoint. Received: "
+                         f"--max-restarts={max_restarts} with --nnodes {nodes.count}")
+    if collective_timeout is not None:
+        ok = isinstance(collective_timeout, (int, float)) and 0 < collective_timeout < float("inf")
+        _check("collective-timeout", collective_timeout, ok, "a finite number of seconds > 0")
     if command[0].endswith(".py") and not os.path.isfile(command[0]):
         raise FileNotFoundError(f"Script not found: {command[0]!r}. Pass the path of the training "
                                 "script, relative to the current folder.")
     if not command[0].endswith(".py") and shutil.which(command[0]) is None:
         raise FileNotFoundError(f"Program not found: {command[0]!r}. Pass a .py script or a "
                                 "program on the PATH.")
-    return [sys.executable, *command] if command[0].endswith(".py") else command
+    if not command[0].endswith(".py"):
+        return command
+    if not bootstrap:
+        return [sys.executable, *command]
+    # The bootstrap creates the strategy before the script runs (the script may build data first).
+    return [sys.executable, "-m", "kerastrainer.distributed.bootstrap", *command]
 
 
 def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float = 300.0,
-           kill_grace: float = 5.0, output=None) -> int:
+           kill_grace: float = 5.0, bootstrap: bool = True,
+           collective_timeout: float | None = None, nodes: Nodes | None = None,
+           output=None) -> int:
     """Runs ``nproc`` workers of ``command`` and supervises them until the job ends.
 
     Args:
@@ -289,6 +242,15 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
         max_restarts: How many times to restart all workers after one fails.
         start_timeout: Seconds within which every worker must call `mark_ready`.
         kill_grace: Seconds between SIGTERM and SIGKILL when stopping workers after a failure.
+        bootstrap: Start a ``.py`` script through `kerastrainer.distributed.bootstrap`, which
+            creates the MultiWorkerMirroredStrategy before the script runs (so the script may seed
+            and build its data before the Trainer). ``False`` runs ``python script.py`` as is
+            (a script that uses no TensorFlow starts faster).
+        collective_timeout: Seconds a collective waits for a peer before the job fails (the
+            workers' ``KT_COLLECTIVE_TIMEOUT``; default 600). A stopped or stuck worker is then
+            named in the report.
+        nodes: This host's place in a job over several hosts (`rendezvous.Nodes`); ``None``:
+            every worker on this host. Workers get global ranks ``nodes.rank * nproc + i``.
         output: Where the workers' prefixed lines and the launcher's messages go (default: the
             ``sys.stdout`` of the moment of the call).
 
@@ -303,7 +265,8 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
     Examples:
         >>> launch(["train.py", "--epochs", "3"], nproc=2, max_restarts=1)  # doctest: +SKIP
     """
-    argv = _check_launch(list(command), nproc, max_restarts, start_timeout, kill_grace)
+    argv = _check_launch(list(command), nproc, max_restarts, start_timeout, kill_grace,
+                         bootstrap, collective_timeout, nodes)
     printer, received, previous = _Printer(output or sys.stdout), [], {}
     if threading.current_thread() is threading.main_thread():  # signal.signal works only there
         for signum in (signal.SIGTERM, signal.SIGINT):  # recorded; _supervise forwards it
@@ -313,8 +276,8 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
             if attempt:
                 printer.say(f"restarting all workers (restart {attempt} of {max_restarts})")
             code, restartable = _attempt(
-                argv, nproc, attempt, start_timeout, kill_grace, printer, received
-            )
+                argv, nproc, attempt, start_timeout, kill_grace, printer, received,
+                collective_timeout, nodes)
             if received:
                 return 128 + received[0]
             if not restartable:
@@ -332,6 +295,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="restart all workers up to K times after a failure (default: 0)")
     parser.add_argument("--start-timeout", type=float, default=300.0, metavar="S",
                         help="seconds for every worker to become ready (default: 300)")
+    parser.add_argument("--nnodes", type=int, default=None, metavar="N",
+                        help="hosts in the job, each running this same command (default: 1, or "
+                             "SLURM's node count inside a SLURM job)")
+    parser.add_argument("--node-rank", type=int, default=None, metavar="R",
+                        help="this host's index, 0 on the coordinator's host")
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                        help="node 0's host and a free port where the nodes meet")
+    parser.add_argument("--collective-timeout", type=float, default=None, metavar="S",
+                        help="seconds a collective waits for a stuck or stopped peer before the "
+                             "job fails and names it (default: 600)")
+    parser.add_argument("--no-bootstrap", dest="bootstrap", action="store_false",
+                        help="run the script as `python script.py`, without creating the "
+                             "strategy before it (for scripts that use no TensorFlow)")
     parser.add_argument("script", help="the training script (or a program on the PATH)")
     rest = parser.add_argument("script_args", nargs=argparse.REMAINDER, metavar="...",
                                help="the script's own arguments, passed through untouched")
@@ -342,8 +318,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_parsed(args: argparse.Namespace) -> int:
     """Runs `launch` with the arguments of `add_arguments`; 2 on a bad argument."""
     try:
+        nodes = Nodes.from_options(args.nnodes, args.node_rank, args.coordinator)
         return launch([args.script, *args.script_args], nproc=args.nproc,
-                      max_restarts=args.max_restarts, start_timeout=args.start_timeout)
+                      max_restarts=args.max_restarts, start_timeout=args.start_timeout,
+                      bootstrap=args.bootstrap, collective_timeout=args.collective_timeout,
+                      nodes=nodes)
     except (ValueError, FileNotFoundError) as error:
         print(_PREFIX + str(error), file=sys.stderr)
         return 2

@@ -10,8 +10,28 @@ import numpy as np
 import tensorflow as tf
 
 #: Seconds a collective may wait for its peers before the job fails (rather than hangs). Longer
-#: than a first trace + compile and a checkpoint save.
+#: than a first trace + compile and a checkpoint save. ``KT_COLLECTIVE_TIMEOUT`` (set by
+#: ``kerastrainer launch --collective-timeout S``) overrides it.
 COLLECTIVE_TIMEOUT_SECONDS = 600.0
+
+
+def collective_timeout() -> float:
+    """``KT_COLLECTIVE_TIMEOUT`` in seconds, else `COLLECTIVE_TIMEOUT_SECONDS`.
+
+    Raises:
+        ValueError: the variable is not a positive, finite number of seconds.
+    """
+    text = os.environ.get("KT_COLLECTIVE_TIMEOUT")
+    if not text:
+        return COLLECTIVE_TIMEOUT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError("KT_COLLECTIVE_TIMEOUT must be a positive number of seconds. "
+                         f"Received: KT_COLLECTIVE_TIMEOUT={text!r}")
+    return seconds
 
 
 def cluster_size() -> int:
@@ -55,9 +75,38 @@ def make_strategy(name) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return bootstrap_strategy()
+
+
+_BOOTSTRAPPED: list = []  # the process's MultiWorkerMirroredStrategy, made once
+
+
+def bootstrap_strategy() -> tf.distribute.Strategy:
+    """The process's MultiWorkerMirroredStrategy, created on the first call (``TF_CONFIG`` names
+    the cluster); `kerastrainer.distributed.bootstrap` calls it before the user's script runs.
+
+    Raises:
+        RuntimeError: TensorFlow already ran an op (the script seeded or built data first) in a
+            worker not started by ``kerastrainer launch``: the message says what to move.
+    """
+    if _BOOTSTRAPPED:
+        return _BOOTSTRAPPED[0]
     options = tf.distribute.experimental.CommunicationOptions(
-        timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        timeout_seconds=collective_timeout())
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as error:
+        if "at program startup" not in str(error):
+            raise
+        raise RuntimeError(
+            "strategy='multi_worker' must be created before TensorFlow runs anything in the "
+            "process, but this script already did (seeded, built a tf.data pipeline or made a "
+            "tensor before kt.Trainer(...)). Start it with `kerastrainer launch --nproc N "
+            "script.py`, which creates the strategy first, or create the Trainer (or call "
+            "kerastrainer.distributed.strategies.bootstrap_strategy()) at the top of the script."
+        ) from error
+    _BOOTSTRAPPED.append(strategy)
+    return strategy
 
 
 def global_rank(strategy) -> int:

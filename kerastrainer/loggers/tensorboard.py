@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import tensorflow as tf
 
 from kerastrainer.loggers.base import Logger
@@ -52,10 +53,13 @@ class TensorBoardLogger(Logger):
         return self._writer
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        with self.writer.as_default():
+        # NumPy values, not Python numbers: TensorFlow keeps every distinct Python scalar it
+        # converts to a tensor in a cache that never shrinks, about 0.75 KB each, so a run logging
+        # ten values per step would grow by several KB per step.
+        with self.writer.as_default(step=np.int64(step)):
             for key, value in metrics.items():
                 if key != "epoch" and isinstance(value, (int, float)):
-                    tf.summary.scalar(key, value, step=step)
+                    tf.summary.scalar(key, np.float32(value))
 
     def log_hyperparams(self, params: dict) -> None:
         super().log_hyperparams(params)

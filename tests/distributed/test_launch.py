@@ -26,7 +26,8 @@ from kerastrainer.distributed.launch import (
     worker_env,
 )
 
-LAUNCH = [sys.executable, "-m", "kerastrainer.cli", "launch"]
+# The workers here use no TensorFlow: no strategy is bootstrapped before them.
+LAUNCH = [sys.executable, "-m", "kerastrainer.cli", "launch", "--no-bootstrap"]
 
 # every worker script starts with this; the test appends what the worker does
 PRELUDE = """\
@@ -108,6 +109,9 @@ def test_worker_env_describes_the_cluster(tmp_path):
     assert env["KT_LAUNCH_READY_FILE"] == os.path.join(str(tmp_path), "ready.1")
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["A"] == "b"
+    assert "KT_COLLECTIVE_TIMEOUT" not in env  # the workers' default
+    assert worker_env(0, [1, 2], attempt=0, ready_dir=str(tmp_path), base_env={},
+                      collective_timeout=30)["KT_COLLECTIVE_TIMEOUT"] == "30.0"
 
 
 def test_worker_env_extends_os_environ_by_default(tmp_path, monkeypatch):
@@ -147,6 +151,11 @@ NPROC_ERROR = r"^--nproc must be an integer >= 1\. Received: --nproc=0$"
         (["w.py"], {"nproc": 1, "max_restarts": -1}, ValueError, r"Received: --max-restarts=-1"),
         (["w.py"], {"nproc": 1, "start_timeout": 0}, ValueError, r"Received: --start-timeout=0"),
         (["w.py"], {"nproc": 1, "kill_grace": -1}, ValueError, r"Received: --kill-grace=-1"),
+        (["w.py"], {"nproc": 1, "collective_timeout": 0}, ValueError,
+         r"^--collective-timeout must be a finite number of seconds > 0\. Received: "
+         r"--collective-timeout=0$"),
+        (["w.py"], {"nproc": 1, "collective_timeout": float("inf")}, ValueError,
+         r"Received: --collective-timeout=inf"),
         ([], {"nproc": 1}, ValueError, r"Received: command=\[\]"),
         (["missing.py"], {"nproc": 1}, FileNotFoundError, r"Script not found: 'missing\.py'"),
         (["no-such-program-kt"], {"nproc": 1}, FileNotFoundError, r"Program not found"),
@@ -161,7 +170,7 @@ def test_launch_rejects_bad_arguments(tmp_path, command, options, error, match):
 def test_launch_in_process_writes_prefixed_lines_to_output(tmp_path):
     script = worker_script(tmp_path, 'mark_ready()\nprint("hello", RANK)\n')
     output = io.StringIO()
-    assert launch([script], nproc=1, output=output) == 0
+    assert launch([script], nproc=1, bootstrap=False, output=output) == 0
     assert output.getvalue() == "[worker 0] hello 0\n"
 
 
@@ -203,7 +212,7 @@ def test_cli_imports_no_tensorflow(tmp_path):
 
 @pytest.mark.parametrize(
     "entry",
-    [LAUNCH, [sys.executable, "-m", "kerastrainer.distributed.launch"]],
+    [LAUNCH, [sys.executable, "-m", "kerastrainer.distributed.launch", "--no-bootstrap"]],
     ids=["cli", "module"],
 )
 def test_two_workers_get_their_own_tf_config_and_prefixed_output(tmp_path, entry):
@@ -415,7 +424,7 @@ def test_workers_still_running_long_after_a_preemption_are_killed(tmp_path, monk
         """,
     )
     output = io.StringIO()
-    assert launch([script], nproc=2, output=output) == PREEMPTED_EXIT_CODE
+    assert launch([script], nproc=2, bootstrap=False, output=output) == PREEMPTED_EXIT_CODE
     assert "kerastrainer launch: killing worker(s) 0: still running 1 s after" in output.getvalue()
     assert_gone(int((tmp_path / "pid").read_text()))
 
@@ -445,3 +454,51 @@ def test_workers_that_ignore_a_forwarded_sigterm_are_killed_after_the_grace(tmp_
     assert launcher.returncode == 143, stdout
     for rank in (0, 1):
         assert_gone(int((tmp_path / f"up.{rank}").read_text()))
+
+
+def test_a_job_hung_by_a_stopped_peer_blames_that_peer(tmp_path):
+    """Worker 1 stops (SIGSTOP); worker 0's collective times out and names task 1, as TensorFlow
+    does. The report names the stopped worker, not only the one that exited."""
+    script = worker_script(
+        tmp_path,
+        """
+        mark_ready()
+        if RANK == 1:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        time.sleep(1)
+        print("Collective ops is aborted by: Error reported from /job:worker/task:0: The "
+              "following tasks are unhealthy (stopped sending heartbeats): /job:worker/task:1")
+        sys.exit(1)
+        """,
+    )
+    result, seconds = run_launcher("--nproc", "2", "--collective-timeout", "5", script)
+    assert result.returncode == 1, result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith("kerastrainer launch:")]
+    assert lines[0].startswith("kerastrainer launch: worker 0 (pid ") and "exited with code 1" in lines[0]
+    assert any(line.startswith("kerastrainer launch: worker 1 (pid ") and "is stopped" in line
+               for line in lines), lines
+    assert any("worker 0's error names task(s) 1" in line for line in lines), lines
+    assert seconds < 30
+
+
+def test_a_signal_during_a_hang_says_that_not_every_worker_saved(tmp_path, monkeypatch):
+    import threading
+
+    import kerastrainer.distributed.launch as launch_module
+
+    monkeypatch.setattr(launch_module, "_STOP_GRACE", 1.0)  # instead of a minute
+    script = worker_script(
+        tmp_path,
+        """
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stuck in a collective: cannot save
+        mark_ready()
+        (HERE / f"up.{RANK}").touch()
+        time.sleep(600)
+        """,
+    )
+    threading.Thread(target=lambda: (wait_for([tmp_path / "up.0", tmp_path / "up.1"]),
+                                     os.kill(os.getpid(), signal.SIGTERM)), daemon=True).start()
+    output = io.StringIO()
+    assert launch([script], nproc=2, bootstrap=False, output=output) == 143
+    assert ("kerastrainer launch: not every worker saved a checkpoint before it stopped (saved: "
+            "none)") in output.getvalue()

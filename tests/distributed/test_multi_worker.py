@@ -22,10 +22,10 @@ def _env(scratch: Path) -> dict:
     return env
 
 
-def _launch(out: Path, *args, restarts=0, scratch=None):
+def _launch(out: Path, *args, restarts=0, scratch=None, options=()):
     command = [sys.executable, "-m", "kerastrainer.cli", "launch", "--nproc", "2",
-               "--start-timeout", "120", "--max-restarts", str(restarts), str(SCRIPT), str(out),
-               *args]
+               "--start-timeout", "120", "--max-restarts", str(restarts), *options, str(SCRIPT),
+               str(out), *args]
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,
                             env=_env(scratch or out.parent / "scratch"))
@@ -99,3 +99,14 @@ def test_sigterm_to_one_worker_saves_on_both_and_relaunch_resumes_exactly(uninte
     assert "found no last checkpoint" not in resumed.stdout
     for a, b in zip(_weights(uninterrupted[0], 0), _weights(out, 0)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_stalled_worker_is_named_after_the_collective_timeout(tmp_path):
+    """Worker 1 stops (SIGSTOP) at step 25: worker 0's next collective times out after
+    --collective-timeout seconds, and the launcher names worker 1, not only worker 0's exit."""
+    result, seconds = _launch(tmp_path / "stalled", "--crash", "stop",
+                              options=("--collective-timeout", "15"))
+    assert result.returncode == 1, result.stdout[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("kerastrainer launch:")]
+    assert any("worker 1 (pid" in line and "is stopped" in line for line in lines), lines
+    assert seconds < 15 + 120, seconds  # start-up, 25 steps, the timeout; not the 600 s default

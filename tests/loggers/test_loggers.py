@@ -110,6 +110,57 @@ def test_csv_columns_grow_when_new_keys_appear(tmp_path):
     assert not [p for p in os.listdir(trainer.log_dir) if ".tmp-" in p]
 
 
+def test_csv_rows_are_appended_and_the_file_rewritten_only_for_new_columns(tmp_path):
+    logger = CSVLogger(tmp_path, flush_every_n_rows=2)
+    for step in (1, 2):
+        logger.log_metrics({"loss": 0.5}, step)
+    first = os.stat(logger.path).st_ino
+    with open(logger.path) as handle:
+        written = handle.read()
+    for step in (3, 4):
+        logger.log_metrics({"loss": 0.25}, step)
+    assert os.stat(logger.path).st_ino == first  # appended in place, not rewritten
+    with open(logger.path) as handle:
+        assert handle.read().startswith(written)
+    logger.log_metrics({"loss": 0.125, "acc": 1.0, "epoch": 0}, 5)
+    logger.save()
+    assert os.stat(logger.path).st_ino != first  # a new column: rewritten (temp file + rename)
+    rows = _rows(logger.path)
+    assert list(rows[0]) == ["epoch", "step", "acc", "loss"]
+    assert [(r["step"], r["acc"]) for r in rows] == [("1", ""), ("2", ""), ("3", ""), ("4", ""),
+                                                     ("5", "1.0")]
+    assert logger.rows[-1] == {"step": 5, "epoch": 0, "acc": 1.0, "loss": 0.125}
+
+
+def test_csv_a_row_cut_short_by_a_crash_is_dropped(tmp_path):
+    logger = CSVLogger(tmp_path, flush_every_n_rows=1)
+    logger.log_metrics({"loss": 0.5}, 1)
+    with open(logger.path, "a") as handle:
+        handle.write("2,0.2")  # an append interrupted before its newline
+    again = CSVLogger(tmp_path, version=0, flush_every_n_rows=1)
+    again.log_metrics({"loss": 0.25}, 3)
+    assert [(r["step"], r["loss"]) for r in _rows(again.path)] == [("1", "0.5"), ("3", "0.25")]
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_tensorboard_logging_does_not_grow_memory_per_step(tmp_path):
+    """TensorFlow caches every distinct Python scalar it converts to a tensor (about 0.75 KB each,
+    never freed): logging Python floats at Python int steps grew the process by ~1.5 KB a step."""
+    logger = TensorBoardLogger(tmp_path)
+    for step in range(200):  # warm-up: TensorFlow's own first-call allocations
+        logger.log_metrics({"loss": step / 7}, step)
+    before = _resident_bytes()
+    for step in range(200, 3200):
+        logger.log_metrics({"loss": step / 7}, step)
+    grown = _resident_bytes() - before
+    logger.finalize("success")
+    assert grown < 1.5e6, f"{grown / 3000:.0f} bytes per logged step"
+
+
 def test_history_is_a_dict_of_lists(tmp_path):
     trainer = _fit(tmp_path, logger=False)
     assert trainer.history["epoch"] == [0, 1, 2]

@@ -1,0 +1,140 @@
+"""Fault injection: SIGKILL during checkpoint writes, and runs that start together.
+
+    python benchmarks/faults.py            # 24 kills, 8 runs started together (a few minutes)
+    python benchmarks/faults.py --quick    # 6 kills, 4 runs
+
+Kills: a child process trains a model of about 4 MB, saving a checkpoint every step, and is killed
+with SIGKILL a few milliseconds after it starts a save (mostly in the middle of the write); the next child resumes from ``last`` and is
+killed again, and a last one finishes. After every kill each checkpoint file is read back with its
+checksum verified, and the temp files the killed writer left are counted; when the next run starts
+it must remove them. Starts: N processes build a Trainer with the default logger in one folder at
+the same moment and fit a step; each must get a run folder of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kerastrainer.checkpoint_io import read_checkpoint  # noqa: E402
+
+CHILD = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras, numpy as np
+import kerastrainer as kt
+
+class Wide(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(1000)
+        self.out = keras.layers.Dense(1)
+    def call(self, x, training=False):
+        return self.out(self.hidden(x))
+    def loss(self, y_true, y_pred):
+        return keras.losses.mean_squared_error(y_true, y_pred)
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.001)
+
+class Announce(kt.Callback):
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        print("saved", flush=True)
+
+root, steps = sys.argv[1], int(sys.argv[2])
+x = np.random.default_rng(0).normal(size=(64, 1000)).astype("float32")
+saver = kt.callbacks.ModelCheckpoint(dirpath=os.path.join(root, "ck"), every_n_train_steps=1,
+                                     save_top_k=2, monitor="loss", filename="{step}",
+                                     save_last=True)
+trainer = kt.Trainer(max_steps=steps, callbacks=[saver, Announce()], default_root_dir=root,
+                     enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(Wide(), train_data=(x, x[:, :1]), batch_size=8, ckpt_path="last")
+"""
+
+START = """
+import os, sys, time
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import kerastrainer as kt
+from tests.helpers import BoringModule, regression_data
+root, at = sys.argv[1], float(sys.argv[2])
+trainer = kt.Trainer(max_steps=1, default_root_dir=root, enable_progress_bar=False,
+                     enable_model_summary=False, enable_checkpointing=False)
+time.sleep(max(0.0, at - time.time()))  # every process starts its run at the same moment
+trainer.fit(BoringModule(), train_data=regression_data(8), batch_size=8)
+print(trainer.log_dir)
+"""
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def temporaries(root: str) -> list[str]:
+    return [p for p in glob.glob(os.path.join(root, "**", ".*.tmp-*"), recursive=True)]
+
+
+def kill_trials(root: str, kills: int, rng: random.Random) -> dict:
+    intact = corrupt = left = 0
+    for _ in range(kills):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, root, "100000"], text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=HERE)
+        for _ in range(1 + rng.randrange(4)):  # a few saves into this run,
+            child.stdout.readline()  # printed as the checkpoint is built, before it is written
+        time.sleep(rng.uniform(0.0, 0.03))  # then most often in the middle of the write
+        child.kill()
+        child.wait()
+        left += len(temporaries(root))
+        for path in glob.glob(os.path.join(root, "ck", "*.ckpt")):
+            try:
+                read_checkpoint(path)
+                intact += 1
+            except ValueError:
+                corrupt += 1
+    final = subprocess.run([sys.executable, "-c", CHILD, root, "1"], cwd=HERE,
+                           capture_output=True, text=True)
+    return {"kills": kills, "checked": intact + corrupt, "corrupt": corrupt,
+            "temporaries after kills": left, "temporaries after a new start": len(temporaries(root)),
+            "resume exit code": final.returncode}
+
+
+def start_trials(root: str, runs: int) -> dict:
+    at = time.time() + 8.0  # after every process has imported TensorFlow
+    procs = [subprocess.Popen([sys.executable, "-c", START, root, str(at)], cwd=HERE, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             for _ in range(runs)]
+    folders = [proc.communicate()[0].strip().splitlines()[-1:] for proc in procs]
+    folders = [f[0] for f in folders if f]
+    return {"runs": runs, "finished": len(folders), "collisions": len(folders) - len(set(folders))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 kills and 4 runs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as root:
+        kills = kill_trials(os.path.join(root, "kills"), 6 if args.quick else 24,
+                            random.Random(args.seed))
+        starts = start_trials(os.path.join(root, "starts"), 4 if args.quick else 8)
+    checks = [
+        (f"checkpoints readable after {kills['kills']} SIGKILLs during writes",
+         f"{kills['checked'] - kills['corrupt']} of {kills['checked']}", kills["corrupt"] == 0),
+        ("temp files left once the next run started", kills["temporaries after a new start"],
+         kills["temporaries after a new start"] == 0 and kills["resume exit code"] == 0),
+        (f"run-folder collisions in {starts['runs']} runs started together",
+         f"{starts['collisions']} ({starts['finished']} finished)",
+         starts["collisions"] == 0 and starts["finished"] == starts["runs"]),
+    ]
+    print(f"(temp files seen right after the kills, removed later: "
+          f"{kills['temporaries after kills']})")
+    for name, value, ok in checks:
+        print(f"[{'ok' if ok else 'MISSED'}] {name}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,8 +8,9 @@ Start two local workers with the launcher (each gets its own TF_CONFIG):
 Every worker ends with the same weights (written to OUT/weights-<rank>.npz); only the chief writes
 logs and checkpoints. `--crash kill|term` makes worker 1 kill itself with SIGKILL or SIGTERM at step
 `--at` on the first attempt, to show a restart (or a preemption save) resuming exactly; `--crash
-stop` stops it (SIGSTOP), a stalled peer: with `kerastrainer launch --collective-timeout 20` the job
-fails after 20 s and the launcher names worker 1. Without
+stop` stops it (SIGSTOP) and `--crash hang` makes it sleep in a callback, two stalled peers: with
+`kerastrainer launch --collective-timeout 20` the job fails after 20 s and the launcher names
+worker 1. Without
 TF_CONFIG the same script trains on one device, for comparison. The validation step logs its row
 count twice: with `sync_dist=True` (all workers' rows) and without (this worker's rows).
 """
@@ -17,6 +18,7 @@ count twice: with `sync_dist=True` (all workers' rows) and without (this worker'
 import argparse
 import os
 import signal
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -56,12 +58,15 @@ class Crash(kt.Callback):
     """Worker 1, first attempt only: a signal to itself after optimizer step `at`."""
 
     def __init__(self, how, at):
-        self.signum = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP}[how]
+        self.signum = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "stop": signal.SIGSTOP,
+                       "hang": None}[how]
         self.at = at
 
     def on_train_batch_end(self, trainer, module, outputs, batch_idx):
         first_attempt = os.environ.get("KT_LAUNCH_ATTEMPT", "0") == "0"
         if trainer.global_rank == 1 and first_attempt and trainer.global_step == self.at:
+            if self.signum is None:  # alive, heartbeats running, but never joins a collective
+                time.sleep(3600)
             os.kill(os.getpid(), self.signum)
 
 
@@ -69,7 +74,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder for checkpoints, logs and the final weights")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--crash", choices=("kill", "term", "stop"), default=None)
+    parser.add_argument("--crash", choices=("kill", "term", "stop", "hang"), default=None)
     parser.add_argument("--at", type=int, default=25, help="optimizer step of the crash")
     args = parser.parse_args()
     # Seeding and making tensors before the Trainer is fine: `kerastrainer launch` created the

@@ -77,8 +77,8 @@ def child(args) -> None:
     kt.seed_everything(7)
     module = build_module()
     train, val = make_data(args.data)
-    callbacks = [kt.callbacks.ModelCheckpoint(dirpath=os.path.join(args.workdir, "checkpoints"),
-                                              every_n_train_steps=4, save_last=True)]
+    callbacks: list[kt.Callback] = [kt.callbacks.ModelCheckpoint(
+        dirpath=os.path.join(args.workdir, "checkpoints"), every_n_train_steps=4, save_last=True)]
     if args.role == "crash":
         callbacks.insert(0, Crash())
     trainer = kt.Trainer(max_epochs=args.epochs, deterministic=True, callbacks=callbacks,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import math
 from dataclasses import dataclass, field
 
@@ -13,7 +15,8 @@ from kerastrainer.stages import Stage
 
 REDUCTIONS = ("mean", "sum", "max", "min")
 INITIAL = {"mean": 0.0, "sum": 0.0, "max": -math.inf, "min": math.inf}
-NUMPY_REDUCTIONS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}
+NUMPY_REDUCTIONS: dict[str, Callable] = {"mean": np.mean, "sum": np.sum, "max": np.max,
+                                          "min": np.min}
 
 
 @dataclass

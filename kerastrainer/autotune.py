@@ -76,6 +76,7 @@ class StepTuner:
         self._samples: dict = {False: [0.0, 0], True: [0.0, 0]}
         self._auto_jit = jit_compile == "auto"
         self._lowered: set = set()  # stages whose step was checked to compile with XLA
+        self.jit: bool | None  # None: still measuring
         if world_size > 1:  # strategy.run does not go inside an XLA cluster
             self.jit, self.reason = False, f"{world_size} replicas: XLA is not used"
         elif jit_compile != "auto":

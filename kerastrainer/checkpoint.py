@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -105,7 +106,7 @@ def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
 
     weights = variable_paths(module)
     cls = type(module)
-    tree = {
+    tree: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "versions": {"kerastrainer": kerastrainer.__version__, "keras": keras.__version__,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import shutil
 import tempfile
 
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
 
-def export_saved_model(module, directory) -> str:
+
+def export_saved_model(module: TrainModule, directory: str | os.PathLike) -> str:
     """Writes ``module`` as a TF SavedModel (for TF Serving) with a ``serve`` endpoint.
 
     The endpoint's input signature is the one the Trainer recorded from the data (or the one stored

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -79,7 +80,7 @@ class Scheduler:
         monitor: the value a `ReduceLROnPlateau` watches.
     """
 
-    scheduler: object = None
+    scheduler: Any = None
     interval: str = "epoch"
     frequency: int = 1
     monitor: str = "val_loss"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
 
 import keras
 
@@ -63,8 +66,8 @@ def _set_trainable(layers, value: bool) -> None:
             inner.trainable = value
 
 
-def _keras_only(name: str):
-    def method(self, *args, **kwargs):
+def _keras_only(name: str) -> Callable[..., NoReturn]:
+    def method(self: TrainModule, *args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError(
             f"{type(self).__name__}.{name}() is Keras's own training API and is not used with a "
             "TrainModule. Train with kerastrainer instead: "
@@ -105,7 +108,7 @@ class TrainModule(ModuleHooks, keras.Model):
 
     automatic_optimization = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # keras.Model.__init__ assigns `self.loss = None`; that instance attribute would hide the
         # subclass's `loss` method, so drop it again.
@@ -117,7 +120,7 @@ class TrainModule(ModuleHooks, keras.Model):
         object.__setattr__(self, "_kt_build_recipe", None)
 
     # ------------------------------------------------------------------ what users write
-    def configure_optimizer(self):
+    def configure_optimizer(self) -> keras.optimizers.Optimizer:
         """Returns the optimizer: a ``keras.optimizers.Optimizer``.
 
         With ``automatic_optimization = False`` it may return a dict of named optimizers.
@@ -138,7 +141,7 @@ class TrainModule(ModuleHooks, keras.Model):
         """
         return []
 
-    def training_step(self, batch, batch_idx=None):
+    def training_step(self, batch: Any, batch_idx: Any = None) -> Any:
         """Computes the loss of one training batch; the Trainer takes the gradient and applies it.
 
         Args:
@@ -154,15 +157,15 @@ class TrainModule(ModuleHooks, keras.Model):
         self.update_metrics(y, y_pred, sample_weight)
         return loss
 
-    def validation_step(self, batch, batch_idx=None):
+    def validation_step(self, batch: Any, batch_idx: Any = None) -> Any:
         """Computes the loss (reported as ``val_loss``) and metrics of one validation batch."""
         return self._evaluate_batch(batch, "validation_step")
 
-    def test_step(self, batch, batch_idx=None):
+    def test_step(self, batch: Any, batch_idx: Any = None) -> Any:
         """Computes the loss (reported as ``test_loss``) and metrics of one test batch."""
         return self._evaluate_batch(batch, "test_step")
 
-    def predict_step(self, batch, batch_idx=None):
+    def predict_step(self, batch: Any, batch_idx: Any = None) -> Any:
         """Returns the model's prediction for one batch (``module.predict`` uses it too)."""
         x, _, _ = unpack_batch(batch, f"{type(self).__name__}.predict_step")
         return self(x, training=False)
@@ -175,7 +178,8 @@ class TrainModule(ModuleHooks, keras.Model):
         return loss
 
     # ------------------------------------------------------------------ helpers for steps
-    def compute_step_loss(self, y_true, y_pred, sample_weight=None, *, step: str = "training_step"):
+    def compute_step_loss(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
+                          step: str = "training_step") -> Any:
         """Calls the user's ``loss``, reduces it to a scalar mean and adds the regularization losses.
 
         ``sample_weight`` is passed as the third argument when the batch has one and ``loss`` accepts
@@ -201,13 +205,14 @@ class TrainModule(ModuleHooks, keras.Model):
             f"keras.losses.mean_squared_error(y_true, y_pred)`, or override {step}."
         )
 
-    def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
+    def update_metrics(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Updates this stage's ``configure_metrics()`` objects; call it from your own step overrides."""
         if self.trainer is not None:
             self.trainer.results.update_metrics(y_true, y_pred, sample_weight)  # else: building
 
-    def log(self, name, value, *, on_step=None, on_epoch=None, prog_bar=False, logger=True,
-            reduce_fx="mean", sync_dist=False) -> None:
+    def log(self, name: str, value: Any, *, on_step: bool | None = None,
+            on_epoch: bool | None = None, prog_bar: bool = False, logger: bool = True,
+            reduce_fx: str = "mean", sync_dist: bool = False) -> None:
         """Logs a scalar; works inside compiled steps (no host transfer) and in hooks.
 
         Args:
@@ -257,12 +262,12 @@ class TrainModule(ModuleHooks, keras.Model):
         """Makes ``layers`` (default: the whole module) trainable again; see `freeze`."""
         _set_trainable(layers or (self,), True)
 
-    def optimizers(self):
+    def optimizers(self) -> Any:
         """Returns the configured optimizer (or the dict of named optimizers)."""
         return self.optimizer
 
     # ------------------------------------------------------------------ hyperparameters
-    def save_hyperparameters(self, *names, ignore=None) -> None:
+    def save_hyperparameters(self, *names: str, ignore: str | Iterable[str] | None = None) -> None:
         """Stores the ``__init__`` arguments in ``self.hparams`` (and in checkpoints).
 
         Args:
@@ -273,7 +278,7 @@ class TrainModule(ModuleHooks, keras.Model):
         object.__setattr__(self, "_kt_hparams", normalize_hparams(names, frame, ignore))
 
     @classmethod
-    def load_from_checkpoint(cls, path, **overrides):
+    def load_from_checkpoint(cls, path: str | os.PathLike, **overrides: Any) -> TrainModule:
         """Rebuilds a module from a checkpoint: ``cls(**hparams, **overrides)``, built as in its
         run, weights loaded; no Trainer or data needed. ``kt.TrainModule.load_from_checkpoint``
         rebuilds the class the checkpoint names. Full and ``save_weights_only`` checkpoints work.
@@ -298,7 +303,8 @@ class TrainModule(ModuleHooks, keras.Model):
         return load_module(cls, path, overrides, saved_class=cls is TrainModule)
 
     @classmethod
-    def from_keras(cls, model, *, loss, optimizer="rmsprop", metrics=None, loss_weights=None):
+    def from_keras(cls, model: keras.Model, *, loss: Any, optimizer: Any = "rmsprop",
+                   metrics: Any = None, loss_weights: Any = None) -> TrainModule:
         """A TrainModule for an existing functional or Sequential ``keras.Model``, from what
         ``compile`` takes: no subclass needed.
 
@@ -325,19 +331,19 @@ class TrainModule(ModuleHooks, keras.Model):
         return self._kt_hparams
 
     @property
-    def input_signature(self):
+    def input_signature(self) -> Any:
         """The spec of the module's inputs (batch dimension ``None``), recorded from the data when
         a Trainer builds it or from a checkpoint; ``None`` before. Exports and checkpoints use it."""
         return self._kt_input_signature
 
     @property
-    def build_recipe(self):
+    def build_recipe(self) -> dict | None:
         """How the module was built when its own step did it: ``{"step": name, "batch": spec}``
         (the step was traced once on batches of that spec); ``None`` when ``call`` built it.
         Checkpoints keep it, so ``load_from_checkpoint`` builds the module the same way."""
         return self._kt_build_recipe
 
-    def set_input_signature(self, spec, *, build_recipe=None) -> None:
+    def set_input_signature(self, spec: Any, *, build_recipe: dict | None = None) -> None:
         """Records the spec of the inputs, and how the module was built (the Trainer does it)."""
         # Not through Keras's attribute tracking, which would wrap a dict of specs.
         object.__setattr__(self, "_kt_input_signature", spec)
@@ -345,12 +351,12 @@ class TrainModule(ModuleHooks, keras.Model):
             object.__setattr__(self, "_kt_build_recipe", build_recipe)
 
     @property
-    def trainer(self):
+    def trainer(self) -> Any:
         """The [`kerastrainer.Trainer`][kerastrainer.Trainer] running (or that last ran) this module."""
         return self._kt_trainer
 
     @trainer.setter
-    def trainer(self, value) -> None:
+    def trainer(self, value: Any) -> None:
         object.__setattr__(self, "_kt_trainer", value)
 
     # ------------------------------------------------------------------ Keras's own loop is off

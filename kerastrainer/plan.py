@@ -236,7 +236,7 @@ class BatchPlan:
 
     def validates_after(self, batch: int) -> bool:
         """Whether a validation run is due once ``batch`` batches of the epoch are done."""
-        return self.validating and bool(self.val_every) and batch % self.val_every == 0
+        return bool(self.validating and self.val_every and batch % self.val_every == 0)
 
     def validates_at_end(self, batch: int, validated_at: int | None) -> bool:
         """Whether the epoch validates at its end (data of unknown length)."""

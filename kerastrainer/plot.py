@@ -30,7 +30,7 @@ def _pyplot():
     return plt
 
 
-def plot_metrics(run_dir_or_csv, path=None) -> str:
+def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | None = None) -> str:
     """Draws the curves of a run to a PNG.
 
     One panel per metric (``loss``, ``acc``, ...), with the training values and the ``val_*``

@@ -36,7 +36,7 @@ def refusal(error: BaseException) -> BaseException:
 def surfaced(error: BaseException) -> BaseException:
     """The marked refusal ``error`` wraps (AutoGraph's text added as a note), else ``error``."""
     seen = set()
-    original = error
+    original: BaseException | None = error
     while original is not None and id(original) not in seen:
         if getattr(original, _MARK, False):
             break

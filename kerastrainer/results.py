@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Any
 
 import keras
 import numpy as np
@@ -87,7 +88,7 @@ class Results:
 
     # ----------------------------------------------------------------- inside compiled steps
     @property
-    def _recording(self) -> tuple | None:
+    def _recording(self) -> Any:  # (stage state, batch size) while a step is traced, else None
         return getattr(self._local, "recording", None)
 
     @_recording.setter

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +18,7 @@ from kerastrainer.autotune import StepTuner
 from kerastrainer.building import ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
 from kerastrainer.callbacks.defaults import configure_callbacks
+from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
 from kerastrainer.data.resolve import fit_sources, stage_source
 from kerastrainer.distributed import strategies
@@ -33,9 +36,10 @@ from kerastrainer.seed import GlobalRNG, make_deterministic
 from kerastrainer.signals import EXIT_CODES
 from kerastrainer.stages import EVALUATED, PREDICT, TEST, TRAIN, VAL
 from kerastrainer.steps import CompiledSteps
+from kerastrainer.trainer_views import TrainerViews
 
 
-class Trainer(TrainerFlags):
+class Trainer(TrainerFlags, TrainerViews):
     """Runs a [`TrainModule`][kerastrainer.TrainModule]: the epoch/batch loop, compiled steps, metrics,
     callbacks and progress.
 
@@ -50,6 +54,9 @@ class Trainer(TrainerFlags):
         >>> trainer.fit(module, train_data=(x, y), val_data=(x_val, y_val))  # doctest: +SKIP
     """
 
+    _datamodule: DataModule | None  # the fit's, which validate and test reuse (as in Lightning)
+    _fit_batch_size: int | None
+
     def __post_init__(self) -> None:
         super().__post_init__()  # checks the flags
         self.strategy = strategies.make_strategy(self.strategy)
@@ -58,7 +65,8 @@ class Trainer(TrainerFlags):
         self._agreement = strategies.Agreement(self.strategy)  # the workers' common decisions
         mark_ready()  # tells `kerastrainer launch` this worker is up (no-op otherwise)
         self.loggers = dispatch.configure_loggers(  # only the chief writes files
-            self.logger if not self.fast_dev_run and self.is_global_zero else False, self.default_root_dir)
+            self.logger if not self.fast_dev_run and self.is_global_zero else False,
+            str(self.default_root_dir))
         self.logger = self.loggers[0] if self.loggers else None  # the flag's value until here
         self.profiler = make_profiler(self.profiler)
         self.callbacks = configure_callbacks(
@@ -76,25 +84,15 @@ class Trainer(TrainerFlags):
         # The fit's DataModule (saved in checkpoints, reused by validate/test as in Lightning).
         self._datamodule = self._fit_batch_size = self._train_source = None
 
-    callback_metrics = property(lambda self: self.results.callback_metrics(),
-                                doc="Every value of the run as Python floats (read when stale).")
-    logged_metrics = property(lambda self: self.results.logged_metrics(),
-                              doc="What loggers get: callback_metrics less logger=False values.")
-    progress_bar_metrics = property(lambda self: self.results.progress_bar_metrics(),
-                                    doc="Losses, metrics and the values logged with prog_bar=True.")
-    current_epoch = property(lambda self: self.progress.epoch,
-                             doc="The current (or last finished) epoch, from 0.")
-    global_step = property(lambda self: self.progress.global_step,
-                           doc="Optimizer steps taken in this fit (not batches).")
-    history = property(lambda self: self.progress.history,
-                       doc="One list per logged value, one entry per epoch (Keras's History).")
-    log_dir = property(lambda self: self.loggers[0].log_dir if self.loggers else self.default_root_dir,
-                       doc="This run's folder: the first logger's version_N, else default_root_dir.")
-    trace_counts = property(lambda self: dict(self._steps.trace_counts) if self._steps else {},
-                            doc="How often each compiled step was traced ({'train': 1} is ideal).")
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each compiled step was traced (``{'train': 1}`` is ideal)."""
+        return dict(self._steps.trace_counts) if self._steps else {}
 
-    def fit(self, module, train_data=None, val_data=None, *, datamodule=None, ckpt_path=None,
-            batch_size=None, validation_split=None, class_weight=None, shuffle=True):
+    def fit(self, module: TrainModule, train_data: Any = None, val_data: Any = None, *,
+            datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
+            batch_size: int | None = None, validation_split: float | None = None,
+            class_weight: dict[int, float] | None = None, shuffle: bool = True) -> None:
         """Trains ``module``, validating as the flags say.
 
         Args:
@@ -123,20 +121,26 @@ class Trainer(TrainerFlags):
             ckpt.load_states(checkpoint[0], {"loggers": self.loggers})
         return self._run(TRAIN, module, datamodule, lambda: self._fit(train, val, checkpoint))
 
-    def validate(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
+    def validate(self, module: TrainModule | None = None, data: Any = None, *,
+                 datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
+                 batch_size: int | None = None) -> dict[str, float]:
         """Runs one validation pass; returns its metrics (``val_loss``, ``val_acc``, ...). By default
         with the fitted module and the fit's DataModule; ``ckpt_path`` loads those weights first."""
         return self._evaluate(VAL, module, data, datamodule, ckpt_path, batch_size)
 
-    def test(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
+    def test(self, module: TrainModule | None = None, data: Any = None, *,
+             datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
+             batch_size: int | None = None) -> dict[str, float]:
         """Runs one test pass; returns its metrics (``test_loss``, ``test_acc``, ...)."""
         return self._evaluate(TEST, module, data, datamodule, ckpt_path, batch_size)
 
-    def predict(self, module=None, data=None, *, datamodule=None, ckpt_path=None, batch_size=None):
+    def predict(self, module: TrainModule | None = None, data: Any = None, *,
+                datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
+                batch_size: int | None = None) -> Any:
         """Returns the predictions for ``data`` as NumPy array(s), batches concatenated."""
         return self._evaluate(PREDICT, module, data, datamodule, ckpt_path, batch_size)
 
-    def save_checkpoint(self, path, *, weights_only: bool = False) -> None:
+    def save_checkpoint(self, path: str | os.PathLike, *, weights_only: bool = False) -> None:
         """Writes the run's state to ``path`` (HDF5, atomically: temp file, fsync, rename); with
         ``weights_only``, only the module (hparams, input spec, weights).
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 
 from kerastrainer.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class BackboneFinetuning(Callback):
@@ -41,11 +47,11 @@ class BackboneFinetuning(Callback):
                 f"{self.backbone!r}. Pass backbone='<attribute name>'.")
         return layer
 
-    def on_fit_start(self, trainer, module):
+    def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.current_epoch < self.unfreeze_backbone_at_epoch:  # also right after a resume
             module.freeze(self._backbone(module))
 
-    def on_train_epoch_start(self, trainer, module):
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.current_epoch == self.unfreeze_backbone_at_epoch:
             module.unfreeze(self._backbone(module))
             optimizer = module.optimizer

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import keras
+
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class Callback:
@@ -41,7 +47,7 @@ class Callback:
     is_monitor: ClassVar[bool] = False
     saves_checkpoints: ClassVar[bool] = False
 
-    def step_interval(self, trainer) -> int | None:
+    def step_interval(self, trainer: Trainer) -> int | None:
         """Optimizer steps between the batch ends this callback must see (``None``: any chunking).
 
         With ``steps_per_execution="auto"`` the trainer ends a compiled chunk at every multiple.
@@ -60,106 +66,111 @@ class Callback:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores what `state_dict` returned."""
 
-    def setup(self, trainer, module, stage: str) -> None:
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         """Called when fit, validate, test or predict begins; ``stage`` names which."""
 
-    def teardown(self, trainer, module, stage: str) -> None:
+    def teardown(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         """Called when fit, validate, test or predict ends, also after an exception."""
 
-    def on_fit_start(self, trainer, module) -> None:
+    def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called at the very beginning of fit, after setup."""
 
-    def on_fit_end(self, trainer, module) -> None:
+    def on_fit_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called at the very end of fit, before teardown."""
 
-    def on_sanity_check_start(self, trainer, module) -> None:
+    def on_sanity_check_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called before the sanity-check validation batches."""
 
-    def on_sanity_check_end(self, trainer, module) -> None:
+    def on_sanity_check_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called after the sanity-check validation batches."""
 
-    def on_train_start(self, trainer, module) -> None:
+    def on_train_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when training begins, after the sanity check."""
 
-    def on_train_end(self, trainer, module) -> None:
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when training ends."""
 
-    def on_train_epoch_start(self, trainer, module) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called at the start of every training epoch."""
 
-    def on_train_epoch_end(self, trainer, module) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called at the end of every training epoch, after its validation run."""
 
-    def on_train_batch_start(self, trainer, module, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         """Called before a compiled training call (one batch, or a chunk of them)."""
 
-    def on_train_batch_end(self, trainer, module, outputs, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                           batch_idx: int) -> None:
         """Called after a compiled training call."""
 
-    def on_validation_start(self, trainer, module) -> None:
+    def on_validation_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when a validation run begins."""
 
-    def on_validation_end(self, trainer, module) -> None:
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when a validation run ends."""
 
-    def on_validation_epoch_start(self, trainer, module) -> None:
+    def on_validation_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called before the first validation batch."""
 
-    def on_validation_epoch_end(self, trainer, module) -> None:
+    def on_validation_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called after the last validation batch."""
 
-    def on_validation_batch_start(self, trainer, module, batch_idx: int) -> None:
+    def on_validation_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         """Called before a compiled validation call."""
 
-    def on_validation_batch_end(self, trainer, module, outputs, batch_idx: int) -> None:
+    def on_validation_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                                batch_idx: int) -> None:
         """Called after a compiled validation call."""
 
-    def on_test_start(self, trainer, module) -> None:
+    def on_test_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when a test run begins."""
 
-    def on_test_end(self, trainer, module) -> None:
+    def on_test_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when a test run ends."""
 
-    def on_test_epoch_start(self, trainer, module) -> None:
+    def on_test_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called before the first test batch."""
 
-    def on_test_epoch_end(self, trainer, module) -> None:
+    def on_test_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called after the last test batch."""
 
-    def on_test_batch_start(self, trainer, module, batch_idx: int) -> None:
+    def on_test_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         """Called before a compiled test call."""
 
-    def on_test_batch_end(self, trainer, module, outputs, batch_idx: int) -> None:
+    def on_test_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                          batch_idx: int) -> None:
         """Called after a compiled test call."""
 
-    def on_predict_start(self, trainer, module) -> None:
+    def on_predict_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when prediction begins."""
 
-    def on_predict_end(self, trainer, module) -> None:
+    def on_predict_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called when prediction ends."""
 
-    def on_predict_epoch_start(self, trainer, module) -> None:
+    def on_predict_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         """Called before the first prediction batch."""
 
-    def on_predict_epoch_end(self, trainer, module) -> None:
+    def on_predict_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         """Called after the last prediction batch."""
 
-    def on_predict_batch_start(self, trainer, module, batch_idx: int) -> None:
+    def on_predict_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         """Called before each prediction batch."""
 
-    def on_predict_batch_end(self, trainer, module, outputs, batch_idx: int) -> None:
+    def on_predict_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                             batch_idx: int) -> None:
         """Called after each prediction batch; ``outputs`` is that batch's prediction tensor(s)."""
 
-    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+    def on_before_optimizer_step(self, trainer: Trainer, module: TrainModule,
+                                 optimizer: keras.optimizers.Optimizer) -> None:
         """Traced into the compiled training step, before the optimizer applies gradients."""
 
-    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+    def on_save_checkpoint(self, trainer: Trainer, module: TrainModule, checkpoint: dict) -> None:
         """Called when a checkpoint is assembled; add entries to ``checkpoint`` if needed."""
 
-    def on_load_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+    def on_load_checkpoint(self, trainer: Trainer, module: TrainModule, checkpoint: dict) -> None:
         """Called when a checkpoint is loaded, before training resumes."""
 
-    def on_exception(self, trainer, module, exception: BaseException) -> None:
+    def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
         """Called when any exception escapes the run, before it propagates."""
 
 

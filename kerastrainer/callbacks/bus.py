@@ -22,7 +22,7 @@ def _annotate(error: BaseException, where: str) -> None:
     elif hasattr(error, "add_note"):
         error.add_note(f"raised in {where}")
     try:
-        error._kt_annotated = True
+        error._kt_annotated = True  # type: ignore[attr-defined]
     except AttributeError:  # exceptions with __slots__ cannot carry the flag
         pass
 
@@ -114,7 +114,8 @@ class CallbackBus:
             except Exception as nested:
                 if error is None:
                     raise
-                error.add_note(f"teardown also failed: {nested!r}")
+                if hasattr(error, "add_note"):  # Python 3.11+
+                    error.add_note(f"teardown also failed: {nested!r}")
 
     def state_dict(self) -> dict:
         """Every callback's ``state_dict()``, by its ``state_key``."""

@@ -29,7 +29,8 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
     elif not isinstance(callbacks, (list, tuple)):
         raise TypeError("`callbacks` must be a callback or a list of them. "
                         f"Received: callbacks={callbacks!r} (of type {type(callbacks).__name__})")
-    result, keras_callbacks = [], []
+    result: list[Callback | None] = []  # None: where the Keras callbacks' adapter goes
+    keras_callbacks: list[keras.callbacks.Callback] = []
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.Callback):
             if not keras_callbacks:

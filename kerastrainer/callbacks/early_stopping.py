@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import numbers
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class EarlyStopping(Callback):
@@ -80,7 +86,7 @@ class EarlyStopping(Callback):
         self.best_score = float(state_dict["best_score"])
         self.patience = int(state_dict["patience"])
 
-    def on_train_epoch_end(self, trainer, module):
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.sanity_checking:
             return
         current = monitored_value(trainer, self.monitor, "EarlyStopping")
@@ -117,6 +123,6 @@ class EarlyStopping(Callback):
                     f"{self.wait_count} epochs; best: {self.best_score:.6g}.")
         return ""
 
-    def on_train_end(self, trainer, module):
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.restore_best_weights and self._best_weights is not None:
             module.set_weights(self._best_weights)

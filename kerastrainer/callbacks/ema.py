@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import tensorflow as tf
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.checkpoint_io import nest
 from kerastrainer.variable_paths import variable_paths
+
+if TYPE_CHECKING:
+    import keras
+
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class EMA(Callback):
@@ -39,7 +47,7 @@ class EMA(Callback):
         self._backup: list = []
         self._pending: dict | None = None
 
-    def on_fit_start(self, trainer, module):
+    def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._variables = list(module.trainable_variables)
         self._ema = [tf.Variable(v, trainable=False) for v in self._variables]
         self._backup = [tf.Variable(v, trainable=False) for v in self._variables]
@@ -49,7 +57,8 @@ class EMA(Callback):
                 variable.assign(self._pending["raw"][str(i)])
             self._pending = None
 
-    def on_before_optimizer_step(self, trainer, module, optimizer):
+    def on_before_optimizer_step(self, trainer: Trainer, module: TrainModule,
+                                 optimizer: keras.optimizers.Optimizer) -> None:
         for variable, ema in zip(self._variables, self._ema):  # traced: runs every step in-graph
             ema.assign(self.decay * ema + (1.0 - self.decay) * tf.cast(variable, ema.dtype))
 
@@ -67,11 +76,11 @@ class EMA(Callback):
         for variable, backup in zip(self._variables, self._backup):
             variable.assign(backup)
 
-    def on_validation_start(self, trainer, module):
+    def on_validation_start(self, trainer: Trainer, module: TrainModule) -> None:
         if self._ema:
             self._swap_in()
 
-    def on_validation_end(self, trainer, module):
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self._ema:
             self._swap_out()
 
@@ -89,7 +98,7 @@ class EMA(Callback):
         if "ema" in state_dict:
             self._pending = {"ema": state_dict["ema"], "raw": state_dict["raw"]}
 
-    def on_save_checkpoint(self, trainer, module, checkpoint):
+    def on_save_checkpoint(self, trainer: Trainer, module: TrainModule, checkpoint: dict) -> None:
         if not self._ema:
             return
         index = {id(v): i for i, v in enumerate(self._variables)}

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kerastrainer.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class GradientAccumulationScheduler(Callback):
@@ -29,12 +35,12 @@ class GradientAccumulationScheduler(Callback):
                              f"to batch counts (ints >= 1). Received: scheduling={scheduling!r}")
         self.scheduling = dict(sorted(scheduling.items()))
 
-    def setup(self, trainer, module, stage):
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         # The compiled step accumulates only when the largest value is > 1 at compile time.
         if stage == "fit":
             trainer.accumulate_grad_batches = max(self.scheduling.values())
 
-    def on_train_epoch_start(self, trainer, module):
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         value = 1
         for epoch, batches in self.scheduling.items():
             if trainer.current_epoch >= epoch:

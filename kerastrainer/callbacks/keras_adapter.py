@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterable, TYPE_CHECKING
+
 import keras
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.hooks import overrides
 from kerastrainer.stages import TRAIN
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 _BATCH_HOOKS = {
     "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
@@ -58,7 +64,7 @@ class KerasCallbackAdapter(Callback):
         callbacks: the Keras callbacks, in order.
     """
 
-    def __init__(self, callbacks) -> None:
+    def __init__(self, callbacks: Iterable[keras.callbacks.Callback]) -> None:
         self.callbacks = list(callbacks)
         for callback in self.callbacks:
             _check_supported(callback)
@@ -66,8 +72,8 @@ class KerasCallbackAdapter(Callback):
         self._batch = {kind: [c for c in self.callbacks if _implements(c, names)]
                        for kind, names in _BATCH_HOOKS.items()}
 
-    @property
-    def chunk_aware(self) -> bool:
+    @property  # per instance: only Keras batch hooks need every batch
+    def chunk_aware(self) -> bool:  # type: ignore[override]
         """Keras batch hooks expect every batch; without them chunks are fine."""
         return not (self._batch["train"] or self._batch["test"])
 
@@ -91,17 +97,17 @@ class KerasCallbackAdapter(Callback):
         if getattr(module, "stop_training", False):
             trainer.should_stop = True
 
-    def setup(self, trainer, module, stage):
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         params = {
             "verbose": 0,
-            "epochs": trainer.max_epochs if trainer.max_epochs >= 0 else None,
+            "epochs": trainer.max_epochs if (trainer.max_epochs or 0) >= 0 else None,
             "steps": trainer.num_training_batches,
         }
         for callback in self.callbacks:
             callback.set_model(module)
             callback.set_params(params)
 
-    def on_train_start(self, trainer, module):
+    def on_train_start(self, trainer: Trainer, module: TrainModule) -> None:
         metrics = trainer.results.stage_metrics(TRAIN)
         for callback in self.callbacks:  # Keras reads the direction from compiled metrics
             if getattr(callback, "mode", None) == "auto" and isinstance(
@@ -112,72 +118,77 @@ class KerasCallbackAdapter(Callback):
         for callback in self.callbacks:  # `steps` is known only now
             callback.params["steps"] = trainer.num_training_batches
 
-    def on_train_epoch_start(self, trainer, module):
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         self.logs.clear()
         self._each("on_epoch_begin", trainer.current_epoch, self.logs)
 
-    def on_train_batch_start(self, trainer, module, batch_idx):
+    def on_train_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         if self._batch["train"]:
             self._each("on_train_batch_begin", batch_idx, {}, targets=self._batch["train"])
 
-    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                           batch_idx: int) -> None:
         if self._batch["train"]:
             logs = {k: v for k, v in self._refresh(trainer).items() if not k.startswith("val_")}
             self._each("on_train_batch_end", batch_idx, logs, targets=self._batch["train"])
             self._check_stop(trainer, module)
 
-    def on_validation_start(self, trainer, module):
+    def on_validation_start(self, trainer: Trainer, module: TrainModule) -> None:
         if not trainer.sanity_checking:
             self._each("on_test_begin", {})
 
-    def on_validation_batch_start(self, trainer, module, batch_idx):
+    def on_validation_batch_start(self, trainer: Trainer, module: TrainModule,
+                                  batch_idx: int) -> None:
         if self._batch["test"] and not trainer.sanity_checking:
             self._each("on_test_batch_begin", batch_idx, {}, targets=self._batch["test"])
 
-    def on_validation_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_validation_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                                batch_idx: int) -> None:
         if self._batch["test"] and not trainer.sanity_checking:
             logs = self._refresh(trainer, strip="val_")
             self._each("on_test_batch_end", batch_idx, logs, targets=self._batch["test"])
 
-    def on_validation_end(self, trainer, module):
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         if not trainer.sanity_checking:
             self._each("on_test_end", {k[4:]: v for k, v in self._refresh(trainer).items()
                                        if k.startswith("val_")})
 
-    def on_train_epoch_end(self, trainer, module):
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._each("on_epoch_end", trainer.current_epoch, self._refresh(trainer))
         self._check_stop(trainer, module)
 
-    def on_train_end(self, trainer, module):
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._each("on_train_end", self._refresh(trainer))
 
-    def on_test_start(self, trainer, module):
+    def on_test_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._each("on_test_begin", {})
 
-    def on_test_batch_start(self, trainer, module, batch_idx):
+    def on_test_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         if self._batch["test"]:
             self._each("on_test_batch_begin", batch_idx, {}, targets=self._batch["test"])
 
-    def on_test_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_test_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                          batch_idx: int) -> None:
         if self._batch["test"]:
             logs = self._refresh(trainer, strip="test_")
             self._each("on_test_batch_end", batch_idx, logs, targets=self._batch["test"])
 
-    def on_test_end(self, trainer, module):
+    def on_test_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._each("on_test_end", {k[5:]: v for k, v in self._refresh(trainer).items()
                                    if k.startswith("test_")})
 
-    def on_predict_start(self, trainer, module):
+    def on_predict_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._each("on_predict_begin", {})
 
-    def on_predict_batch_start(self, trainer, module, batch_idx):
+    def on_predict_batch_start(self, trainer: Trainer, module: TrainModule, batch_idx: int) -> None:
         if self._batch["predict"]:
             self._each("on_predict_batch_begin", batch_idx, {}, targets=self._batch["predict"])
 
-    def on_predict_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_predict_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                             batch_idx: int) -> None:
         if self._batch["predict"]:
             self._each("on_predict_batch_end", batch_idx, {"outputs": outputs},
                        targets=self._batch["predict"])
 
-    def on_predict_end(self, trainer, module):
+    def on_predict_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._each("on_predict_end", {})

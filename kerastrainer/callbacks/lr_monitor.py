@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, TYPE_CHECKING
+
 import keras
 
 from kerastrainer.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class LearningRateMonitor(Callback):
@@ -23,7 +29,7 @@ class LearningRateMonitor(Callback):
 
     chunk_aware = True
 
-    def step_interval(self, trainer):
+    def step_interval(self, trainer: Trainer) -> int | None:
         return trainer.log_every_n_steps if self.logging_interval == "step" else None
 
     def __init__(self, *, logging_interval: str = "epoch") -> None:
@@ -38,11 +44,12 @@ class LearningRateMonitor(Callback):
             value = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             module.log(f"lr-{name}" if name else "lr", value, prog_bar=False)
 
-    def on_train_epoch_start(self, trainer, module):
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         if self.logging_interval == "epoch":
             self._log(module)
 
-    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                           batch_idx: int) -> None:
         step = trainer.global_step
         if self.logging_interval == "step" and (step % trainer.log_every_n_steps == 0 or step == 1):
             self._log(module)

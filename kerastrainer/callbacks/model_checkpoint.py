@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TYPE_CHECKING
+
 import datetime
 import math
 import os
@@ -11,6 +13,10 @@ import time
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, monitored_value
 from kerastrainer.checkpoint_io import remove_stale_temporaries
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
@@ -99,13 +105,16 @@ class ModelCheckpoint(Callback):
 
     chunk_aware = True
 
-    def step_interval(self, trainer):
+    def step_interval(self, trainer: Trainer) -> int | None:
         return self.every_n_train_steps or None
 
-    def __init__(self, *, dirpath=None, filename=None, monitor=None, mode="min", save_top_k=1,
-                 save_last=False, every_n_epochs=None, every_n_train_steps=None,
-                 train_time_interval=None, save_weights_only=False, auto_insert_metric_name=True,
-                 verbose=False) -> None:
+    def __init__(self, *, dirpath: str | os.PathLike | None = None, filename: str | None = None,
+                 monitor: str | None = None, mode: str = "min", save_top_k: int = 1,
+                 save_last: bool = False, every_n_epochs: int | None = None,
+                 every_n_train_steps: int | None = None,
+                 train_time_interval: datetime.timedelta | float | None = None,
+                 save_weights_only: bool = False, auto_insert_metric_name: bool = True,
+                 verbose: bool = False) -> None:
         self.mode = check_mode(mode, "ModelCheckpoint")
         for name, value, low in (("save_top_k", save_top_k, -1), ("every_n_epochs", every_n_epochs, 0),
                                  ("every_n_train_steps", every_n_train_steps, 0)):
@@ -136,7 +145,7 @@ class ModelCheckpoint(Callback):
         self.last_model_path = ""
         self._recent: list[str] = []  # monitor=None: most recent first
         self._last_global_step_saved = -1
-        self._last_time = None
+        self._last_time = 0.0  # set when the run starts (setup)
 
     @property
     def state_key(self) -> str:
@@ -164,7 +173,7 @@ class ModelCheckpoint(Callback):
         self._last_global_step_saved = int(state_dict["last_global_step_saved"])
 
     # ------------------------------------------------------------------ triggers
-    def setup(self, trainer, module, stage):
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         if trainer.num_workers > 1 and self.train_time_interval is not None:
             raise ValueError(
                 "ModelCheckpoint(train_time_interval=...) cannot be used with several workers: each "
@@ -174,12 +183,13 @@ class ModelCheckpoint(Callback):
             # workers in default_root_dir, which every worker resolves alike for ckpt_path="last"
             root = (trainer.log_dir if trainer.loggers and trainer.num_workers == 1
                     else trainer.default_root_dir)
-            self.dirpath = os.path.join(root, "checkpoints")
+            self.dirpath = os.path.join(str(root), "checkpoints")
         if trainer.is_global_zero:  # what killed writers of earlier runs left (never a live one's)
             remove_stale_temporaries(self.dirpath)
         self._last_time = time.monotonic()
 
-    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                           batch_idx: int) -> None:
         step = trainer.global_step
         due_steps = self.every_n_train_steps and (
             step // self.every_n_train_steps > self._last_global_step_saved // self.every_n_train_steps
@@ -189,7 +199,7 @@ class ModelCheckpoint(Callback):
         if due_steps or due_time:
             self._save(trainer, module)
 
-    def on_train_epoch_end(self, trainer, module):
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._save(trainer, module)
 
@@ -239,7 +249,7 @@ class ModelCheckpoint(Callback):
 
     def _worst(self) -> str:
         pick = max if self.mode == "min" else min
-        return pick(self.best_k_models, key=self.best_k_models.get)
+        return pick(self.best_k_models, key=lambda path: self.best_k_models[path])
 
     def _save_top_k(self, trainer, metrics, current):
         path = self._path(metrics)

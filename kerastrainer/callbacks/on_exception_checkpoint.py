@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 
 from kerastrainer.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class OnExceptionCheckpoint(Callback):
@@ -21,7 +27,7 @@ class OnExceptionCheckpoint(Callback):
         >>> callback = OnExceptionCheckpoint(dirpath="checkpoints")
     """
 
-    def __init__(self, *, dirpath, filename: str = "on_exception") -> None:
+    def __init__(self, *, dirpath: str | os.PathLike, filename: str = "on_exception") -> None:
         self.dirpath = os.fspath(dirpath)
         self.filename = filename
 
@@ -29,6 +35,6 @@ class OnExceptionCheckpoint(Callback):
     def ckpt_path(self) -> str:
         return os.path.join(self.dirpath, self.filename + ".ckpt")
 
-    def on_exception(self, trainer, module, exception):
+    def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
         if trainer.stage == "fit" and trainer.module is not None and module.optimizer is not None:
             trainer.save_checkpoint(self.ckpt_path)

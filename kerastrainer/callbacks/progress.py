@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TYPE_CHECKING
+
 import time
 
 from rich.console import Console
@@ -10,6 +12,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 
 from kerastrainer.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 def format_metrics(metrics: dict) -> str:
@@ -40,8 +46,8 @@ class RichProgressBar(Callback):
             )
         self.refresh_rate = float(refresh_rate)
         self.console = console
-        self._progress: Progress | None = None
-        self._task = None
+        self._progress: Any = None  # a rich Progress while a bar is live
+        self._task: Any = None  # rich's TaskID of the running bar
         self._eval_task = None
         self._last_read = 0.0
         self._epoch_start = 0.0
@@ -73,7 +79,7 @@ class RichProgressBar(Callback):
             self._progress = None
 
     # ------------------------------------------------------------------ training
-    def on_train_epoch_start(self, trainer, module):
+    def on_train_epoch_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._new_epoch(trainer, completed=0)
 
     def _new_epoch(self, trainer, completed):
@@ -87,12 +93,13 @@ class RichProgressBar(Callback):
                                             total=trainer.num_training_batches, metrics="",
                                             completed=completed)
 
-    def on_train_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                           batch_idx: int) -> None:
         if self._epoch != trainer.current_epoch:  # an epoch resumed from a checkpoint mid-way
             self._new_epoch(trainer, completed=batch_idx)
         if not self.is_live:
             return
-        fields = {}
+        fields: dict[str, Any] = {}
         now = time.monotonic()
         if now - self._last_read >= self.refresh_rate:  # the bar's own interval for a device read
             self._last_read = now
@@ -100,7 +107,7 @@ class RichProgressBar(Callback):
         self._completed = batch_idx + 1
         self._progress.update(self._task, completed=self._completed, **fields)
 
-    def on_train_epoch_end(self, trainer, module):
+    def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         text = format_metrics(trainer.progress_bar_metrics)
         if self.is_live and self._task is not None:
             # Unknown-length epochs learn their total here; known ones are unchanged.
@@ -108,13 +115,13 @@ class RichProgressBar(Callback):
                                   completed=self._completed)
             return
         elapsed = time.monotonic() - self._epoch_start
-        total_epochs = f"/{trainer.max_epochs}" if trainer.max_epochs >= 0 else ""
+        total_epochs = f"/{trainer.max_epochs}" if (trainer.max_epochs or 0) >= 0 else ""
         self._console().print(
             f"Epoch {trainer.current_epoch + 1}{total_epochs} - {elapsed:.1f}s - {text}",
             highlight=False, soft_wrap=True,
         )
 
-    def on_train_end(self, trainer, module):
+    def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._stop()
 
     # ------------------------------------------------------------------ evaluation
@@ -131,41 +138,44 @@ class RichProgressBar(Callback):
             self._progress.remove_task(self._eval_task)
         self._eval_task = None
 
-    def on_validation_start(self, trainer, module):
+    def on_validation_start(self, trainer: Trainer, module: TrainModule) -> None:
         label = "Sanity check" if trainer.sanity_checking else "Validation"
         self._eval_start(trainer, label, trainer.num_val_batches)
 
-    def on_validation_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_validation_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                                batch_idx: int) -> None:
         self._eval_advance(batch_idx)
 
-    def on_validation_end(self, trainer, module):
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_end()
         if trainer.stage == "validate":
             self._stop()
             self._print_table(trainer, "Validate metric", "val_")
 
-    def on_test_start(self, trainer, module):
+    def on_test_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_start(trainer, "Testing", trainer.num_test_batches)
 
-    def on_test_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_test_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                          batch_idx: int) -> None:
         self._eval_advance(batch_idx)
 
-    def on_test_end(self, trainer, module):
+    def on_test_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_end()
         self._stop()
         self._print_table(trainer, "Test metric", "test_")
 
-    def on_predict_start(self, trainer, module):
+    def on_predict_start(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_start(trainer, "Predicting", trainer.num_predict_batches)
 
-    def on_predict_batch_end(self, trainer, module, outputs, batch_idx):
+    def on_predict_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
+                             batch_idx: int) -> None:
         self._eval_advance(batch_idx)
 
-    def on_predict_end(self, trainer, module):
+    def on_predict_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_end()
         self._stop()
 
-    def teardown(self, trainer, module, stage):
+    def teardown(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         self._stop()
 
     def _print_table(self, trainer, title, prefix):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kerastrainer.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from kerastrainer.module import TrainModule
+    from kerastrainer.trainer import Trainer
 
 
 class TerminateOnNaN(Callback):
@@ -15,5 +21,5 @@ class TerminateOnNaN(Callback):
         >>> callback = TerminateOnNaN()
     """
 
-    def setup(self, trainer, module, stage):
+    def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         trainer.detect_anomaly = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from kerastrainer.data.datamodule import DataModule
@@ -45,7 +47,8 @@ class ArrayDataModule(DataModule):
         (8, 2)
     """
 
-    def __init__(self, x, y, *, batch_size: int = 32, val_split: float = 0.2, test_split: float = 0.0,
+    def __init__(self, x: Any, y: Any, *, batch_size: int = 32, val_split: float = 0.2,
+                 test_split: float = 0.0,
                  shuffle_before_split: bool = True, standardize: bool = False, seed: int = 0) -> None:
         self.save_hyperparameters(ignore=("x", "y"))
         x, y = np.asarray(x), np.asarray(y)
@@ -86,7 +89,7 @@ class ArrayDataModule(DataModule):
             std = train_x.std(axis=0)
             self.std = np.where(std > 0, std, 1.0)  # constant features stay as they are
 
-    def transform(self, x):
+    def transform(self, x: Any) -> Any:
         """Applies the training statistics to ``x`` (the identity without ``standardize``)."""
         if not self.standardize:
             return x
@@ -101,21 +104,21 @@ class ArrayDataModule(DataModule):
         x, y = self._splits[name]
         return (self.transform(x), y) if len(x) else None
 
-    def train_dataset(self):
+    def train_dataset(self) -> Any:
         return self._split("train")
 
-    def val_dataset(self):
+    def val_dataset(self) -> Any:
         return self._split("val")
 
-    def test_dataset(self):
+    def test_dataset(self) -> Any:
         return self._split("test")
 
-    def predict_dataset(self):
+    def predict_dataset(self) -> Any:
         split = self._split("test")
         return None if split is None else split[0]
 
     def state_dict(self) -> dict:
-        state = {"seed": self.seed, "rows": len(self.x), "val_split": self.val_split,
+        state: dict = {"seed": self.seed, "rows": len(self.x), "val_split": self.val_split,
                  "test_split": self.test_split}
         if self.mean is not None:
             state.update(mean=np.asarray(self.mean), std=np.asarray(self.std))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import sys
 
 from kerastrainer.hparams import AttributeDict, normalize_hparams
@@ -27,7 +30,7 @@ class DataModule:
         ...         return self.val
     """
 
-    def save_hyperparameters(self, *names, ignore=None) -> None:
+    def save_hyperparameters(self, *names: str, ignore: str | Iterable[str] | None = None) -> None:
         """Stores ``__init__`` arguments in ``self.hparams`` (logged with the module's, and checkpointed).
 
         Args:
@@ -39,7 +42,7 @@ class DataModule:
     @property
     def hparams(self) -> AttributeDict:
         """The saved hyperparameters (empty until `save_hyperparameters`)."""
-        return getattr(self, "_kt_hparams", AttributeDict())
+        return getattr(self, "_kt_hparams", None) or AttributeDict()
 
     def prepare_data(self) -> None:
         """Downloads or writes files once; called before ``setup``."""
@@ -50,19 +53,19 @@ class DataModule:
     def teardown(self, stage: str) -> None:
         """Releases what ``setup`` built."""
 
-    def train_dataset(self):
+    def train_dataset(self) -> Any:
         """Returns the training data (or ``None``)."""
         return None
 
-    def val_dataset(self):
+    def val_dataset(self) -> Any:
         """Returns the validation data (or ``None``)."""
         return None
 
-    def test_dataset(self):
+    def test_dataset(self) -> Any:
         """Returns the test data (or ``None``)."""
         return None
 
-    def predict_dataset(self):
+    def predict_dataset(self) -> Any:
         """Returns the prediction inputs (or ``None``)."""
         return None
 

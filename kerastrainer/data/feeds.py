@@ -114,8 +114,8 @@ class ArrayFeed:
         if to_gpu and tf.config.list_logical_devices("GPU"):
             with tf.device("/GPU:0"):
                 self.tensors = tf.nest.map_structure(tf.identity, source.tensors)
-        self.order = None
-        self._epoch = None
+        self.order: tf.Tensor | None = None
+        self._epoch: int | None = None
 
     def start_epoch(self, epoch: int) -> None:
         """Draws the epoch's row order (the same one the ``tf.data`` path would use)."""

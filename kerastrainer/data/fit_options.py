@@ -53,7 +53,7 @@ def apply_class_weight(source, class_weight, name: str):
     if class_weight is None:
         return source
     if not isinstance(class_weight, dict) or not class_weight or not all(
-            isinstance(k, numbers.Integral) and k >= 0 and isinstance(v, numbers.Real)
+            isinstance(k, numbers.Integral) and int(k) >= 0 and isinstance(v, numbers.Real)
             for k, v in class_weight.items()):
         raise TypeError("`class_weight` must be a dict mapping class indices (ints >= 0) to "
                         f"weights, e.g. {{0: 1.0, 1: 5.0}}. Received: class_weight={class_weight!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 
 import keras
@@ -78,9 +80,10 @@ class ImageFolder(DataModule):
         ...                  augment=[keras.layers.RandomFlip("horizontal")])
     """
 
-    def __init__(self, root, *, image_size, batch_size: int = 32, val_split: float = 0.2,
-                 seed: int = 0, color_mode: str = "rgb", augment=None, cache: bool = True,
-                 test_root=None) -> None:
+    def __init__(self, root: str | os.PathLike, *, image_size: tuple[int, int], batch_size: int = 32,
+                 val_split: float = 0.2, seed: int = 0, color_mode: str = "rgb",
+                 augment: Any = None, cache: bool = True,
+                 test_root: str | os.PathLike | None = None) -> None:
         if isinstance(val_split, bool) or not isinstance(val_split, (int, float)) or \
                 not 0 < val_split < 1:
             raise ValueError(f"ImageFolder: `val_split` must be in (0, 1). Received: val_split={val_split!r}")
@@ -135,16 +138,16 @@ class ImageFolder(DataModule):
             self.class_names = classes
             self._test = self._finish(self._load(self.test_root, shuffle=False), training=False)
 
-    def train_dataset(self):
+    def train_dataset(self) -> Any:
         return self._train
 
-    def val_dataset(self):
+    def val_dataset(self) -> Any:
         return self._val
 
-    def test_dataset(self):
+    def test_dataset(self) -> Any:
         return self._test
 
-    def predict_dataset(self):
+    def predict_dataset(self) -> Any:
         return None if self._test is None else self._test.map(lambda x, y: x)
 
     def state_dict(self) -> dict:

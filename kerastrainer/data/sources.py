@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import itertools
 import numbers
 import types
@@ -45,7 +47,7 @@ class Source:
         size = sum(t.shape.num_elements() * t.dtype.size for t in tf.nest.flatten(self.tensors))
         return size <= IN_MEMORY_MAX_BYTES
 
-    def order(self, epoch):
+    def order(self, epoch: Any) -> Any:
         """Row indices of ``epoch`` (a permutation when shuffling), as an int64 tensor."""
         rows = tf.range(self.rows, dtype=tf.int64)
         if self.seed is None:
@@ -53,15 +55,16 @@ class Source:
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
         return tf.random.experimental.stateless_shuffle(rows, seed=seed)
 
-    def gather(self, indices):
+    def gather(self, indices: Any) -> Any:
         """The rows ``indices`` of every array."""
         return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.tensors)
 
-    def dataset(self, *, limit: int | None = None, repeat: bool = False, skip: int = 0):
+    def dataset(self, *, limit: int | None = None, repeat: bool = False, skip: int = 0) -> Any:
         """The batched pipeline: the first ``limit`` batches, repeated, minus ``skip`` batches."""
         if self.tensors is not None:
             return self._array_dataset(limit, repeat, skip)
         ds = self.batches
+        assert ds is not None  # a Source has arrays (tensors) or a batched pipeline
         if limit is not None:
             ds = ds.take(limit)
         if repeat:
@@ -82,7 +85,7 @@ class Source:
         return ds.prefetch(tf.data.AUTOTUNE)
 
     @property
-    def element_spec(self):
+    def element_spec(self) -> Any:
         return self.dataset().element_spec
 
     def state_dict(self) -> dict:
@@ -110,7 +113,7 @@ def is_array_data(data) -> bool:
     return not (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset)) or is_generator(data))
 
 
-def to_source(data, *, batch_size, shuffle: bool, name: str) -> Source | None:
+def to_source(data: Any, *, batch_size: int | None, shuffle: bool, name: str) -> Source | None:
     """Turns user data into a `Source`.
 
     Args:

@@ -50,7 +50,8 @@ class _Printer:
 
     def __init__(self, output) -> None:
         self.output, self.lock = output, threading.Lock()
-        self.recent = collections.defaultdict(lambda: collections.deque(maxlen=_KEPT_LINES))
+        self.recent: collections.defaultdict[int, collections.deque[str]] = (
+            collections.defaultdict(lambda: collections.deque(maxlen=_KEPT_LINES)))
 
     def line(self, text: str) -> None:
         with self.lock:

@@ -166,7 +166,9 @@ def rendezvous(nodes: Nodes, ports: list[int], timeout: float) -> list[str]:
 
 
 def _coordinate(nodes: Nodes, ports: list[int], timeout: float) -> list[str]:
-    deadline, joined, connections = time.monotonic() + timeout, {}, []
+    deadline = time.monotonic() + timeout
+    joined: dict[int, list[str]] = {}
+    connections: list[socket.socket] = []
     with socket.create_server(("", nodes.port), reuse_port=False) as server:
         server.settimeout(_RETRY)
         try:

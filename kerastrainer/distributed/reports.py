@@ -12,6 +12,8 @@ import signal
 
 # How TensorFlow names a task in its errors: "/job:worker/replica:0/task:1", "/job:worker/task:1".
 _TASK = re.compile(r"/job:worker(?:/replica:\d+)?/task:(\d+)")
+# What a worker prints when its peers did not join a collective in time (the peers' heartbeats ran).
+_TIMED_OUT = "Collective has timed out"
 
 
 def describe(worker) -> str:
@@ -36,12 +38,20 @@ def process_state(pid: int) -> str | None:
 
 def suspects(failed, workers, recent) -> list[str]:
     """Why the failed workers failed, when another worker is to blame: a peer that is stopped
-    (SIGSTOP, a debugger) and the tasks TensorFlow's error names (a collective that timed out)."""
+    (SIGSTOP, a debugger), a peer still running after a collective timed out (it never joined),
+    and the tasks TensorFlow's error names."""
     notes = []
+    timed_out = [w.rank for w in failed if any(_TIMED_OUT in line for line in recent[w.rank])]
     for worker in workers:
-        if worker.proc.poll() is None and process_state(worker.proc.pid) in ("T", "t"):
+        if worker.proc.poll() is not None:
+            continue
+        if process_state(worker.proc.pid) in ("T", "t"):
             notes.append(f"worker {worker.rank} (pid {worker.proc.pid}) is stopped (SIGSTOP or a "
                          "debugger) and made no progress: the others timed out waiting for it")
+        elif timed_out:  # alive, and not waiting in the collective: it would have timed out too
+            notes.append(f"worker {worker.rank} (pid {worker.proc.pid}) is still running but never "
+                         f"joined the collective that worker {timed_out[0]} timed out in: it is "
+                         "stuck outside the training step (a hung input pipeline, a long callback)")
     failed_ranks = {w.rank for w in failed}
     for worker in failed:
         named = {int(rank) for line in recent[worker.rank] for rank in _TASK.findall(line)}

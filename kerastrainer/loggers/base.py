@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import os
 import re
@@ -45,7 +47,8 @@ class Logger:
         ...         print(step, metrics)
     """
 
-    def __init__(self, save_dir=None, *, name: str = "kt_logs", version=None) -> None:
+    def __init__(self, save_dir: str | os.PathLike | None = None, *, name: str = "kt_logs",
+                 version: int | str | None = None) -> None:
         self._save_dir = os.fspath(save_dir) if save_dir is not None else None
         self._name = name
         self._version = version
@@ -64,21 +67,21 @@ class Logger:
         return self._name
 
     @property
-    def version(self):
+    def version(self) -> int | str:
         """The run's version: given, restored from a checkpoint, or claimed at first use (when a run
         starts, or earlier if read earlier): the next free ``version_N``, its folder created."""
         if self._version is None:
             self._version = claim_version(os.path.join(self.save_dir, self.name))
         return self._version
 
+    @version.setter
+    def version(self, value: int | str | None) -> None:
+        self._version = value
+
     @property
     def has_version(self) -> bool:
         """Whether the version is fixed yet (reading ``version`` would fix it)."""
         return self._version is not None
-
-    @version.setter
-    def version(self, value) -> None:
-        self._version = value
 
     @property
     def log_dir(self) -> str:
@@ -96,10 +99,10 @@ class Logger:
         atomic_write_text(os.path.join(self.log_dir, "hparams.json"),
                           json.dumps(dict(params), indent=2, sort_keys=True, default=repr))
 
-    def log_model_graph(self, module, input_signature) -> None:
+    def log_model_graph(self, module: Any, input_signature: Any) -> None:
         """Called when fit starts, with the module and the spec of its inputs (default: nothing)."""
 
-    def after_epoch(self, module, epoch: int) -> None:
+    def after_epoch(self, module: Any, epoch: int) -> None:
         """Called at every training epoch's end, after its row was logged (default: nothing)."""
 
     def resume(self, step: int) -> None:

@@ -32,8 +32,8 @@ class CSVLogger(Logger):
 
     FILE_NAME = "metrics.csv"
 
-    def __init__(self, save_dir=None, *, name: str = "kt_logs", version=None,
-                 flush_every_n_rows: int = 100) -> None:
+    def __init__(self, save_dir: str | os.PathLike | None = None, *, name: str = "kt_logs",
+                 version: int | str | None = None, flush_every_n_rows: int = 100) -> None:
         super().__init__(save_dir, name=name, version=version)
         self.flush_every_n_rows = flush_every_n_rows
         self._pending: list[dict] = []

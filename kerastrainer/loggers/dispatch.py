@@ -16,7 +16,7 @@ def configure_loggers(logger, default_root_dir: str) -> list:
     """
     if logger is True:
         csv_logger = CSVLogger(default_root_dir)
-        loggers = [csv_logger]
+        loggers: list[Logger] = [csv_logger]
         if tensorboard_available():  # the same run folder: claim_run_folders shares it
             loggers.append(TensorBoardLogger(default_root_dir))
         return loggers
@@ -74,14 +74,15 @@ def guarded(error, what: str, fn, *args) -> None:
     except Exception as nested:
         if error is None:
             raise
-        error.add_note(f"{what} also failed: {type(nested).__name__}: {nested}")
+        if hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(f"{what} also failed: {type(nested).__name__}: {nested}")
 
 
 def claim_run_folders(loggers) -> None:
     """When a run starts: each logger without a version claims the next free ``version_N``
     (atomically: `base.claim_version`); loggers with the
     same ``save_dir`` and ``name`` share one folder, so a run's CSV and TensorBoard files sit together."""
-    versions = {}
+    versions: dict[tuple, int | str] = {}
     for logger in loggers:
         root = (logger.save_dir, logger.name)
         if not logger.has_version and root in versions:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import importlib.util
 
 import numpy as np
@@ -37,7 +40,8 @@ class TensorBoardLogger(Logger):
         >>> logger = TensorBoardLogger("runs", histogram_freq=1)  # doctest: +SKIP
     """
 
-    def __init__(self, save_dir=None, *, name: str = "kt_logs", version=None, histogram_freq: int = 0,
+    def __init__(self, save_dir: str | os.PathLike | None = None, *, name: str = "kt_logs",
+                 version: int | str | None = None, histogram_freq: int = 0,
                  log_graph: bool = True) -> None:
         if not tensorboard_available():
             raise ModuleNotFoundError(MISSING)
@@ -47,7 +51,7 @@ class TensorBoardLogger(Logger):
         self._writer = None
 
     @property
-    def writer(self):
+    def writer(self) -> Any:
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         return self._writer
@@ -69,18 +73,18 @@ class TensorBoardLogger(Logger):
         with self.writer.as_default():
             hp.hparams(plain)
 
-    def log_weights(self, module, step: int) -> None:
+    def log_weights(self, module: Any, step: int) -> None:
         """Histograms of every weight, named by the module's variable paths."""
         with self.writer.as_default():
             for variable in module.weights:
                 tf.summary.histogram(variable.path, variable, step=step)
 
-    def after_epoch(self, module, epoch: int) -> None:
+    def after_epoch(self, module: Any, epoch: int) -> None:
         """Writes the weight histograms every ``histogram_freq`` epochs."""
         if self.histogram_freq and (epoch + 1) % self.histogram_freq == 0:
             self.log_weights(module, epoch)
 
-    def log_model_graph(self, module, input_signature) -> None:
+    def log_model_graph(self, module: Any, input_signature: Any) -> None:
         """The forward pass's graph, when ``log_graph`` (skipped silently for models that cannot be
         traced so)."""
         if not self.log_graph or input_signature is None:

@@ -502,3 +502,25 @@ def test_a_signal_during_a_hang_says_that_not_every_worker_saved(tmp_path, monke
     assert launch([script], nproc=2, bootstrap=False, output=output) == 143
     assert ("kerastrainer launch: not every worker saved a checkpoint before it stopped (saved: "
             "none)") in output.getvalue()
+
+
+def test_a_peer_that_never_joined_a_timed_out_collective_is_named(tmp_path):
+    """Worker 1 is alive (its heartbeats run, TensorFlow names no task) but never joins; worker 0's
+    collective times out. The report names worker 1 as stuck outside the step."""
+    script = worker_script(
+        tmp_path,
+        """
+        mark_ready()
+        if RANK == 1:
+            time.sleep(600)  # a hung input pipeline
+        time.sleep(1)
+        print("tensorflow.python.framework.errors_impl.DeadlineExceededError: Graph execution error:")
+        print("Collective has timed out during execution.")
+        sys.exit(1)
+        """,
+    )
+    result, _ = run_launcher("--nproc", "2", script)
+    assert result.returncode == 1, result.stdout
+    assert ("never joined the collective that worker 0 timed out in: it is stuck outside the "
+            "training step") in result.stdout, result.stdout
+    assert "worker 1 (pid " in result.stdout.split("never joined")[0].rsplit("\n", 1)[-1]

@@ -87,11 +87,12 @@ def check_fast_dev_run(value) -> int:
     return int_at_least("fast_dev_run", value, 0, "True, False or a number of batches")
 
 
-def max_time_seconds(value) -> float | None:
-    """Seconds, a ``timedelta``, a dict of ``timedelta`` fields, or ``"DD:HH:MM:SS"``."""
+def max_time_seconds(value, name: str = "max_time") -> float | None:
+    """Seconds, a ``timedelta``, a dict of ``timedelta`` fields, or ``"DD:HH:MM:SS"`` (``name``: the
+    argument the errors name)."""
     if value is None:
         return None
-    fix = ("`max_time` must be seconds (a positive number), a datetime.timedelta, a dict such as "
+    fix = (f"`{name}` must be seconds (a positive number), a datetime.timedelta, a dict such as "
            "{'hours': 1}, or a 'DD:HH:MM:SS' string.")
     try:
         if isinstance(value, bool):
@@ -110,10 +111,10 @@ def max_time_seconds(value) -> float | None:
             raise TypeError
     except (TypeError, ValueError):
         raise (ValueError if isinstance(value, (str, dict)) else TypeError)(
-            f"{fix} Received: max_time={value!r}"
+            f"{fix} Received: {name}={value!r}"
         ) from None
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{fix} Received: max_time={value!r}")
+        raise ValueError(f"{fix} Received: {name}={value!r}")
     return seconds
 
 

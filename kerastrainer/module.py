@@ -359,6 +359,21 @@ class TrainModule(ModuleHooks, keras.Model):
     def trainer(self, value: Any) -> None:
         object.__setattr__(self, "_kt_trainer", value)
 
+    @property
+    def current_epoch(self) -> int:
+        """The trainer's current epoch (0 before any run), as Lightning's module has it."""
+        return self._kt_trainer.current_epoch if self._kt_trainer is not None else 0
+
+    @property
+    def global_step(self) -> int:
+        """The trainer's optimizer steps so far (0 before any run)."""
+        return self._kt_trainer.global_step if self._kt_trainer is not None else 0
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on the chief only (in a hook, not in a compiled step: use ``tf.print`` there)."""
+        if self._kt_trainer is None or self._kt_trainer.is_global_zero:
+            print(*args, **kwargs)
+
     # ------------------------------------------------------------------ Keras's own loop is off
     compile = _keras_only("compile")
     fit = _keras_only("fit")

@@ -56,6 +56,7 @@ class Trainer(TrainerFlags, TrainerViews):
 
     _datamodule: DataModule | None  # the fit's, which validate and test reuse (as in Lightning)
     _fit_batch_size: int | None
+    _bus: Any  # the run's CallbackBus (None until a run starts)
 
     def __post_init__(self) -> None:
         super().__post_init__()  # checks the flags
@@ -124,8 +125,7 @@ class Trainer(TrainerFlags, TrainerViews):
     def validate(self, module: TrainModule | None = None, data: Any = None, *,
                  datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
                  batch_size: int | None = None) -> dict[str, float]:
-        """Runs one validation pass; returns its metrics (``val_loss``, ``val_acc``, ...). By default
-        with the fitted module and the fit's DataModule; ``ckpt_path`` loads those weights first."""
+        """One validation pass (default: the fitted module and DataModule); returns its metrics."""
         return self._evaluate(VAL, module, data, datamodule, ckpt_path, batch_size)
 
     def test(self, module: TrainModule | None = None, data: Any = None, *,
@@ -160,9 +160,9 @@ class Trainer(TrainerFlags, TrainerViews):
     # ------------------------------------------------------------------ the loops
     def _fit(self, train, val, checkpoint):
         bus, module = self._bus, self.module
-        self._prepare(TRAIN, train)
         n_train = self._count_batches(TRAIN, train, self.overfit_batches or self.limit_train_batches)
         n_val = self._count_batches(VAL, val, self.overfit_batches or self.limit_val_batches)
+        self._prepare(TRAIN, train)  # after the counts: configure_optimizer may read them
         self.tuner = StepTuner.for_trainer(self, fit=True, num_batches=n_train)  # it may measure
         plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=n_val,
                                  scheduler=self._lr_scheduler)

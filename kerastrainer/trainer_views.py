@@ -6,10 +6,17 @@ A base class of `kerastrainer.Trainer`; each view reads an owner the Trainer hol
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
+
+from kerastrainer.callbacks.early_stopping import EarlyStopping
+from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
+from kerastrainer.callbacks.progress import RichProgressBar
 
 if TYPE_CHECKING:
+    from kerastrainer.callbacks.base import Callback
     from kerastrainer.loggers.base import Logger
+    from kerastrainer.module import TrainModule
     from kerastrainer.progress import Progress
     from kerastrainer.results import Results
 
@@ -20,7 +27,14 @@ class TrainerViews:
     results: Results
     progress: Progress
     loggers: list[Logger]
+    callbacks: list[Callback]
+    module: TrainModule | None
     default_root_dir: str | None
+    max_epochs: int | None
+    max_steps: int
+    accumulate_grad_batches: int
+    num_training_batches: int | None
+    is_global_zero: bool
 
     @property
     def callback_metrics(self) -> dict[str, float]:
@@ -56,3 +70,63 @@ class TrainerViews:
     def log_dir(self) -> str:
         """This run's folder: the first logger's ``version_N``, else ``default_root_dir``."""
         return self.loggers[0].log_dir if self.loggers else str(self.default_root_dir)
+
+    @property
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        """Every `ModelCheckpoint` of the run (the default one too), in order."""
+        return [c for c in self.callbacks if isinstance(c, ModelCheckpoint)]
+
+    @property
+    def checkpoint_callback(self) -> ModelCheckpoint | None:
+        """The first `ModelCheckpoint`, or ``None``."""
+        return next(iter(self.checkpoint_callbacks), None)
+
+    @property
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        """Every `EarlyStopping` of the run, in order."""
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    @property
+    def early_stopping_callback(self) -> EarlyStopping | None:
+        """The first `EarlyStopping`, or ``None``."""
+        return next(iter(self.early_stopping_callbacks), None)
+
+    @property
+    def progress_bar_callback(self) -> RichProgressBar | None:
+        """The progress bar (``None`` when disabled, or on a worker other than the chief)."""
+        return next((c for c in self.callbacks if isinstance(c, RichProgressBar)), None)
+
+    @property
+    def optimizers(self) -> list[Any]:
+        """The module's optimizers (one, or each of a manual optimization's), once configured."""
+        optimizer = getattr(self.module, "optimizer", None)
+        if optimizer is None:
+            return []
+        return list(optimizer.values()) if isinstance(optimizer, dict) else [optimizer]
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """The optimizer steps the fit will take, for schedules over the whole run (OneCycle-style):
+        ``max_steps`` when set, else ``max_epochs`` times the steps per epoch (batches over
+        ``accumulate_grad_batches``, a partial accumulation counting as one); ``inf`` when the
+        data has unknown length and no ``max_steps`` bounds it. Known from the start of ``fit``,
+        so ``configure_optimizer`` can read it (``self.trainer.estimated_stepping_batches``).
+
+        Example:
+            >>> trainer = kt.Trainer(max_epochs=3)  # doctest: +SKIP
+            >>> trainer.fit(module, train_data=(x, y), batch_size=32)  # 10 batches  # doctest: +SKIP
+            >>> trainer.estimated_stepping_batches  # doctest: +SKIP
+            30
+        """
+        total: int | float = math.inf
+        if self.num_training_batches is not None and (self.max_epochs or 0) >= 0:
+            per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
+            total = (self.max_epochs or 0) * per_epoch
+        if self.max_steps != -1:
+            total = min(total, self.max_steps)
+        return total
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on the chief only (one line per job, not one per worker), as Lightning's."""
+        if self.is_global_zero:
+            print(*args, **kwargs)

@@ -53,6 +53,7 @@ def test_demo_reaches_the_promised_test_accuracy():
     assert curves.endswith("kt_logs/version_0/curves.png") and os.path.getsize(curves) > 20_000
     accuracy = float(re.search(r"Final test accuracy: ([0-9.]+)", out).group(1))
     assert accuracy > 0.95
+    assert re.search(r"Training took [0-9.]+ s \([0-9.]+ s of it validating\)", out)
     assert out.rstrip().splitlines()[-1].startswith("Final test accuracy")
 
 

@@ -238,3 +238,18 @@ def test_hand_written_losses_get_targets_of_the_predictions_rank(target_shape):
     kt_trainer = quiet_trainer(max_epochs=60)
     kt_trainer.fit(module, train_data=(x, y), batch_size=16)
     assert kt_trainer.callback_metrics["loss"] < 1.0  # it fits the targets, not their mean
+
+
+def test_the_module_sees_the_run_position_and_prints_on_the_chief(capsys):
+    class Positions(BoringModule):
+        seen = []
+
+        def on_train_epoch_end(self):
+            self.seen.append((self.current_epoch, self.global_step))
+            self.print("epoch", self.current_epoch)
+
+    module = Positions()
+    assert (module.current_epoch, module.global_step) == (0, 0)  # no trainer yet
+    quiet_trainer(max_epochs=2).fit(module, train_data=regression_data(8), batch_size=4)
+    assert module.seen == [(0, 2), (1, 4)]
+    assert capsys.readouterr().out == "epoch 0\nepoch 1\n"

@@ -402,3 +402,46 @@ def test_validation_is_skipped_without_a_validation_step_or_loss():
     with pytest.raises(NotImplementedError, match=r"StepOnly defines neither loss\(self, y_true, "
                                                   r"y_pred\) nor validation_step\(\)"):
         trainer.validate(data=(x, y))
+
+
+class ReadsTheRunLength(BoringModule):
+    def configure_optimizer(self):
+        self.planned = self.trainer.estimated_stepping_batches  # as a OneCycle schedule would
+        return super().configure_optimizer()
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"max_epochs": 3}, 12),  # 16 rows, batch 4: 4 steps an epoch
+    ({"max_epochs": 3, "accumulate_grad_batches": 3}, 6),  # 4 batches: 2 steps (one partial)
+    ({"max_epochs": 3, "max_steps": 5}, 5),
+])
+def test_estimated_stepping_batches_is_known_in_configure_optimizer(flags, expected):
+    module = ReadsTheRunLength()
+    trainer = quiet_trainer(**flags)
+    trainer.fit(module, train_data=regression_data(16), batch_size=4)
+    assert module.planned == expected == trainer.estimated_stepping_batches
+    assert trainer.global_step == expected
+
+
+def test_estimated_stepping_batches_of_data_of_unknown_length_is_infinite():
+    x, y = regression_data(16)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).filter(lambda a, b: True)
+    module = ReadsTheRunLength()
+    quiet_trainer(max_epochs=1).fit(module, train_data=data)
+    assert module.planned == float("inf")
+
+
+def test_lightning_trainer_properties_find_the_callbacks_and_optimizers(tmp_path, capsys):
+    saver, stopper = kt.callbacks.ModelCheckpoint(save_last=True), kt.callbacks.EarlyStopping(monitor="loss")
+    trainer = quiet_trainer(max_epochs=1, callbacks=[stopper, saver], default_root_dir=str(tmp_path))
+    assert trainer.checkpoint_callback is saver and trainer.checkpoint_callbacks == [saver]
+    assert trainer.early_stopping_callback is stopper and trainer.early_stopping_callbacks == [stopper]
+    assert trainer.progress_bar_callback is None  # enable_progress_bar=False
+    assert trainer.optimizers == []
+    module = BoringModule()
+    trainer.fit(module, train_data=regression_data(8), batch_size=4)
+    assert trainer.optimizers == [module.optimizer]
+    assert kt.Trainer(enable_checkpointing=False).checkpoint_callback is None
+    assert isinstance(kt.Trainer().progress_bar_callback, kt.callbacks.RichProgressBar)
+    trainer.print("from the chief", 3)
+    assert capsys.readouterr().out == "from the chief 3\n"

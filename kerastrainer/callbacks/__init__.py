@@ -12,6 +12,7 @@ from kerastrainer.callbacks.model_summary import ModelSummary
 from kerastrainer.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from kerastrainer.callbacks.progress import RichProgressBar
 from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
+from kerastrainer.callbacks.timer import Timer
 
 __all__ = [
     "BackboneFinetuning",
@@ -26,4 +27,5 @@ __all__ = [
     "OnExceptionCheckpoint",
     "RichProgressBar",
     "TerminateOnNaN",
+    "Timer",
 ]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import math
 import numbers
+import warnings
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
 class EarlyStopping(Callback):
     """Sets ``trainer.should_stop`` when ``monitor`` has not improved for ``patience`` checks.
 
-    It runs at the end of every training epoch, after validation and after the module's own hooks.
+    It runs at the end of every training epoch, after validation and after the module's own hooks
+    (``check_on_train_epoch_end=False``: after every validation run instead, mid-epoch ones too).
 
     Args:
         monitor: the key in ``trainer.callback_metrics`` (``"val_loss"``, ``"val_acc"``, ...).
@@ -30,9 +32,17 @@ class EarlyStopping(Callback):
         check_finite: stop when the value becomes NaN or infinite.
         restore_best_weights: put back the weights of the best epoch when training ends.
         verbose: print why training stopped.
+        baseline: the value to beat (Keras's): checks that do not improve on it count against
+            ``patience`` from the start.
+        start_from_epoch: ignore the first this many epochs (Keras's: a warm-up).
+        strict: a ``monitor`` that is never logged is an error; ``False``: a warning, once, and
+            the callback does nothing (Lightning's).
+        check_on_train_epoch_end: check at the end of each training epoch (default), or, when
+            ``False``, at the end of each validation run.
 
     Raises:
-        ValueError: a bad ``mode`` or ``patience``, or (during fit) a ``monitor`` that is never logged.
+        ValueError: a bad ``mode``, ``patience`` or ``start_from_epoch``, or (during fit, with
+            ``strict``) a ``monitor`` that is never logged.
 
     Examples:
         >>> stopper = EarlyStopping(monitor="val_acc", mode="max", patience=5)
@@ -43,12 +53,19 @@ class EarlyStopping(Callback):
     def __init__(self, *, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 3,
                  mode: str = "min", stopping_threshold: float | None = None,
                  divergence_threshold: float | None = None, check_finite: bool = True,
-                 restore_best_weights: bool = False, verbose: bool = False) -> None:
+                 restore_best_weights: bool = False, verbose: bool = False,
+                 baseline: float | None = None, start_from_epoch: int = 0, strict: bool = True,
+                 check_on_train_epoch_end: bool = True) -> None:
         self.mode = check_mode(mode, "EarlyStopping")
+        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, int) or \
+                start_from_epoch < 0:
+            raise ValueError("EarlyStopping: `start_from_epoch` must be an int >= 0. Received: "
+                             f"start_from_epoch={start_from_epoch!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: `patience` must be an int >= 0. Received: patience={patience!r}")
         for name, value in (("min_delta", min_delta), ("stopping_threshold", stopping_threshold),
-                            ("divergence_threshold", divergence_threshold)):
+                            ("divergence_threshold", divergence_threshold),
+                            ("baseline", baseline)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
                 raise TypeError(f"EarlyStopping: `{name}` must be a number. Received: {name}={value!r}"
                                 + (f" (a str: write {name}={value.strip()})"
@@ -66,9 +83,15 @@ class EarlyStopping(Callback):
         self.check_finite = check_finite
         self.restore_best_weights = restore_best_weights
         self.verbose = verbose
+        self.baseline = None if baseline is None else float(baseline)
+        self.start_from_epoch = start_from_epoch
+        self.strict = bool(strict)
+        self.check_on_train_epoch_end = bool(check_on_train_epoch_end)
         self.wait_count = 0
         self.stopped_epoch = 0
-        self.best_score = math.inf if mode == "min" else -math.inf
+        self.best_score = (self.baseline if self.baseline is not None
+                           else math.inf if self.mode == "min" else -math.inf)
+        self._warned = False
         self.stopping_reason = ""
         self._best_weights = None
 
@@ -87,9 +110,28 @@ class EarlyStopping(Callback):
         self.patience = int(state_dict["patience"])
 
     def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
-        if trainer.sanity_checking:
+        if self.check_on_train_epoch_end:
+            self._check(trainer, module)
+
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
+        if not self.check_on_train_epoch_end:
+            self._check(trainer, module)
+
+    def _current(self, trainer: Trainer) -> float | None:
+        try:
+            return monitored_value(trainer, self.monitor, "EarlyStopping")
+        except ValueError as error:
+            if self.strict:
+                raise
+            if not self._warned:
+                warnings.warn(f"{error} (strict=False: early stopping is off.)", stacklevel=2)
+                self._warned = True
+            return None
+
+    def _check(self, trainer: Trainer, module: TrainModule) -> None:
+        if trainer.sanity_checking or trainer.current_epoch < self.start_from_epoch:
             return
-        current = monitored_value(trainer, self.monitor, "EarlyStopping")
+        current = self._current(trainer)
         if current is None:
             return
         is_best = math.isfinite(current) and improved(current, self.best_score, self.mode,

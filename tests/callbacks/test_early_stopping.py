@@ -104,3 +104,48 @@ def test_monitors_act_only_on_fresh_validation_values():
     assert stopper.stopped_epoch == 5 and trainer.current_epoch == 5
     losses = trainer.history["val_loss"]
     assert losses[0::2] == [None, None, None] and None not in losses[1::2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "values", "stopped_after"),
+    [
+        ({"baseline": 2.0}, [5, 4, 3, 1, 1], 2),  # never better than the baseline: patience runs out
+        ({}, [1, 2, 3, 4, 5, 6], 3),
+        ({"start_from_epoch": 2}, [1, 2, 3, 4, 5, 6], 5),  # epochs 0-1 ignored: best 3, then worse
+    ],
+)
+def test_keras_baseline_and_start_from_epoch(kwargs, values, stopped_after):
+    stopper = kt.callbacks.EarlyStopping(monitor="score", patience=2, **kwargs)
+    trainer = quiet_trainer(max_epochs=len(values), callbacks=[stopper])
+    trainer.fit(Scripted(values), train_data=regression_data(8))
+    assert trainer.current_epoch + 1 == stopped_after
+
+
+def test_strict_false_warns_once_and_stops_nothing():
+    stopper = kt.callbacks.EarlyStopping(monitor="nope", patience=0, strict=False)
+    trainer = quiet_trainer(max_epochs=3, callbacks=[stopper])
+    with pytest.warns(UserWarning, match=r"could not find 'nope'.*strict=False: early stopping is off") as caught:
+        trainer.fit(BoringModule(), train_data=regression_data(8))
+    assert trainer.current_epoch == 2 and not trainer.should_stop
+    assert len([w for w in caught if "nope" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize(("on_train_epoch_end", "checks"), [(True, 2), (False, 4)])
+def test_check_on_train_epoch_end_false_checks_after_every_validation(on_train_epoch_end, checks):
+    class Counting(kt.callbacks.EarlyStopping):
+        seen = 0
+
+        def _check(self, trainer, module):
+            type(self).seen += not trainer.sanity_checking
+            super()._check(trainer, module)
+
+    stopper = Counting(monitor="val_loss", patience=10, check_on_train_epoch_end=on_train_epoch_end)
+    trainer = quiet_trainer(max_epochs=2, val_check_interval=0.5, callbacks=[stopper])
+    x, y = regression_data(16)
+    trainer.fit(BoringModule(), train_data=(x, y), val_data=(x, y), batch_size=4)
+    assert Counting.seen == checks
+
+
+def test_a_bad_start_from_epoch_is_named():
+    with pytest.raises(ValueError, match=r"`start_from_epoch` must be an int >= 0.*Received: start_from_epoch=-1"):
+        kt.callbacks.EarlyStopping(start_from_epoch=-1)

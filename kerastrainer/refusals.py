@@ -50,14 +50,20 @@ def surfaced(error: BaseException) -> BaseException:
     return original
 
 
+def raise_refusal(error: BaseException) -> None:
+    """Raises the refusal ``error`` wraps, if any (see `surfaced`); returns otherwise, and the
+    caller re-raises ``error``. For ``except`` blocks on paths too hot for a context manager."""
+    original = surfaced(error)
+    if original is not error:
+        raise original from None
+
+
 @contextlib.contextmanager
 def surfacing():
     """Re-raises a refusal that AutoGraph wrapped as the original (see `surfaced`); any other
-    error passes unchanged. Wraps every call that may trace a step."""
+    error passes unchanged. Wraps calls that trace a step (not run every step)."""
     try:
         yield
     except Exception as error:  # noqa: BLE001 - re-raised: unwrapped when it is a refusal
-        original = surfaced(error)
-        if original is error:
-            raise
-        raise original from None
+        raise_refusal(error)
+        raise

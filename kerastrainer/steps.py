@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from kerastrainer.building import batch_size_of, call_step, trainable_candidates
 from kerastrainer.losses import check_gradients, scalar_loss
-from kerastrainer.refusals import refusal, surfacing
+from kerastrainer.refusals import raise_refusal, refusal
 from kerastrainer.stages import TRAIN, Stage
 
 # What tf2xla raises for an op it cannot compile.
@@ -411,12 +411,15 @@ class CompiledSteps:
         The stage's accumulators changed: the results read them again when next asked.
         """
         self.results.mark_dirty(stage)
-        with surfacing():
+        try:  # no context manager: this runs for every compiled call
             if feed.in_memory:
                 return self._run_memory(stage, feed, n, batch_idx, jit)
             if n not in self._n_cache:  # one constant per chunk size, not one per call
                 self._n_cache[n] = tf.constant(n, tf.int64)
             return self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
+        except Exception as error:  # noqa: BLE001 - re-raised: unwrapped when it is a refusal
+            raise_refusal(error)
+            raise
 
     def refresh_trainable(self) -> None:
         """Drops the compiled training step when trainability changed (a layer was frozen or

@@ -5,13 +5,34 @@ STAMP := $(VENV)/.kerastrainer-installed
 
 DOCS_STAMP := $(VENV)/.kerastrainer-docs-installed
 
-.PHONY: demo test docs bench dist clean
+# The lowest supported versions (constraints-min.txt) on the lowest supported Python.
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.kerastrainer-installed
+MIN_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3.10) \
+                          $(shell command -v python3.10 2>/dev/null))
+MIN_TESTS := tests/test_trainer.py tests/test_checkpoint.py tests/test_losses.py \
+             tests/callbacks/test_keras_adapter.py tests/tuner
+
+.PHONY: demo test test-min docs bench dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+$(MIN_STAMP): pyproject.toml constraints-min.txt
+	@test -n "$(MIN_PYTHON)" || { echo "make test-min needs Python 3.10: set MIN_PYTHON=/path/to/python3.10"; exit 1; }
+	rm -rf $(MIN_VENV)
+	$(MIN_PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -c constraints-min.txt -e ".[plot]" pytest scikit-learn
+	touch $(MIN_STAMP)
+
+# fit, resume, Keras callbacks, the loss rules and the tuner on the lowest versions
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -c "import sys, tensorflow as tf, keras; print('test-min on Python', sys.version.split()[0], 'TensorFlow', tf.__version__, 'Keras', keras.__version__)"
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(MIN_TESTS)
 
 demo: $(STAMP)
 	$(VENV)/bin/python examples/digits.py
@@ -34,4 +55,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py --quick
 
 clean:
-	rm -rf $(VENV) build dist site *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) build dist site *.egg-info

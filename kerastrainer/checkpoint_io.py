@@ -163,6 +163,20 @@ def atomic_write_text(path: str, text: str) -> None:
             os.fsync(out.fileno())
 
 
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes a binary file (a PNG) atomically, as `atomic_write_text` does.
+
+    Raises:
+        OSError: the file could not be written (the message names it; the earlier one is intact).
+    """
+    path = os.fspath(path)
+    with _atomically(path, "the file") as temp:
+        with open(temp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

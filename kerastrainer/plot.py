@@ -18,7 +18,12 @@ def read_epoch_rows(csv_path: str) -> list[dict]:
     return rows
 
 
-def _pyplot():
+def load_pyplot(what: str = "plot_metrics"):
+    """matplotlib's pyplot on the file-only Agg backend.
+
+    Raises:
+        ModuleNotFoundError: matplotlib is missing; the message names ``what`` needs it and the extra.
+    """
     try:
         import matplotlib
 
@@ -26,7 +31,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise ModuleNotFoundError(
-            "plot_metrics needs matplotlib. Install it with `pip install kerastrainer[plot]`.") from error
+            f"{what} needs matplotlib. Install it with `pip install kerastrainer[plot]`.") from error
     return plt
 
 
@@ -52,7 +57,7 @@ def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | No
         >>> plot_metrics("kt_logs/version_0")  # doctest: +SKIP
         'kt_logs/version_0/curves.png'
     """
-    plt = _pyplot()
+    plt = load_pyplot()
     source = os.fspath(run_dir_or_csv)
     csv_path = os.path.join(source, "metrics.csv") if os.path.isdir(source) else source
     if not os.path.isfile(csv_path):

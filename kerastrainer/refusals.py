@@ -44,10 +44,20 @@ def surfaced(error: BaseException) -> BaseException:
         original = original.__context__
     if original is None or original is error:
         return error
-    if hasattr(original, "add_note"):
-        original.add_note(f"Where, in the traced step ({type(error).__name__} from AutoGraph):\n"
-                          f"{error}")
+    add_note(original, f"Where, in the traced step ({type(error).__name__} from AutoGraph):\n{error}")
     return original
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note(note)``; on Python 3.10, which has no ``add_note``, the same
+    ``__notes__`` list (PEP 678), which tools and later code read alike."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+        return
+    try:
+        error.__notes__ = [*getattr(error, "__notes__", []), note]  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type that takes no attributes
+        pass
 
 
 def raise_refusal(error: BaseException) -> None:

@@ -18,6 +18,7 @@ from kerastrainer.autotune import StepTuner
 from kerastrainer.building import ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
 from kerastrainer.callbacks.defaults import configure_callbacks
+from kerastrainer.callbacks.finders import finders
 from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
 from kerastrainer.data.resolve import fit_sources, stage_source
@@ -37,6 +38,7 @@ from kerastrainer.signals import EXIT_CODES
 from kerastrainer.stages import EVALUATED, PREDICT, TEST, TRAIN, VAL
 from kerastrainer.steps import CompiledSteps
 from kerastrainer.trainer_views import TrainerViews
+from kerastrainer.tuner import Tuner
 
 
 class Trainer(TrainerFlags, TrainerViews):
@@ -85,11 +87,6 @@ class Trainer(TrainerFlags, TrainerViews):
         # The fit's DataModule (saved in checkpoints, reused by validate/test as in Lightning).
         self._datamodule = self._fit_batch_size = self._train_source = None
 
-    @property
-    def trace_counts(self) -> dict[str, int]:
-        """How often each compiled step was traced (``{'train': 1}`` is ideal)."""
-        return dict(self._steps.trace_counts) if self._steps else {}
-
     def fit(self, module: TrainModule, train_data: Any = None, val_data: Any = None, *,
             datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
             batch_size: int | None = None, validation_split: float | None = None,
@@ -112,12 +109,15 @@ class Trainer(TrainerFlags, TrainerViews):
             FileNotFoundError: ``ckpt_path`` names no file.
             SystemExit: after a graceful SIGTERM/SIGINT stop (``last.ckpt`` was saved first).
         """
+        data = {"train_data": train_data, "datamodule": datamodule, "batch_size": batch_size}
+        for finder in finders(self.callbacks) if ckpt_path is None else []:  # a resumed run keeps its own
+            finder.tune(Tuner(self), module, data)  # before the data is batched: it may re-batch it
+        batch_size = data["batch_size"]
         train, val = fit_sources(train_data, val_data, datamodule, batch_size=batch_size, shuffle=shuffle,
                                  overfit=bool(self.overfit_batches), validates=can_run(module, VAL),
                                  validation_split=validation_split, class_weight=class_weight)
         self._datamodule, self._fit_batch_size, self._train_source = datamodule, batch_size, train
-        checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
-                                          self.loggers)
+        checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir, self.loggers)
         if checkpoint is not None:  # before any folder is used: resume in the same run
             ckpt.load_states(checkpoint[0], {"loggers": self.loggers})
         return self._run(TRAIN, module, datamodule, lambda: self._fit(train, val, checkpoint))
@@ -313,8 +313,7 @@ class Trainer(TrainerFlags, TrainerViews):
 
         def body():
             self._prepare(stage, source)
-            checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
-                                          self.loggers)
+            checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir, self.loggers)
             if checkpoint is not None:
                 ckpt.restore_weights(self.module, *checkpoint)
             n = self._count_batches(stage, source)

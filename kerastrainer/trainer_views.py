@@ -37,6 +37,12 @@ class TrainerViews:
     is_global_zero: bool
 
     @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each compiled step was traced (``{'train': 1}`` is ideal)."""
+        steps = getattr(self, "_steps", None)
+        return dict(steps.trace_counts) if steps else {}
+
+    @property
     def callback_metrics(self) -> dict[str, float]:
         """Every value of the run as Python floats (read from the device when stale)."""
         return self.results.callback_metrics()

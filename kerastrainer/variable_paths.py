@@ -19,6 +19,9 @@ def variable_paths(module) -> dict:
     """Maps a stable path to every variable of ``module`` (weights, non-trainable state, RNG states)."""
     paths: dict[str, object] = {}
     seen: set[int] = set()
+    # By identity, not isinstance: Keras before 3.6 exports `keras.Variable` as a class its
+    # backends' variables do not derive from.
+    owned = {id(variable) for variable in module.variables}
 
     def record(path, variable):
         if id(variable) not in seen:
@@ -26,7 +29,7 @@ def variable_paths(module) -> dict:
             paths[path] = variable
 
     def visit(value, path, depth):
-        if isinstance(value, keras.Variable):
+        if id(value) in owned or isinstance(value, keras.Variable):
             record(path, value)
         elif isinstance(value, keras.random.SeedGenerator):
             record(f"{path}/state", value.state)

@@ -25,7 +25,7 @@ def test_every_example_is_tested():
     # tests/distributed/test_multi_worker.py
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
-                       "gan.py", "mirrored.py", "multi_worker.py", "functional.py"}
+                       "gan.py", "mirrored.py", "multi_worker.py", "functional.py", "tuning.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -55,6 +55,14 @@ def test_demo_reaches_the_promised_test_accuracy():
     assert accuracy > 0.95
     assert re.search(r"Training took [0-9.]+ s \([0-9.]+ s of it validating\)", out)
     assert out.rstrip().splitlines()[-1].startswith("Final test accuracy")
+
+
+def test_tuning_finds_a_rate_that_trains(tmp_path):
+    out = _run("tuning.py", "--epochs", "3", "--plot", str(tmp_path / "lr.png"))
+    rate = float(re.search(r"Suggested learning rate: ([0-9.e+-]+)", out).group(1))
+    assert 1e-3 < rate < 1e-1  # the steep part of the digits curve (docs/tuning.md)
+    assert float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1)) > 0.9
+    assert (tmp_path / "lr.png").stat().st_size > 10_000
 
 
 def test_image_folder_example(tmp_path):

@@ -4,6 +4,7 @@ from kerastrainer.callbacks.backbone_finetuning import BackboneFinetuning
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.early_stopping import EarlyStopping
 from kerastrainer.callbacks.ema import EMA
+from kerastrainer.callbacks.finders import BatchSizeFinder, LearningRateFinder
 from kerastrainer.callbacks.gradient_accumulation import GradientAccumulationScheduler
 from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
 from kerastrainer.callbacks.lr_monitor import LearningRateMonitor
@@ -16,11 +17,13 @@ from kerastrainer.callbacks.timer import Timer
 
 __all__ = [
     "BackboneFinetuning",
+    "BatchSizeFinder",
     "Callback",
     "EMA",
     "EarlyStopping",
     "GradientAccumulationScheduler",
     "KerasCallbackAdapter",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",

@@ -7,6 +7,7 @@ import contextlib
 from kerastrainer.callbacks.base import HOOK_NAMES, Callback
 from kerastrainer.hooks import overrides
 from kerastrainer.module import TrainModule
+from kerastrainer.refusals import add_note
 
 
 def _state_key(callback) -> str:
@@ -19,8 +20,8 @@ def _annotate(error: BaseException, where: str) -> None:
         return
     if error.args and isinstance(error.args[0], str):
         error.args = (f"{where} raised: {error.args[0]}",) + tuple(error.args[1:])
-    elif hasattr(error, "add_note"):
-        error.add_note(f"raised in {where}")
+    else:
+        add_note(error, f"raised in {where}")
     try:
         error._kt_annotated = True  # type: ignore[attr-defined]
     except AttributeError:  # exceptions with __slots__ cannot carry the flag
@@ -114,8 +115,7 @@ class CallbackBus:
             except Exception as nested:
                 if error is None:
                     raise
-                if hasattr(error, "add_note"):  # Python 3.11+
-                    error.add_note(f"teardown also failed: {nested!r}")
+                add_note(error, f"teardown also failed: {nested!r}")
 
     def state_dict(self) -> dict:
         """Every callback's ``state_dict()``, by its ``state_key``."""
@@ -136,5 +136,4 @@ class CallbackBus:
                 else:
                     fn(exception)
             except Exception as nested:  # report, then keep the original error propagating
-                if hasattr(exception, "add_note"):
-                    exception.add_note(f"{where} also raised {type(nested).__name__}: {nested}")
+                add_note(exception, f"{where} also raised {type(nested).__name__}: {nested}")

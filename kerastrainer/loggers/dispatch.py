@@ -6,6 +6,7 @@ from kerastrainer.checkpoint_io import remove_stale_temporaries
 from kerastrainer.loggers.base import Logger
 from kerastrainer.loggers.csv_logger import CSVLogger
 from kerastrainer.loggers.tensorboard import TensorBoardLogger, tensorboard_available
+from kerastrainer.refusals import add_note
 
 
 def configure_loggers(logger, default_root_dir: str) -> list:
@@ -74,8 +75,7 @@ def guarded(error, what: str, fn, *args) -> None:
     except Exception as nested:
         if error is None:
             raise
-        if hasattr(error, "add_note"):  # Python 3.11+
-            error.add_note(f"{what} also failed: {type(nested).__name__}: {nested}")
+        add_note(error, f"{what} also failed: {type(nested).__name__}: {nested}")
 
 
 def claim_run_folders(loggers) -> None:

@@ -11,7 +11,7 @@ MIN_STAMP := $(MIN_VENV)/.kerastrainer-installed
 MIN_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3.10) \
                           $(shell command -v python3.10 2>/dev/null))
 MIN_TESTS := tests/test_trainer.py tests/test_checkpoint.py tests/test_losses.py \
-             tests/callbacks/test_keras_adapter.py tests/tuner
+             tests/callbacks/test_keras_adapter.py tests/test_refusals.py tests/tuner
 
 .PHONY: demo test test-min docs bench dist clean
 

@@ -51,15 +51,17 @@ def main(argv=None) -> float:
     kt.seed_everything(args.seed)
     train, val, test = load_digits_splits(seed=args.seed)
     timer = kt.callbacks.Timer(duration={"minutes": 10})  # a time budget (it survives resumes)
+    speed = kt.callbacks.ThroughputMonitor(batch_size=args.batch_size)  # logged, read at the end
     trainer = kt.Trainer(
         max_epochs=args.epochs,
         callbacks=[kt.callbacks.EarlyStopping(monitor="val_loss", patience=5,
-                                              restore_best_weights=True), timer],
+                                              restore_best_weights=True), timer, speed],
     )
     trainer.fit(DigitClassifier(), train_data=train, val_data=val, batch_size=args.batch_size)
     results = trainer.test(data=test)
     print(f"Training took {timer.time_elapsed('train'):.1f} s "
           f"({timer.time_elapsed('validate'):.1f} s of it validating)")
+    print(f"Last epoch: {trainer.callback_metrics['epoch_samples_per_sec']:,.0f} samples/s")
     print(f"Training curves: {kt.plot_metrics(trainer.log_dir)}")
     print(f"Final test accuracy: {results['test_acc']:.4f}")
     return results["test_acc"]

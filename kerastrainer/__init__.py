@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type checkers and the API docs; at run time see __getattr__
-    from kerastrainer import callbacks, data, distributed, loggers, lr, tuner
+    from kerastrainer import callbacks, cli, data, distributed, loggers, lr, tuner
     from kerastrainer.callbacks.base import Callback
     from kerastrainer.data import DataModule
     from kerastrainer.export import export_saved_model
@@ -32,7 +32,7 @@ _EXPORTS = {
     "plot_metrics": "kerastrainer.plot",
     "seed_everything": "kerastrainer.seed",
 }
-_SUBPACKAGES = ("callbacks", "data", "distributed", "loggers", "lr", "tuner")
+_SUBPACKAGES = ("callbacks", "cli", "data", "distributed", "loggers", "lr", "tuner")
 
 __all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 

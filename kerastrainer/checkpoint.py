@@ -249,21 +249,23 @@ def last_checkpoint_path(callbacks, default_root_dir) -> str:
     return os.path.join(checkpoint_dirs(callbacks, default_root_dir)[0], "last.ckpt")
 
 
-def find_checkpoint(ckpt_path, callbacks, default_root_dir, loggers=()):
+def find_checkpoint(ckpt_path, callbacks, default_root_dir, loggers=(), *, required: bool = False):
     """``(tree, path)`` of the checkpoint ``ckpt_path`` names (see `resolve_ckpt_path`), read
-    and verified, or ``None`` when there is none to load."""
-    path = resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers)
+    and verified, or ``None`` when there is none to load (``required``: an error instead)."""
+    path = resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers, required=required)
     return (read_checkpoint(path), path) if path is not None else None
 
 
-def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
+def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=(), *, required: bool = False):
     """Turns ``ckpt_path`` (a path, ``"last"``, ``"best"`` or ``None``) into a file path or ``None``.
 
     ``"last"`` is the newest ``last*.ckpt`` among the checkpoint folders, those of every logger run
     folder included (temp files of interrupted writes start with a dot and never match); none
-    found warns and returns ``None`` (start fresh).
+    found warns and returns ``None`` (a fit starts fresh), or, when ``required`` (validate, test
+    and predict: weights they would not have trained), raises.
 
     Raises:
+        FileNotFoundError: ``required`` and no last checkpoint.
         ValueError: ``"best"`` without a ModelCheckpoint that has saved.
         TypeError: a ``ckpt_path`` that is no path.
     """
@@ -275,26 +277,52 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=()):
     if ckpt_path == "best":
         best = [c.best_model_path for c in callbacks
                 if isinstance(c, ModelCheckpoint) and c.best_model_path]
+        best = best or _best_in_newest(callbacks, default_root_dir, loggers)  # a new process
         if not best:
             raise ValueError(
-                'ckpt_path="best" needs a ModelCheckpoint callback in this Trainer that has saved a '
-                "checkpoint. Pass a path instead. Received: ckpt_path='best'")
+                'ckpt_path="best" needs a ModelCheckpoint that has saved a checkpoint, in this '
+                "Trainer or in the newest last checkpoint of its folders. Pass a path instead. "
+                "Received: ckpt_path='best'")
         return best[0]
     if ckpt_path == "last":
-        folders = checkpoint_dirs(callbacks, default_root_dir)
-        for logger in loggers:  # every run of the experiment: resume continues the newest
-            folders += glob.glob(os.path.join(logger.save_dir, logger.name, "*", "checkpoints"))
+        folders = _every_checkpoint_dir(callbacks, default_root_dir, loggers)
         found = [c.last_model_path for c in callbacks
                  if isinstance(c, ModelCheckpoint) and c.last_model_path]
         for folder in folders:
             found += glob.glob(os.path.join(folder, "last*.ckpt"))
         found = [path for path in found if os.path.isfile(path)]
+        if not found and required:
+            raise FileNotFoundError(
+                f'ckpt_path="last" found no last checkpoint (last*.ckpt) in {folders}, so there are '
+                "no trained weights to evaluate. Save one with ModelCheckpoint(save_last=True), or "
+                "pass ckpt_path='best' or a checkpoint's path.")
         if not found:
             warnings.warn(f'ckpt_path="last" found no last checkpoint in {folders}; training starts '
                           "from scratch.")
             return None
         return max(found, key=os.path.getmtime)
     return os.fspath(ckpt_path)
+
+
+def _every_checkpoint_dir(callbacks, default_root_dir, loggers) -> list:
+    folders = checkpoint_dirs(callbacks, default_root_dir)
+    for logger in loggers:  # every run of the experiment: resume continues the newest
+        folders += glob.glob(os.path.join(logger.save_dir, logger.name, "*", "checkpoints"))
+    return folders
+
+
+def _best_in_newest(callbacks, default_root_dir, loggers) -> list:
+    """The best checkpoint that the newest checkpoint file remembers (its ModelCheckpoint's
+    state), for ``ckpt_path="best"`` in a process that has not trained (``kerastrainer test
+    --ckpt_path best``)."""
+    found = [path for folder in _every_checkpoint_dir(callbacks, default_root_dir, loggers)
+             for path in glob.glob(os.path.join(folder, "*.ckpt")) if os.path.isfile(path)]
+    if not found:
+        return []
+    states = read_checkpoint(max(found, key=os.path.getmtime)).get("callbacks", {})
+    return [state["best_model_path"] for state in states.values()
+            if isinstance(state, dict) and state.get("best_model_path")
+            and os.path.isfile(state["best_model_path"])]
 
 
 def load_module(cls, path, overrides: dict, *, saved_class: bool = False):

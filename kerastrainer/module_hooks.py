@@ -24,7 +24,10 @@ class ModuleHooks:
     def on_train_end(self): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_train_epoch_start(self): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_train_epoch_end(self): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
-    def on_train_batch_start(self, batch_idx): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
+    def on_train_batch_start(self, batch_idx):
+        """See [`kerastrainer.Callback`][kerastrainer.Callback]; the module's may return ``-1`` to
+        end the training epoch before this batch (Lightning's rule: the epoch's end hooks and
+        checkpoints still run, its end-of-epoch validation does not)."""
     def on_train_batch_end(self, outputs, batch_idx): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_validation_start(self): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_validation_end(self): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""

@@ -53,6 +53,7 @@ class Results:
         self.synced_reads = agreement is not None and not agreement.solo
         self.stages: dict[str, StageState] = {}  # by Stage.name
         self.hook_values: dict[str, float] = {}
+        self._fresh_hooks: set[str] = set()  # hook values logged since the last step row
         self.prog_bar_keys: set[str] = set()
         self.hidden_keys: set[str] = set()
         self.user_keys: set[str] = set()
@@ -241,6 +242,7 @@ class Results:
         if name not in self.hook_values:
             self._check_names(keys=[name])
         self.hook_values[name] = float(array.reshape(()))
+        self._fresh_hooks.add(name)
         self.user_keys.add(name)
         if prog_bar:
             self.prog_bar_keys.add(name)
@@ -316,6 +318,13 @@ class Results:
     def mark_dirty(self, stage: Stage) -> None:
         """Notes that a compiled call changed ``stage``'s accumulators (read them at the next ask)."""
         self._dirty.add(stage.name)
+
+    def take_fresh_hook_values(self) -> dict:
+        """The values hooks and callbacks logged since the last call (a step row of the loggers
+        holds them, at the step they were logged: ``LearningRateMonitor``, ``ThroughputMonitor``)."""
+        fresh = {name: self.hook_values[name] for name in self._fresh_hooks if name in self.hook_values}
+        self._fresh_hooks.clear()
+        return fresh
 
     def read(self, stage: Stage) -> dict:
         """Returns ``stage``'s values as Python floats, reading the device only when stale."""

@@ -84,8 +84,7 @@ class Trainer(TrainerFlags, TrainerViews):
         self.stage = self.module = self.tuner = None  # the entry point running, its module, tuner
         self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
         self._steps = self._bus = self._lr_scheduler = None  # compiled steps, hooks, LR scheduler
-        # The fit's DataModule (saved in checkpoints, reused by validate/test as in Lightning).
-        self._datamodule = self._fit_batch_size = self._train_source = None
+        self._datamodule = self._fit_batch_size = self._train_source = None  # the fit's (see _evaluate)
 
     def fit(self, module: TrainModule, train_data: Any = None, val_data: Any = None, *,
             datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
@@ -203,7 +202,8 @@ class Trainer(TrainerFlags, TrainerViews):
         feed = feeds.training(epoch, progress.batch)
         while plan.more(progress.batch):
             size = plan.chunk(progress.batch, progress.global_step, self.tuner.train_chunk(), per_step)
-            bus.call("on_train_batch_start", progress.batch)
+            if bus.call("on_train_batch_start", progress.batch) == -1:
+                break  # the module ends the epoch here (Lightning's -1)
             with self.profiler.profile("train: compiled call"):
                 ran, outputs = self.tuner.run(self._steps, TRAIN, feed, size, progress.batch)
             ran = size if plan.num_batches is not None else int(ran)  # unknown length: read count
@@ -215,7 +215,7 @@ class Trainer(TrainerFlags, TrainerViews):
                 results.sync()  # several workers read here, at the same step
             bus.call("on_train_batch_end", outputs, progress.batch - 1)
             if self.loggers and log_now:
-                self._log_row(results.read(TRAIN))  # the loggers' own interval
+                self._log_row(results.read(TRAIN) | results.take_fresh_hook_values())  # their interval
             self.profiler.after_train_call(self)
             self._lr_scheduler.step(self, self.module.optimizer, "step", progress.global_step)
             if plan.validates_after(progress.batch):
@@ -313,7 +313,8 @@ class Trainer(TrainerFlags, TrainerViews):
 
         def body():
             self._prepare(stage, source)
-            checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir, self.loggers)
+            checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
+                                              self.loggers, required=True)  # never untrained weights
             if checkpoint is not None:
                 ckpt.restore_weights(self.module, *checkpoint)
             n = self._count_batches(stage, source)

@@ -124,6 +124,24 @@ def test_last_with_nothing_saved_warns_and_starts_fresh(tmp_path):
     assert trainer.global_step == 8
 
 
+@pytest.mark.parametrize("entry", ["validate", "test", "predict"])
+def test_evaluating_from_a_checkpoint_that_is_not_there_is_refused(tmp_path, entry):
+    trainer = quiet_trainer(default_root_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r'ckpt_path="last" found no last checkpoint.*no trained '
+                                                r"weights to evaluate.*save_last=True"):
+        getattr(trainer, entry)(BoringModule(), regression_data(8), ckpt_path="last")
+
+
+def test_best_in_a_new_process_is_the_one_the_newest_checkpoint_names(tmp_path):
+    checkpoint = kt.callbacks.ModelCheckpoint(monitor="val_loss", save_top_k=2, filename="{epoch}")
+    first = _fit(tmp_path, epochs=3, callbacks=[checkpoint])
+    fresh = quiet_trainer(default_root_dir=str(tmp_path))  # knows nothing of the fit
+    module = BoringModule()
+    fresh.validate(module, regression_data(8), ckpt_path="best")
+    assert fresh.callback_metrics["val_loss"] == pytest.approx(checkpoint.best_model_score, rel=1e-6)
+    assert first.checkpoint_callback.best_model_path.endswith(".ckpt")
+
+
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
     trainer = _fit(tmp_path)
     path = tmp_path / "c.ckpt"

@@ -445,3 +445,26 @@ def test_lightning_trainer_properties_find_the_callbacks_and_optimizers(tmp_path
     assert isinstance(kt.Trainer().progress_bar_callback, kt.callbacks.RichProgressBar)
     trainer.print("from the chief", 3)
     assert capsys.readouterr().out == "from the chief 3\n"
+
+
+class EndsEpochsEarly(BoringModule):
+    """Lightning's rule: -1 from the module's on_train_batch_start ends the epoch there."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch_ends = 0
+
+    def on_train_batch_start(self, batch_idx):
+        return -1 if batch_idx == 2 else None
+
+    def on_train_epoch_end(self):
+        self.epoch_ends += 1
+
+
+def test_minus_one_from_on_train_batch_start_ends_the_epoch():
+    module = EndsEpochsEarly()
+    trainer = quiet_trainer(max_epochs=3)
+    trainer.fit(module, train_data=regression_data(32), val_data=regression_data(8), batch_size=4)
+    assert trainer.global_step == 6  # two of eight batches, each epoch
+    assert module.epoch_ends == 3  # the epoch still ends
+    assert "val_loss" not in trainer.callback_metrics  # its last batch never came: no validation

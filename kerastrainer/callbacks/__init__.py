@@ -13,6 +13,7 @@ from kerastrainer.callbacks.model_summary import ModelSummary
 from kerastrainer.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from kerastrainer.callbacks.progress import RichProgressBar
 from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
+from kerastrainer.callbacks.throughput import ThroughputMonitor
 from kerastrainer.callbacks.timer import Timer
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "OnExceptionCheckpoint",
     "RichProgressBar",
     "TerminateOnNaN",
+    "ThroughputMonitor",
     "Timer",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from kerastrainer.callbacks.base import HOOK_NAMES, Callback
 from kerastrainer.hooks import overrides
@@ -79,21 +80,28 @@ class CallbackBus:
                 self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback)
                                         for where, fn, is_callback in handlers]
 
-    def call(self, hook: str, *args) -> None:
+    def call(self, hook: str, *args) -> Any:
         """Calls ``hook`` on every target that overrides it.
+
+        Returns:
+            What the module's own hook returned (``None`` without one): its
+            ``on_train_batch_start`` may return ``-1`` (end the epoch). Callbacks' returns are
+            ignored, as in Lightning.
 
         Raises:
             Exception: whatever a hook raised, with ``"<Class>.<hook> raised: "`` put before its message.
         """
+        answer = None
         for where, fn, is_callback in self._handlers[hook]:
             try:
                 if is_callback:
                     fn(self.trainer, self.module, *args)
                 else:
-                    fn(*args)
+                    answer = fn(*args)
             except Exception as error:
                 _annotate(error, where)
                 raise
+        return answer
 
     @contextlib.contextmanager
     def run(self, stage: str, datamodule=None):

@@ -18,7 +18,11 @@ class BatchSizeFinder(Callback):
     in ``optimal_batch_size``.
 
     Args:
-        mode, steps_per_trial, init_val, max_trials, batch_arg_name: as in ``scale_batch_size``.
+        mode: ``"power"`` or ``"binsearch"``, as in ``scale_batch_size``.
+        steps_per_trial: training steps per trial.
+        init_val: the first size tried.
+        max_trials: at most this many trials.
+        batch_arg_name: the attribute written with the result.
 
     Examples:
         >>> trainer = Trainer(callbacks=[BatchSizeFinder(mode="binsearch")])  # doctest: +SKIP
@@ -50,8 +54,12 @@ class LearningRateFinder(Callback):
     [`LRFinder`][kerastrainer.tuner.LRFinder]: ``optimal_lr.suggestion()``, ``optimal_lr.plot()``).
 
     Args:
-        min_lr, max_lr, mode, early_stop_threshold, update_attr: as in ``lr_find``.
+        min_lr: the first rate of the sweep.
+        max_lr: the last rate.
         num_training_steps: the sweep's steps (``lr_find``'s ``num_training``).
+        mode: ``"exponential"`` or ``"linear"``.
+        early_stop_threshold: stop once the smoothed loss exceeds this many times the best.
+        update_attr: write the suggestion into ``module.hparams.lr`` (as ``lr_find`` does).
 
     Examples:
         >>> trainer = Trainer(callbacks=[LearningRateFinder(num_training_steps=50)])  # doctest: +SKIP

@@ -86,6 +86,13 @@ class ModelCheckpoint(Callback):
         save_weights_only: store only the module (loadable with ``load_from_checkpoint``, not
             resumable).
         auto_insert_metric_name: write ``epoch=3`` rather than ``3`` in file names.
+        verbose: print each save.
+        save_on_train_epoch_end: ``True`` (the default, ``None``): the epoch checkpoints are taken
+            at the end of the training epoch, after its validation; ``False``: at the end of every
+            validation run of the fit, mid-epoch ones (``val_check_interval``) too.
+        enable_version_counter: a file of the same name that this callback did not write (another
+            run's) is never replaced: the new one is ``<name>-v1.ckpt``, ``-v2``, ... (Lightning's;
+            single-worker runs: several workers must name their files alike).
 
     Attributes:
         best_model_path, best_model_score, last_model_path, best_k_models: as in Lightning.
@@ -114,7 +121,8 @@ class ModelCheckpoint(Callback):
                  every_n_train_steps: int | None = None,
                  train_time_interval: datetime.timedelta | float | None = None,
                  save_weights_only: bool = False, auto_insert_metric_name: bool = True,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, save_on_train_epoch_end: bool | None = None,
+                 enable_version_counter: bool = True) -> None:
         self.mode = check_mode(mode, "ModelCheckpoint")
         for name, value, low in (("save_top_k", save_top_k, -1), ("every_n_epochs", every_n_epochs, 0),
                                  ("every_n_train_steps", every_n_train_steps, 0)):
@@ -139,6 +147,9 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = save_weights_only
         self.auto_insert_metric_name = auto_insert_metric_name
         self.verbose = verbose
+        self.save_on_train_epoch_end = save_on_train_epoch_end is not False
+        self.enable_version_counter = enable_version_counter
+        self._versioning = enable_version_counter  # decided per run in setup
         self.best_k_models: dict[str, float] = {}
         self.best_model_path = ""
         self.best_model_score: float | None = None
@@ -186,6 +197,10 @@ class ModelCheckpoint(Callback):
             self.dirpath = os.path.join(str(root), "checkpoints")
         if trainer.is_global_zero:  # what killed writers of earlier runs left (never a live one's)
             remove_stale_temporaries(self.dirpath)
+        # Several workers keep one book, so they must name files alike: one worker could see a
+        # file another has just written. Versions are for single-worker runs.
+        self._versioning = self.enable_version_counter and trainer.num_workers == 1 \
+            and trainer.is_global_zero
         self._last_time = time.monotonic()
 
     def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
@@ -200,8 +215,16 @@ class ModelCheckpoint(Callback):
             self._save(trainer, module)
 
     def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
-        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self.save_on_train_epoch_end and self._epoch_due(trainer):
             self._save(trainer, module)
+
+    def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
+        if not self.save_on_train_epoch_end and trainer.stage == "fit" and \
+                not trainer.sanity_checking and self._epoch_due(trainer):
+            self._save(trainer, module)
+
+    def _epoch_due(self, trainer) -> bool:
+        return bool(self.every_n_epochs) and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     # ------------------------------------------------------------------ saving
     def _save(self, trainer, module):
@@ -219,24 +242,40 @@ class ModelCheckpoint(Callback):
             elif self._is_top_k(current):
                 self._save_top_k(trainer, metrics, current)
         if self.save_last:
-            last = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+            last = self._path(metrics, self.CHECKPOINT_NAME_LAST)
             trainer.save_checkpoint(last, weights_only=self.save_weights_only)
             self.last_model_path = last
 
-    def _path(self, metrics) -> str:
-        template = self.filename or "{epoch}-{step}"
-        name = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
-        return os.path.join(self.dirpath, name + self.FILE_EXTENSION)
+    def _path(self, metrics, name: str | None = None) -> str:
+        if name is None:
+            name = format_checkpoint_name(self.filename or "{epoch}-{step}", metrics,
+                                          self.auto_insert_metric_name)
+        path = os.path.join(self.dirpath, name + self.FILE_EXTENSION)
+        own = {*self.best_k_models, *self._recent, self.last_model_path}
+        version = 1
+        while self._versioning and os.path.exists(path) and path not in own:
+            path = os.path.join(self.dirpath, f"{name}-v{version}{self.FILE_EXTENSION}")
+            version += 1  # another run's file: never replaced
+        return path
+
+    def _write(self, trainer, path, book) -> None:
+        """Saves ``path`` with the book already holding it (as Lightning does: a run resumed from
+        this file knows it is the best or the newest); a failed write puts the ``book`` back."""
+        try:
+            trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+        except BaseException:
+            self.load_state_dict(book)
+            raise
 
     def _save_recent(self, trainer, metrics):
-        path = self._path(metrics)
-        trainer.save_checkpoint(path, weights_only=self.save_weights_only)
+        path, book = self._path(metrics), self.state_dict()
         self._recent = [path] + [p for p in self._recent if p != path]
         self.best_model_path = path
-        if self.save_top_k > 0:
-            for old in self._recent[self.save_top_k:]:
-                self._remove(trainer, old)
-            self._recent = self._recent[:self.save_top_k]
+        dropped = self._recent[self.save_top_k:] if self.save_top_k > 0 else []
+        self._recent = [p for p in self._recent if p not in dropped]
+        self._write(trainer, path, book)
+        for old in dropped:  # only once the new file is written
+            self._remove(trainer, old)
 
     def _is_top_k(self, current: float) -> bool:
         if math.isnan(current):
@@ -252,17 +291,17 @@ class ModelCheckpoint(Callback):
         return pick(self.best_k_models, key=lambda path: self.best_k_models[path])
 
     def _save_top_k(self, trainer, metrics, current):
-        path = self._path(metrics)
-        trainer.save_checkpoint(path, weights_only=self.save_weights_only)  # written before deleting
+        path, book, worst = self._path(metrics), self.state_dict(), None
         self.best_k_models[path] = current
         if self.save_top_k != -1 and len(self.best_k_models) > self.save_top_k:
             worst = self._worst()
             del self.best_k_models[worst]
-            if worst != path:
-                self._remove(trainer, worst)
         pick = min if self.mode == "min" else max
         self.best_model_path = pick(self.best_k_models, key=self.best_k_models.get)
         self.best_model_score = self.best_k_models[self.best_model_path]
+        self._write(trainer, path, book)
+        if worst is not None and worst != path:  # deleted only once the new file is written
+            self._remove(trainer, worst)
         if self.verbose:
             print(f"ModelCheckpoint: saved {path} ({self.monitor}={current:.6g})")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
 from kerastrainer.callbacks.base import Callback
@@ -59,15 +60,19 @@ class Tuner:
         Args:
             module: the [`TrainModule`][kerastrainer.TrainModule]; its ``configure_optimizer``
                 must return one optimizer whose ``learning_rate`` is a number.
-            train_data, val_data, datamodule, batch_size: as in ``Trainer.fit``.
-            min_lr, max_lr: the range of rates, ``0 < min_lr < max_lr``.
+            train_data: the training data, as in ``Trainer.fit``.
+            val_data: accepted as in ``Trainer.fit``, not used.
+            datamodule: a DataModule instead of ``train_data``.
+            batch_size: the batch size of array data.
+            min_lr: the first rate, ``0 < min_lr < max_lr``.
+            max_lr: the last rate.
             num_training: the number of steps (at least 2); the data repeats if it is shorter.
             mode: ``"exponential"`` (rates evenly spaced on a log scale) or ``"linear"``.
             early_stop_threshold: stop once the smoothed loss exceeds this many times the best
                 so far; ``None`` never stops early (a non-finite loss always stops).
             update_attr: write the `LRFinder.suggestion` into ``module.hparams.lr`` (or
-                ``learning_rate``, or a module attribute of that name), which
-                ``configure_optimizer`` then reads.
+                ``learning_rate``, or a module attribute of that name) when there is one, which
+                ``configure_optimizer`` then reads; a warning says when there is none.
 
         Returns:
             An [`LRFinder`][kerastrainer.tuner.LRFinder]: ``.results``, ``.suggestion()``,
@@ -75,7 +80,9 @@ class Tuner:
 
         Raises:
             ValueError: an argument out of range, or an optimizer whose rate cannot be set.
-            AttributeError: ``update_attr`` and the module has no ``lr``/``learning_rate``.
+
+        Warns:
+            UserWarning: ``update_attr`` and the module has no ``lr``/``learning_rate`` to write.
         """
         place = _check_lr_find(module, min_lr=min_lr, max_lr=max_lr, num_training=num_training,
                                mode=mode, early_stop_threshold=early_stop_threshold,
@@ -109,7 +116,9 @@ class Tuner:
 
         Args:
             module: the [`TrainModule`][kerastrainer.TrainModule].
-            train_data, val_data, datamodule: as in ``Trainer.fit`` (validation is not run).
+            train_data: array training data, as in ``Trainer.fit``.
+            val_data: accepted as in ``Trainer.fit``, not used (validation is not run).
+            datamodule: a DataModule with a ``batch_size`` attribute, instead of ``train_data``.
             mode: ``"power"`` doubles from ``init_val`` until a size fails; ``"binsearch"`` then
                 bisects between the last size that fitted and the first that did not.
             steps_per_trial: training steps per trial.
@@ -199,12 +208,13 @@ def _check_lr_find(module, *, min_lr, max_lr, num_training, mode, early_stop_thr
     if not update_attr:
         return None
     place = find_attribute(module, LR_NAMES)
-    if place is None:
-        raise AttributeError(
+    if place is None:  # said before the sweep, so nobody believes the fit uses the suggestion
+        warnings.warn(
             f"lr_find(update_attr=True) writes the suggested rate into the module, but "
             f"{type(module).__name__} has no `lr` or `learning_rate` in its hparams or "
-            "attributes. Add an `lr` argument to __init__ (with save_hyperparameters()) and use "
-            "it in configure_optimizer, or pass update_attr=False and read finder.suggestion().")
+            "attributes, so the fit will not use it. Add an `lr` argument to __init__ (with "
+            "save_hyperparameters()) and use it in configure_optimizer, or read "
+            "finder.suggestion() (update_attr=False silences this).", UserWarning, stacklevel=3)
     return place
 
 

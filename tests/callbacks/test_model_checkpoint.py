@@ -5,7 +5,8 @@ import pytest
 
 import kerastrainer as kt
 from kerastrainer.callbacks.model_checkpoint import format_checkpoint_name
-from tests.helpers import ScriptedScore as Scripted, quiet_trainer, regression_data
+from kerastrainer.checkpoint_io import read_checkpoint
+from tests.helpers import BoringModule, ScriptedScore as Scripted, quiet_trainer, regression_data
 
 
 def _fit(tmp_path, checkpoint, values=(5, 3, 4, 1, 2), **flags):
@@ -128,6 +129,42 @@ def test_state_round_trip_continues_top_k(tmp_path):
                                           dirpath=first.dirpath)
     second.load_state_dict(first.state_dict())
     assert second.best_k_models == first.best_k_models and second.best_model_path == first.best_model_path
+
+
+def test_a_file_knows_itself_as_best_and_a_resumed_run_keeps_only_the_top_k(tmp_path):
+    checkpoint = kt.callbacks.ModelCheckpoint(monitor="score", save_top_k=1, filename="{epoch}")
+    _fit(tmp_path, checkpoint, values=(5, 3))
+    saved = str(tmp_path / "checkpoints" / "epoch=1.ckpt")
+    book = next(state for key, state in read_checkpoint(saved)["callbacks"].items()
+                if key.startswith("ModelCheckpoint"))
+    assert book["best_model_path"] == saved and [p for p, _ in book["best_k_models"]] == [saved]
+    resumed = kt.callbacks.ModelCheckpoint(monitor="score", save_top_k=1, filename="{epoch}")
+    trainer = quiet_trainer(max_epochs=4, callbacks=[resumed], default_root_dir=str(tmp_path))
+    trainer.fit(Scripted([5, 3, 4, 1]), train_data=regression_data(8), batch_size=4, ckpt_path=saved)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch=3.ckpt"]  # epoch=1 left the top 1
+    assert resumed.best_model_path == str(tmp_path / "checkpoints" / "epoch=3.ckpt")
+
+
+@pytest.mark.parametrize("counter, expected", [
+    (True, ["epoch=0-v1.ckpt", "epoch=0.ckpt", "epoch=1-v1.ckpt", "epoch=1.ckpt"]),
+    (False, ["epoch=0.ckpt", "epoch=1.ckpt"]),
+])
+def test_another_runs_files_are_never_replaced(tmp_path, counter, expected):
+    for _ in range(2):  # two runs into one folder
+        _fit(tmp_path, kt.callbacks.ModelCheckpoint(monitor=None, save_top_k=-1, filename="{epoch}",
+                                                    dirpath=str(tmp_path / "checkpoints"),
+                                                    enable_version_counter=counter), values=(5, 3))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == expected
+
+
+@pytest.mark.parametrize("on_epoch_end, steps", [(None, [4, 8]), (False, [2, 4, 6, 8])])
+def test_save_on_train_epoch_end_or_after_every_validation(tmp_path, on_epoch_end, steps):
+    checkpoint = kt.callbacks.ModelCheckpoint(save_top_k=-1, filename="{step}",
+                                              save_on_train_epoch_end=on_epoch_end)
+    trainer = quiet_trainer(max_epochs=2, val_check_interval=0.5, callbacks=[checkpoint],
+                            default_root_dir=str(tmp_path), num_sanity_val_steps=1)
+    trainer.fit(BoringModule(), train_data=regression_data(16), val_data=regression_data(8), batch_size=4)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(f"step={s}.ckpt" for s in steps)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [

@@ -115,9 +115,14 @@ class ScheduledModule(BoringModule):
 
 
 class NoRate(BoringModule):
+    """Its rate is fixed in configure_optimizer: nothing for lr_find to write."""
+
     def __init__(self):
         super().__init__()
         self._kt_hparams.clear()
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.05)
 
 
 @pytest.mark.parametrize("module, kwargs, error, match", [
@@ -125,7 +130,6 @@ class NoRate(BoringModule):
     (BoringModule, {"min_lr": 0}, ValueError, r"`min_lr` must be a positive number. Received: min_lr=0"),
     (BoringModule, {"num_training": 1}, ValueError, r"`num_training` must be an integer >= 2. Received: num_training=1"),
     (BoringModule, {"mode": "cosine"}, ValueError, r"`mode` must be one of .*Received: mode='cosine'"),
-    (NoRate, {}, AttributeError, r"NoRate has no `lr` or `learning_rate`.*update_attr=False"),
     (ScheduledModule, {"update_attr": False}, ValueError, r"learning_rate\s+cannot be set.*lr_scheduler"),
 ])
 def test_bad_arguments_are_refused(module, kwargs, error, match):
@@ -133,6 +137,14 @@ def test_bad_arguments_are_refused(module, kwargs, error, match):
     with pytest.raises(error, match=match):
         kt.tuner.Tuner(_trainer()).lr_find(module(), (x, y), num_training=kwargs.pop("num_training", 5),
                                            **kwargs)
+
+
+def test_a_module_without_a_rate_to_write_is_warned_of_and_still_swept():
+    x, y = _data(64)
+    module = NoRate()
+    with pytest.warns(UserWarning, match=r"NoRate has no `lr` or `learning_rate`.*fit will not use it"):
+        finder = kt.tuner.Tuner(_trainer()).lr_find(module, (x, y), num_training=12)
+    assert len(finder.results["lr"]) == 12 and "lr" not in module.hparams
 
 
 def test_the_tuner_needs_a_trainer():

@@ -155,12 +155,7 @@ def atomic_write_text(path: str, text: str) -> None:
     Raises:
         OSError: the file could not be written (the message names it; the earlier one is intact).
     """
-    path = os.fspath(path)
-    with _atomically(path, "the file") as temp:
-        with open(temp, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

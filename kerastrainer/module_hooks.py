@@ -10,6 +10,20 @@ class ModuleHooks:
     plain callbacks, before the monitors), with ``self`` the module and ``self.trainer`` the Trainer.
     """
 
+    def configure_callbacks(self):
+        """Callbacks this module brings to every run of a Trainer (Lightning's hook): a callback
+        or a list. One of the same type as a Trainer callback replaces it (``ModelCheckpoint``
+        still runs last); Keras callbacks are added beside the Trainer's.
+
+        Returns:
+            ``[]`` unless overridden.
+
+        Example:
+            >>> def configure_callbacks(self):  # doctest: +SKIP
+            ...     return [kt.callbacks.EarlyStopping(monitor="val_acc", mode="max")]
+        """
+        return []
+
     def setup(self, stage):
         """See [`kerastrainer.Callback.setup`][kerastrainer.Callback.setup]."""
 
@@ -47,6 +61,7 @@ class ModuleHooks:
     def on_predict_epoch_end(self): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_predict_batch_start(self, batch_idx): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_predict_batch_end(self, outputs, batch_idx): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
+    def on_after_backward(self, gradients, variables): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_before_optimizer_step(self, optimizer): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_save_checkpoint(self, checkpoint): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""
     def on_load_checkpoint(self, checkpoint): """See [`kerastrainer.Callback`][kerastrainer.Callback]."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+from typing import Any
 
 
 def read_epoch_rows(csv_path: str) -> list[dict]:
@@ -35,11 +37,15 @@ def load_pyplot(what: str = "plot_metrics"):
     return plt
 
 
+RESTORED_FILE = "restored_best.json"  # written by EarlyStopping(restore_best_weights=True)
+
+
 def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | None = None) -> str:
     """Draws the curves of a run to a PNG.
 
     One panel per metric (``loss``, ``acc``, ...), with the training values and the ``val_*``
-    values on the same axes, by epoch.
+    values on the same axes, by epoch (whole-number ticks). When ``EarlyStopping`` restored the
+    best weights, a dashed line marks that epoch.
 
     Args:
         run_dir_or_csv: a run folder holding ``metrics.csv``, or the CSV file itself.
@@ -58,6 +64,19 @@ def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | No
         'kt_logs/version_0/curves.png'
     """
     plt = load_pyplot()
+    figure, csv_path = metrics_figure(run_dir_or_csv)
+    path = os.fspath(path) if path else os.path.join(os.path.dirname(os.path.abspath(csv_path)),
+                                                      "curves.png")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def metrics_figure(run_dir_or_csv: str | os.PathLike) -> tuple[Any, str]:
+    """The figure `plot_metrics` draws, and the CSV it read: ``(figure, csv_path)``."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = load_pyplot()
     source = os.fspath(run_dir_or_csv)
     csv_path = os.path.join(source, "metrics.csv") if os.path.isdir(source) else source
     if not os.path.isfile(csv_path):
@@ -66,6 +85,7 @@ def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | No
     rows = read_epoch_rows(csv_path)
     if not rows:
         raise ValueError(f"{csv_path!r} has no epoch rows yet: train for at least one epoch.")
+    restored = _restored_epoch(os.path.dirname(os.path.abspath(csv_path)))
     keys = sorted({k for row in rows for k in row} - {"epoch", "step"})
     bases = sorted({k[4:] if k.startswith("val_") else k for k in keys},
                    key=lambda k: (k != "loss", k))
@@ -78,6 +98,10 @@ def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | No
             points = [(row["epoch"] + 1, row[key]) for row in rows if key in row]
             if points:
                 axis.plot(*zip(*points), marker="o", markersize=3, label=label)
+        if restored is not None:
+            axis.axvline(restored + 1, linestyle="--", color="grey",
+                         label=f"restored best (epoch {restored + 1})")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set_title(base)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
@@ -85,8 +109,13 @@ def plot_metrics(run_dir_or_csv: str | os.PathLike, path: str | os.PathLike | No
     for axis in list(axes.flat)[len(bases):]:
         axis.set_visible(False)
     figure.tight_layout()
-    path = os.fspath(path) if path else os.path.join(os.path.dirname(os.path.abspath(csv_path)),
-                                                      "curves.png")
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return figure, csv_path
+
+
+def _restored_epoch(folder: str) -> int | None:
+    try:
+        with open(os.path.join(folder, RESTORED_FILE)) as saved:
+            epoch = json.load(saved).get("epoch")
+    except (OSError, ValueError):
+        return None
+    return epoch if isinstance(epoch, int) else None

@@ -69,6 +69,13 @@ def _loss_of(outputs, where: str, required: bool):
     return scalar_loss(outputs, where)
 
 
+def _unscaled(gradients, optimizer):
+    """The gradients the optimizer applies: a LossScaleOptimizer's scale divided out."""
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return gradients
+    return [None if g is None else g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in gradients]
+
+
 def _with_loss(outputs, loss):
     """The step's outputs with its loss as the scalar that was differentiated and logged."""
     if loss is None:
@@ -197,6 +204,8 @@ class CompiledSteps:
                 updates = check_gradients(gradients, variables, module, where)
                 if self.detect_anomaly and updates:
                     self._assert_finite(loss, gradients, variables)
+                if self.bus.has("on_after_backward"):
+                    self.bus.call("on_after_backward", _unscaled(gradients, module.optimizer), variables)
                 self.bus.call("on_before_optimizer_step", module.optimizer)
                 if self.accumulating and updates:
                     self._accumulate(gradients, variables)

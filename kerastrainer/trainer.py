@@ -17,7 +17,7 @@ from kerastrainer import checkpoint as ckpt
 from kerastrainer.autotune import StepTuner
 from kerastrainer.building import ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
-from kerastrainer.callbacks.defaults import configure_callbacks
+from kerastrainer.callbacks.defaults import configure_callbacks, with_module_callbacks
 from kerastrainer.callbacks.finders import finders
 from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
@@ -352,8 +352,8 @@ class Trainer(TrainerFlags, TrainerViews):
             self.module, self._steps = module, None
             self.results = Results(strategy=self.strategy, agreement=self._agreement)
         module.trainer, _ = self, dispatch.claim_run_folders(self.loggers)  # as the run starts
-        self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self,
-                                profiler=self.profiler)
+        self.callbacks = with_module_callbacks(self.callbacks, module)  # its configure_callbacks()
+        self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self, profiler=self.profiler)
 
     def _prepare(self, stage, source):
         """Builds the module, configures each stage's metrics once; training: a fresh optimizer."""

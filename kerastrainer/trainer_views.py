@@ -37,6 +37,14 @@ class TrainerViews:
     is_global_zero: bool
 
     @property
+    def train_dataset(self) -> Any:
+        """The fit's training batches as a ``tf.data.Dataset`` (one epoch of them; ``None``
+        before a fit). For callbacks that need a pass over the data, as
+        ``StochasticWeightAveraging`` does for BatchNormalization statistics."""
+        source = getattr(self, "_train_source", None)
+        return None if source is None else source.dataset(limit=self.num_training_batches)
+
+    @property
     def trace_counts(self) -> dict[str, int]:
         """How often each compiled step was traced (``{'train': 1}`` is ideal)."""
         steps = getattr(self, "_steps", None)

@@ -41,3 +41,28 @@ def test_plot_errors(tmp_path):
     (tmp_path / "metrics.csv").write_text("step,loss\n1,0.5\n")
     with pytest.raises(ValueError, match="no epoch rows"):
         kt.plot_metrics(tmp_path)
+
+
+def test_the_restored_epoch_is_marked_and_ticks_are_whole_epochs(tmp_path):
+    from kerastrainer.plot import metrics_figure
+
+    x, y = classification_data(rows=48)
+    stopping = kt.callbacks.EarlyStopping(monitor="val_loss", patience=9, restore_best_weights=True)
+    trainer = kt.Trainer(max_epochs=3, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                         enable_model_summary=False, logger=kt.loggers.CSVLogger(tmp_path),
+                         callbacks=[stopping])
+    trainer.fit(BoringClassifier(), train_data=(x, y), val_data=(x[:16], y[:16]), batch_size=8)
+    assert stopping.best_epoch is not None
+    figure, _ = metrics_figure(trainer.log_dir)
+    marks = [line for axis in figure.axes for line in axis.lines
+             if line.get_label() == f"restored best (epoch {stopping.best_epoch + 1})"]
+    assert len(marks) == len(figure.axes)  # on every panel
+    assert all(float(tick).is_integer() for axis in figure.axes for tick in axis.get_xticks())
+
+
+def test_without_a_restore_nothing_is_marked(run_dir):
+    from kerastrainer.plot import metrics_figure
+
+    figure, _ = metrics_figure(run_dir)
+    assert not [line for axis in figure.axes for line in axis.lines
+                if line.get_label().startswith("restored best")]

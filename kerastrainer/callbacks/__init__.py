@@ -6,12 +6,14 @@ from kerastrainer.callbacks.early_stopping import EarlyStopping
 from kerastrainer.callbacks.ema import EMA
 from kerastrainer.callbacks.finders import BatchSizeFinder, LearningRateFinder
 from kerastrainer.callbacks.gradient_accumulation import GradientAccumulationScheduler
+from kerastrainer.callbacks.gradient_norm import GradientNormMonitor
 from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
 from kerastrainer.callbacks.lr_monitor import LearningRateMonitor
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
-from kerastrainer.callbacks.model_summary import ModelSummary
+from kerastrainer.callbacks.model_summary import ModelSummary, RichModelSummary
 from kerastrainer.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from kerastrainer.callbacks.progress import RichProgressBar
+from kerastrainer.callbacks.swa import StochasticWeightAveraging
 from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
 from kerastrainer.callbacks.throughput import ThroughputMonitor
 from kerastrainer.callbacks.timer import Timer
@@ -23,13 +25,16 @@ __all__ = [
     "EMA",
     "EarlyStopping",
     "GradientAccumulationScheduler",
+    "GradientNormMonitor",
     "KerasCallbackAdapter",
     "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",
     "OnExceptionCheckpoint",
+    "RichModelSummary",
     "RichProgressBar",
+    "StochasticWeightAveraging",
     "TerminateOnNaN",
     "ThroughputMonitor",
     "Timer",

@@ -160,6 +160,14 @@ class Callback:
                              batch_idx: int) -> None:
         """Called after each prediction batch; ``outputs`` is that batch's prediction tensor(s)."""
 
+    def on_after_backward(self, trainer: Trainer, module: TrainModule, gradients: list,
+                          variables: list) -> None:
+        """Traced into the compiled training step once the gradients exist (loss scaling undone,
+        before clipping, accumulation and the optimizer): ``gradients[i]`` is that of
+        ``variables[i]``, ``None`` where the loss does not reach it. Log from here with
+        ``module.log`` (no host transfer), as ``GradientNormMonitor`` does. With several
+        replicas: each replica's gradients; with accumulation: each batch's."""
+
     def on_before_optimizer_step(self, trainer: Trainer, module: TrainModule,
                                  optimizer: keras.optimizers.Optimizer) -> None:
         """Traced into the compiled training step, before the optimizer applies gradients."""

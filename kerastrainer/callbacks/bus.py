@@ -103,6 +103,10 @@ class CallbackBus:
                 raise
         return answer
 
+    def has(self, hook: str) -> bool:
+        """Whether any target overrides ``hook`` (a traced hook costs nothing when none does)."""
+        return bool(self._handlers[hook])
+
     @contextlib.contextmanager
     def run(self, stage: str, datamodule=None):
         """Around one entry point: ``setup`` first, ``teardown`` (and the DataModule's) last, also

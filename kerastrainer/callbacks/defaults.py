@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from kerastrainer.callbacks.base import Callback
@@ -56,3 +58,26 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in result):
         result.append(ModelCheckpoint())
     return result
+
+
+def with_module_callbacks(callbacks: list, module: Any) -> list:
+    """``callbacks`` (the Trainer's) with those of ``module.configure_callbacks()``: a module
+    callback replaces the Trainer's of the same type; those a module brought to an earlier run
+    are dropped first, so repeated runs never pile them up.
+
+    Raises:
+        TypeError: ``configure_callbacks`` returned something that is no callback.
+    """
+    brought = module.configure_callbacks()
+    kept = [c for c in callbacks if not getattr(c, "_kt_from_module", False)]
+    if not brought:
+        return kept
+    try:
+        extra = configure_callbacks(brought, chief=False, progress_bar=False, model_summary=False,
+                                    checkpointing=False)
+    except TypeError as error:
+        raise TypeError(f"{type(module).__name__}.configure_callbacks(): {error}") from None
+    for callback in extra:
+        callback._kt_from_module = True
+    replaced = {type(c) for c in extra if not isinstance(c, KerasCallbackAdapter)}
+    return [c for c in kept if type(c) not in replaced] + extra

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import json
 import math
 import numbers
+import os
 import warnings
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
+from kerastrainer.checkpoint_io import atomic_write_text
+from kerastrainer.plot import RESTORED_FILE
 
 if TYPE_CHECKING:
     from kerastrainer.module import TrainModule
@@ -30,7 +34,9 @@ class EarlyStopping(Callback):
         stopping_threshold: stop as soon as the value reaches this.
         divergence_threshold: stop as soon as the value is worse than this.
         check_finite: stop when the value becomes NaN or infinite.
-        restore_best_weights: put back the weights of the best epoch when training ends.
+        restore_best_weights: put back the weights of the best epoch when training ends (with a
+            logger, ``restored_best.json`` in the run folder says which; `kt.plot_metrics`
+            marks it).
         verbose: print why training stopped.
         baseline: the value to beat (Keras's): checks that do not improve on it count against
             ``patience`` from the start.
@@ -93,6 +99,7 @@ class EarlyStopping(Callback):
                            else math.inf if self.mode == "min" else -math.inf)
         self._warned = False
         self.stopping_reason = ""
+        self.best_epoch: int | None = None  # the epoch of best_score
         self._best_weights = None
 
     @property
@@ -101,13 +108,16 @@ class EarlyStopping(Callback):
 
     def state_dict(self) -> dict:
         return {"wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch,
-                "best_score": self.best_score, "patience": self.patience}
+                "best_score": self.best_score, "patience": self.patience,
+                "best_epoch": -1 if self.best_epoch is None else self.best_epoch}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.wait_count = int(state_dict["wait_count"])
         self.stopped_epoch = int(state_dict["stopped_epoch"])
         self.best_score = float(state_dict["best_score"])
         self.patience = int(state_dict["patience"])
+        best_epoch = int(state_dict.get("best_epoch", -1))  # absent from older checkpoints
+        self.best_epoch = None if best_epoch < 0 else best_epoch
 
     def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.check_on_train_epoch_end:
@@ -137,6 +147,8 @@ class EarlyStopping(Callback):
         is_best = math.isfinite(current) and improved(current, self.best_score, self.mode,
                                                       self.min_delta)
         reason = self._evaluate(current)
+        if is_best:
+            self.best_epoch = trainer.current_epoch
         if is_best and self.restore_best_weights:
             self._best_weights = module.get_weights()
         if reason:
@@ -168,3 +180,6 @@ class EarlyStopping(Callback):
     def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         if self.restore_best_weights and self._best_weights is not None:
             module.set_weights(self._best_weights)
+            if trainer.loggers and trainer.is_global_zero:  # for kt.plot_metrics to mark it
+                atomic_write_text(os.path.join(trainer.log_dir, RESTORED_FILE), json.dumps(
+                    {"epoch": self.best_epoch, "monitor": self.monitor, "score": self.best_score}))

@@ -30,3 +30,27 @@ class ModelSummary(Callback):
     def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
         if trainer.is_global_zero:
             module.summary(expand_nested=self.expand_nested, print_fn=self.print_fn)
+
+
+class RichModelSummary(ModelSummary):
+    """Lightning's name for the summary drawn with ``rich``: Keras 3 already draws
+    ``module.summary()`` as a rich table, so this is `ModelSummary` with Lightning's argument.
+
+    Args:
+        max_depth: ``1`` lists the module's own layers; more also lists the layers inside nested
+            models (Keras expands every level, not a chosen number).
+        print_fn: where lines go (default: Keras prints to the console).
+
+    Raises:
+        ValueError: ``max_depth`` is not a positive integer.
+
+    Examples:
+        >>> summary = RichModelSummary(max_depth=2)
+    """
+
+    def __init__(self, *, max_depth: int = 1, print_fn: Callable[[str], Any] | None = None) -> None:
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
+            raise ValueError("RichModelSummary: `max_depth` must be an integer >= 1. "
+                             f"Received: max_depth={max_depth!r}")
+        super().__init__(expand_nested=max_depth > 1, print_fn=print_fn)
+        self.max_depth = max_depth

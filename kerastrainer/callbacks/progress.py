@@ -7,11 +7,11 @@ from typing import Any, TYPE_CHECKING
 import time
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import Progress
 from rich.table import Table
 
 from kerastrainer.callbacks.base import Callback
+from kerastrainer.callbacks.progress_layout import make_progress
 
 if TYPE_CHECKING:
     from kerastrainer.module import TrainModule
@@ -25,12 +25,15 @@ def format_metrics(metrics: dict) -> str:
 class RichProgressBar(Callback):
     """Shows epoch, step, ETA and the progress-bar metrics; prints result tables after evaluation.
 
-    In a terminal it draws a live ``rich`` bar per epoch (kept on screen, like Keras). Otherwise
-    (a pipe, a log file, CI) it prints one plain line per epoch and never one line per step.
-    Metrics are read from the device at most every ``refresh_rate`` seconds, and at epoch ends.
+    In a terminal it draws a live ``rich`` bar per epoch (kept on screen, like Keras): epoch,
+    batches, batches per second, elapsed time, ETA and the metrics; below 120 columns the metrics
+    go to a second line, so an 80-column terminal shows all of it. Otherwise (a pipe, a log file,
+    CI) it prints one plain line per epoch and never one line per step. Metrics are read from the
+    device at most every ``refresh_rate`` seconds, and at epoch ends.
 
     Args:
-        refresh_rate: seconds between two metric reads while an epoch runs.
+        refresh_rate: seconds between two metric reads while an epoch runs (a time, where
+            Lightning's ``refresh_rate`` counts batches: reading is what costs, so time bounds it).
         console: a ``rich.console.Console`` (default: standard output).
 
     Examples:
@@ -65,11 +68,7 @@ class RichProgressBar(Callback):
 
     def _start(self) -> Progress:
         if self._progress is None:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                TextColumn("{task.fields[metrics]}"), console=self._console(), transient=False,
-            )
+            self._progress = make_progress(self._console())  # its width decides the layout
             self._progress.start()
         return self._progress
 

@@ -1,10 +1,11 @@
+import keras
 import pytest
 
 import kerastrainer as kt
 from kerastrainer.callbacks.base import HOOK_NAMES
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
-SKIPPED = {"on_before_optimizer_step", "on_save_checkpoint", "on_load_checkpoint", "on_exception"}
+SKIPPED = {"on_after_backward", "on_before_optimizer_step", "on_save_checkpoint", "on_load_checkpoint", "on_exception"}
 
 
 class Recorder(kt.Callback):
@@ -127,3 +128,38 @@ def test_callback_state_dict_defaults():
     callback = kt.Callback()
     assert callback.state_dict() == {} and callback.state_key == "Callback"
     callback.load_state_dict({})
+
+
+class BringsCallbacks(BoringModule):
+    """Lightning's configure_callbacks: its EarlyStopping replaces the Trainer's."""
+
+    def __init__(self):
+        super().__init__()
+        self.keras_epochs = []
+
+    def configure_callbacks(self):
+        return [kt.callbacks.EarlyStopping(monitor="val_loss", patience=7),
+                keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self.keras_epochs.append(epoch))]
+
+
+def test_a_module_brings_its_callbacks_and_they_never_pile_up():
+    module = BringsCallbacks()
+    trainer = quiet_trainer(max_epochs=2, callbacks=[kt.callbacks.EarlyStopping(monitor="loss")])
+    trainer.fit(module, train_data=regression_data(16), val_data=regression_data(8), batch_size=4)
+    assert [c.monitor for c in trainer.early_stopping_callbacks] == ["val_loss"]
+    assert module.keras_epochs == [0, 1]
+    trainer.validate(module, regression_data(8))
+    trainer.fit(module, train_data=regression_data(16), val_data=regression_data(8), batch_size=4)
+    names = [type(c).__name__ for c in trainer.callbacks]
+    assert names.count("EarlyStopping") == 1 and names.count("KerasCallbackAdapter") == 1
+    assert module.keras_epochs == [0, 1, 0, 1]
+
+
+class BringsNonsense(BoringModule):
+    def configure_callbacks(self):
+        return 3
+
+
+def test_configure_callbacks_must_return_callbacks():
+    with pytest.raises(TypeError, match=r"BringsNonsense.configure_callbacks\(\): `callbacks` must be a callback"):
+        quiet_trainer(max_epochs=1).fit(BringsNonsense(), train_data=regression_data(8), batch_size=4)

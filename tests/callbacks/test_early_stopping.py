@@ -69,7 +69,8 @@ def test_restore_best_weights_and_state_dict():
     for a, b in zip(best["weights"], module.get_weights()):
         np.testing.assert_array_equal(a, b)
     state = stopper.state_dict()
-    assert state == {"wait_count": 2, "stopped_epoch": 3, "best_score": 1.0, "patience": 2}
+    assert state == {"wait_count": 2, "stopped_epoch": 3, "best_score": 1.0, "patience": 2, "best_epoch": 1}
+    assert stopper.best_epoch == 1
     other = kt.callbacks.EarlyStopping(monitor="score")
     other.load_state_dict(state)
     assert other.state_dict() == state

@@ -1,5 +1,7 @@
 import io
+import re
 
+import pytest
 from rich.console import Console
 
 import kerastrainer as kt
@@ -33,6 +35,29 @@ def test_live_bar_shows_epoch_step_and_metrics():
     assert "Test metric" in text
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_an_80_column_terminal_shows_epoch_batches_speed_eta_and_metrics():
+    stream = io.StringIO()
+    _fit_with_bar(Console(file=stream, force_terminal=True, width=80, color_system=None), epochs=2)
+    text = ANSI.sub("", stream.getvalue())
+    bars = [line for line in text.splitlines() if "Epoch 2/2" in line]
+    assert bars and all(len(line) <= 80 for line in text.splitlines())
+    last = bars[-1]
+    assert "12/12" in last and "it/s" in last and "eta" in last  # nothing cut to "…"
+    assert "…" not in last
+    below = text.splitlines()[text.splitlines().index(last) + 1]
+    assert "loss:" in below and "val_acc:" in below  # the metrics, wrapped to the next line
+
+
+def test_a_wide_terminal_keeps_one_line_per_bar():
+    stream = io.StringIO()
+    _fit_with_bar(Console(file=stream, force_terminal=True, width=200, color_system=None), epochs=1)
+    text = ANSI.sub("", stream.getvalue())
+    assert any("Epoch 1/1" in line and "it/s" in line and "val_acc:" in line for line in text.splitlines())
+
+
 def test_progress_bar_is_default_and_can_be_disabled():
     assert any(isinstance(c, kt.callbacks.RichProgressBar) for c in kt.Trainer().callbacks)
     assert not any(isinstance(c, kt.callbacks.RichProgressBar)
@@ -45,3 +70,17 @@ def test_model_summary_prints_when_fit_starts():
     trainer = kt.Trainer(max_epochs=1, callbacks=[summary], enable_progress_bar=False)
     trainer.fit(BoringModule(), train_data=regression_data(8))
     assert any("Total params" in line for line in lines)
+
+
+def test_rich_model_summary_is_lightnings_name_for_the_summary(capsys):
+    summary = kt.callbacks.RichModelSummary(max_depth=2)
+    assert summary.expand_nested and summary.max_depth == 2
+    trainer = kt.Trainer(max_epochs=1, callbacks=[summary], enable_progress_bar=False, logger=False,
+                         enable_checkpointing=False)
+    trainer.fit(BoringModule(), train_data=regression_data(8), batch_size=4)
+    assert "Total params" in capsys.readouterr().out
+
+
+def test_rich_model_summary_refuses_a_bad_depth():
+    with pytest.raises(ValueError, match=r"`max_depth` must be an integer >= 1. Received: max_depth=0"):
+        kt.callbacks.RichModelSummary(max_depth=0)

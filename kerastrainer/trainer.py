@@ -135,9 +135,10 @@ class Trainer(TrainerFlags, TrainerViews):
 
     def predict(self, module: TrainModule | None = None, data: Any = None, *,
                 datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
-                batch_size: int | None = None) -> Any:
-        """Returns the predictions for ``data`` as NumPy array(s), batches concatenated."""
-        return self._evaluate(PREDICT, module, data, datamodule, ckpt_path, batch_size)
+                batch_size: int | None = None, return_predictions: bool = True) -> Any:
+        """Returns the predictions for ``data`` as NumPy array(s), batches concatenated; ``None`` with
+        ``return_predictions=False``, which keeps none in memory (a ``PredictionWriter`` writes them)."""
+        return self._evaluate(PREDICT, module, data, datamodule, ckpt_path, batch_size, return_predictions)
 
     def save_checkpoint(self, path: str | os.PathLike, *, weights_only: bool = False) -> None:
         """Writes the run's state to ``path`` (HDF5, atomically: temp file, fsync, rename); with
@@ -265,8 +266,7 @@ class Trainer(TrainerFlags, TrainerViews):
         self.results.clear(VAL)
 
     def _eval_loop(self, stage, feed, n, *, exact):
-        bus = self._bus
-        self.results.reset(stage)
+        bus, _ = self._bus, self.results.reset(stage)
         bus.call(stage.hook_name("start"))
         bus.call(stage.hook_name("epoch_start"))
         batch_idx, size = 0, self.tuner.eval_chunk()
@@ -285,7 +285,7 @@ class Trainer(TrainerFlags, TrainerViews):
         bus.call(stage.hook_name("epoch_end"))
         bus.call(stage.hook_name("end"))
 
-    def _predict_loop(self, source, n):
+    def _predict_loop(self, source, n, keep):
         bus, outputs, iterator = self._bus, [], iter(source.dataset(limit=n))
         predict_fn = self._steps.predict_function(jit=bool(self.tuner.jit))
         bus.call("on_predict_start")
@@ -296,14 +296,15 @@ class Trainer(TrainerFlags, TrainerViews):
                 prediction = predict_fn(iterator, tf.constant(np.int64(batch_idx)))  # not cached
             except (tf.errors.OutOfRangeError, StopIteration):
                 break
-            outputs.append(prediction)
+            if keep:
+                outputs.append(prediction)
             bus.call("on_predict_batch_end", prediction, batch_idx)
         bus.call("on_predict_epoch_end")
         bus.call("on_predict_end")
-        return concatenate(outputs)
+        return concatenate(outputs) if keep else None
 
     # ------------------------------------------------------------------ around the loops
-    def _evaluate(self, stage, module, data, datamodule, ckpt_path, batch_size):
+    def _evaluate(self, stage, module, data, datamodule, ckpt_path, batch_size, keep=True):
         if module is None and self.module is None:
             raise ValueError(f"Trainer.{stage.entry} needs a module: pass one, or fit one first.")
         if data is None and datamodule is None and self._datamodule is not None:
@@ -319,7 +320,7 @@ class Trainer(TrainerFlags, TrainerViews):
                 ckpt.restore_weights(self.module, *checkpoint)
             n = self._count_batches(stage, source)
             if stage is PREDICT:
-                return self._predict_loop(source, n)
+                return self._predict_loop(source, n, keep)
             feed = open_feed(source, n, strategy=self.strategy, num_workers=self.num_workers)
             self._eval_loop(stage, feed, n, exact=n is not None)
             results = self.results.read(stage) | self.results.hook_values
@@ -384,8 +385,7 @@ class Trainer(TrainerFlags, TrainerViews):
                              hidden=self.results.hidden_keys, epoch=epoch)
 
     def _stop(self, plan, epoch) -> bool:
-        """Whether the fit ends here, decided alike on every worker. A SIGTERM/SIGINT saves
-        ``last.ckpt`` and exits through SystemExit (``on_exception`` and ``teardown`` still run)."""
+        """Whether the fit ends here, alike on every worker; SIGTERM/SIGINT: last.ckpt, SystemExit."""
         stop, self.should_stop, received = self._agreement.decide_stop(
             *plan.ends(self.global_step, epoch, self.should_stop))
         if received:

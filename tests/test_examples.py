@@ -1,5 +1,6 @@
 """Every example runs as a real script, in a subprocess, with a tiny setting."""
 
+import glob
 import os
 import re
 import subprocess
@@ -25,7 +26,8 @@ def test_every_example_is_tested():
     # tests/distributed/test_multi_worker.py
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
-                       "gan.py", "mirrored.py", "multi_worker.py", "functional.py", "tuning.py"}
+                       "gan.py", "mirrored.py", "multi_worker.py", "functional.py", "tuning.py",
+                       "tracking.py", "predict_to_disk.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -63,6 +65,23 @@ def test_tuning_finds_a_rate_that_trains(tmp_path):
     assert 1e-3 < rate < 1e-1  # the steep part of the digits curve (docs/tuning.md)
     assert float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1)) > 0.9
     assert (tmp_path / "lr.png").stat().st_size > 10_000
+
+
+def test_tracking_logs_to_mlflow_and_wandb(tmp_path):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    out = _run("tracking.py", "--epochs", "2", "--root", str(tmp_path))
+    assert re.search(r"MLflow run \w+: FINISHED, params \['dropout', 'hidden', 'lr'\]", out)
+    assert len(re.findall(r"\(\d+, [0-9.]+\)", out.split("val_acc by step:")[1].splitlines()[0])) == 2
+    best = re.search(r"Best checkpoint: \S+/(epoch=\S+\.ckpt)", out).group(1)
+    assert f"checkpoints/{best}" in out.split("MLflow artifacts:")[1].splitlines()[0]
+    assert glob.glob(str(tmp_path / "digits" / "version_0" / "wandb" / "offline-run-*" / "run-*.wandb"))
+
+
+def test_predictions_streamed_to_disk(tmp_path):
+    out = _run("predict_to_disk.py", "--epochs", "2", "--out", str(tmp_path))
+    assert re.search(r"predict returned None; 5 files, 270 rows", out)  # 270 test digits, 64 a batch
+    assert float(re.search(r"Test accuracy from the files: ([0-9.]+)", out).group(1)) > 0.8
 
 
 def test_image_folder_example(tmp_path):

@@ -12,6 +12,7 @@ from kerastrainer.callbacks.lr_monitor import LearningRateMonitor
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
 from kerastrainer.callbacks.model_summary import ModelSummary, RichModelSummary
 from kerastrainer.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+from kerastrainer.callbacks.prediction_writer import BasePredictionWriter, PredictionWriter
 from kerastrainer.callbacks.progress import RichProgressBar
 from kerastrainer.callbacks.swa import StochasticWeightAveraging
 from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
@@ -20,6 +21,7 @@ from kerastrainer.callbacks.timer import Timer
 
 __all__ = [
     "BackboneFinetuning",
+    "BasePredictionWriter",
     "BatchSizeFinder",
     "Callback",
     "EMA",
@@ -32,6 +34,7 @@ __all__ = [
     "ModelCheckpoint",
     "ModelSummary",
     "OnExceptionCheckpoint",
+    "PredictionWriter",
     "RichModelSummary",
     "RichProgressBar",
     "StochasticWeightAveraging",

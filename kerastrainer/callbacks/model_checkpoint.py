@@ -236,15 +236,18 @@ class ModelCheckpoint(Callback):
         self._last_global_step_saved = trainer.global_step
         self._last_time = time.monotonic()
         metrics = dict(trainer.callback_metrics, epoch=trainer.current_epoch, step=trainer.global_step)
+        saved = False
         if self.save_top_k != 0:
             if self.monitor is None:
-                self._save_recent(trainer, metrics)
+                saved = self._save_recent(trainer, metrics)
             elif self._is_top_k(current):
-                self._save_top_k(trainer, metrics, current)
+                saved = self._save_top_k(trainer, metrics, current)
         if self.save_last:
             last = self._path(metrics, self.CHECKPOINT_NAME_LAST)
             trainer.save_checkpoint(last, weights_only=self.save_weights_only)
-            self.last_model_path = last
+            self.last_model_path, saved = last, True
+        for logger in trainer.loggers if saved else ():  # the chief's only: others have none
+            logger.after_save_checkpoint(self)
 
     def _path(self, metrics, name: str | None = None) -> str:
         if name is None:
@@ -276,6 +279,7 @@ class ModelCheckpoint(Callback):
         self._write(trainer, path, book)
         for old in dropped:  # only once the new file is written
             self._remove(trainer, old)
+        return True
 
     def _is_top_k(self, current: float) -> bool:
         if math.isnan(current):
@@ -304,6 +308,7 @@ class ModelCheckpoint(Callback):
             self._remove(trainer, worst)
         if self.verbose:
             print(f"ModelCheckpoint: saved {path} ({self.monitor}={current:.6g})")
+        return True
 
     def _remove(self, trainer, path):
         """Deletes a file that left the top k. Only the chief manages its files (the other

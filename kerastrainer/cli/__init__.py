@@ -70,7 +70,3 @@ def main(argv=None) -> int:
         return 2
     print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

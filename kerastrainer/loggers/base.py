@@ -105,6 +105,12 @@ class Logger:
     def after_epoch(self, module: Any, epoch: int) -> None:
         """Called at every training epoch's end, after its row was logged (default: nothing)."""
 
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """Called by a [`ModelCheckpoint`][kerastrainer.callbacks.ModelCheckpoint] each time it
+        has written its files (complete, renamed into place), with the callback itself: its
+        ``best_model_path``, ``last_model_path`` and ``best_k_models`` name them. Loggers that
+        upload checkpoints (MLflow, W&B) do it here (default: nothing)."""
+
     def resume(self, step: int) -> None:
         """Called when a fit resumes at ``step``: forget anything recorded after it."""
 

@@ -322,3 +322,16 @@ def test_mid_epoch_validation_reaches_the_loggers_at_its_step(tmp_path):
         rows = list(csv.DictReader(handle))
     validated = [int(r["step"]) for r in rows if r.get("val_loss")]
     assert validated == [4, 8]  # the mid-epoch run at step 4, the epoch row at step 8
+
+
+def test_after_save_checkpoint_hears_of_each_written_file(tmp_path):
+    heard = []
+
+    class Recorder(Logger):
+        def after_save_checkpoint(self, checkpoint_callback):
+            path = checkpoint_callback.last_model_path
+            heard.append((os.path.basename(path), os.path.isfile(path)))  # complete, in place
+
+    checkpoint = kt.callbacks.ModelCheckpoint(save_top_k=0, save_last=True)
+    _fit(tmp_path, logger=Recorder(str(tmp_path)), callbacks=[checkpoint])
+    assert heard == [("last.ckpt", True)] * 3

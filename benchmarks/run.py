@@ -7,6 +7,7 @@ epoch callback waits for its turn, so exactly one variant computes at a time.
 
     python benchmarks/run.py            # 60,000 rows, 11 repetitions (about 15-25 minutes on 2 cores)
     python benchmarks/run.py --quick    # under 2 minutes
+    python benchmarks/run.py --suite pipelines   # PyDataset, resume and checkpoint costs (pipelines.py)
     python benchmarks/run.py --json results.json
     python benchmarks/run.py --nets mlp     # the MLP only (the full run's conv XLA rows are slow)
 
@@ -415,7 +416,13 @@ def main(argv=None):
     parser.add_argument("--nets", default="mlp,conv",
                         help="comma-separated networks to measure: mlp, conv (default both)")
     parser.add_argument("--peak-memory", choices=("fit", "kt"), help=argparse.SUPPRESS)
+    parser.add_argument("--suite", choices=("speed", "pipelines"), default="speed",
+                        help="speed: the rows above (default); pipelines: benchmarks/pipelines.py")
     args = parser.parse_args(argv)
+    if args.suite == "pipelines":
+        from pipelines import main as pipelines_main  # benchmarks/ is the script's folder
+
+        return pipelines_main(["--repeats", str(args.repeats or 3)])
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(THREADS)
     rows = args.rows or (2000 if args.quick else 60000)

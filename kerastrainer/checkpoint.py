@@ -137,7 +137,7 @@ def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
     return tree
 
 
-def save_checkpoint_file(path, tree: dict, *, chief: bool) -> None:
+def save_checkpoint_file(path, tree: dict, chief: bool) -> None:
     """Writes ``tree`` to ``path`` on the chief. Under MultiWorkerMirrored every worker saves (the
     state is read collectively); the others write to a temporary folder, removed at once."""
     if chief:

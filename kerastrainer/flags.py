@@ -201,7 +201,16 @@ class TrainerFlags:
         log_every_n_steps: how often loggers receive (and read from the device) training values.
         enable_progress_bar: add a [`RichProgressBar`][kerastrainer.callbacks.RichProgressBar] if none is given.
         enable_checkpointing: add a [`ModelCheckpoint`][kerastrainer.callbacks.ModelCheckpoint] if none is
-            given (every epoch, in ``<log_dir>/checkpoints``).
+            given (the latest epoch, in ``<log_dir>/checkpoints``; ``max_overhead=0.1``: epochs too
+            short to be worth a file each are saved every few epochs, the last one always).
+        async_checkpointing: during a fit, write checkpoint files on a background thread: the loop
+            copies the state to host memory and goes on; the next save and the end of the run wait
+            for the file (and raise its error, if any). ``False`` writes each file before going on.
+        save_input_state: keep the training ``tf.data`` iterator's state (its position and what its
+            shuffle and prefetch buffers hold) in checkpoints, so a fit resumed mid-epoch goes on
+            from there at once instead of reading and dropping the epoch's earlier batches. A large
+            shuffle buffer makes the files that much larger; ``False`` replays instead. Pipelines
+            TensorFlow cannot save (Python generators, stateful random ops) are always replayed.
         enable_model_summary: print the model summary when fit starts.
         default_root_dir: where logs and checkpoints go (default: the working directory).
         profiler: ``None``, ``"simple"`` (time per hook and phase, a table at the end), ``"tf"``
@@ -240,6 +249,8 @@ class TrainerFlags:
     log_every_n_steps: int = 50
     enable_progress_bar: bool = True
     enable_checkpointing: bool = True
+    async_checkpointing: bool = True
+    save_input_state: bool = True
     enable_model_summary: bool = True
     default_root_dir: str | None = None
     profiler: Any = None
@@ -276,7 +287,8 @@ class TrainerFlags:
         self.detect_anomaly = boolean("detect_anomaly", self.detect_anomaly)
         self.precision = normalize_precision(self.precision)
         self.log_every_n_steps = int_at_least("log_every_n_steps", self.log_every_n_steps, 1)
-        for name in ("enable_progress_bar", "enable_checkpointing", "enable_model_summary"):
+        for name in ("enable_progress_bar", "enable_checkpointing", "async_checkpointing", "save_input_state",
+                     "enable_model_summary"):
             setattr(self, name, boolean(name, getattr(self, name)))
         self.default_root_dir = folder("default_root_dir", self.default_root_dir)
         if self.fast_dev_run:  # n batches of every stage, once, as a smoke test

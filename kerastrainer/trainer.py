@@ -19,6 +19,7 @@ from kerastrainer.building import ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
 from kerastrainer.callbacks.defaults import configure_callbacks, with_module_callbacks
 from kerastrainer.callbacks.finders import finders
+from kerastrainer.checkpoint_writer import CheckpointWriter
 from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
 from kerastrainer.data.resolve import fit_sources, stage_source
@@ -72,6 +73,7 @@ class Trainer(TrainerFlags, TrainerViews):
             str(self.default_root_dir))
         self.logger = self.loggers[0] if self.loggers else None  # the flag's value until here
         self.profiler = make_profiler(self.profiler)
+        self.checkpoint_io = CheckpointWriter(background=self.async_checkpointing)  # Lightning's name
         self.callbacks = configure_callbacks(
             self.callbacks, chief=self.is_global_zero, progress_bar=self.enable_progress_bar,
             model_summary=self.enable_model_summary and not self.fast_dev_run,
@@ -141,8 +143,8 @@ class Trainer(TrainerFlags, TrainerViews):
         return self._evaluate(PREDICT, module, data, datamodule, ckpt_path, batch_size, return_predictions)
 
     def save_checkpoint(self, path: str | os.PathLike, *, weights_only: bool = False) -> None:
-        """Writes the run's state to ``path`` (HDF5, atomically: temp file, fsync, rename); with
-        ``weights_only``, only the module (hparams, input spec, weights).
+        """Writes the run's state to ``path`` (HDF5, atomically; during a fit on a background thread,
+        see ``async_checkpointing``); with ``weights_only``, only the module (hparams, input spec, weights).
 
         Raises:
             RuntimeError: no module was run yet.
@@ -155,7 +157,9 @@ class Trainer(TrainerFlags, TrainerViews):
                 weights_only=weights_only, datamodule=self._datamodule)
             if not weights_only:
                 self._bus.call("on_save_checkpoint", tree)
-            ckpt.save_checkpoint_file(path, tree, chief=self.is_global_zero)
+            self.checkpoint_io.write(ckpt.save_checkpoint_file, path, tree, self.is_global_zero)
+        if self.stage != TRAIN.entry:  # outside a fit, the file is in place on return
+            self.checkpoint_io.wait()
 
     # ------------------------------------------------------------------ the loops
     def _fit(self, train, val, checkpoint):
@@ -164,9 +168,8 @@ class Trainer(TrainerFlags, TrainerViews):
         n_val = self._count_batches(VAL, val, self.overfit_batches or self.limit_val_batches)
         self._prepare(TRAIN, train)  # after the counts: configure_optimizer may read them
         self.tuner = StepTuner.for_trainer(self, fit=True, num_batches=n_train)  # it may measure
-        plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=n_val,
-                                 scheduler=self._lr_scheduler)
-        train.seed = self._agreement.from_chief(train.seed)  # one shuffle order for all workers
+        plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=n_val, scheduler=self._lr_scheduler)
+        train.seed, train.keep_iterator_state = self._agreement.from_chief(train.seed), self.save_input_state
         self.progress, self.should_stop = Progress(), False  # a new run; ckpt_path continues one
         if checkpoint is not None:
             ckpt.restore_training_state(module, *checkpoint, owners=self._state_owners())
@@ -174,9 +177,8 @@ class Trainer(TrainerFlags, TrainerViews):
         self.progress.watch_optimizer(step_counter(module))
         dispatch.start_fit(self.loggers, module, self._datamodule,
                            resumed_at=self.global_step if checkpoint is not None else None)
-        feeds = FitFeeds(train, val, n_train, n_val, strategy=self.strategy,
-                         start=(self.progress.first_epoch, self.progress.resume_batch),
-                         num_workers=self.num_workers)
+        feeds = FitFeeds(train, val, n_train, n_val, strategy=self.strategy, num_workers=self.num_workers,
+                         start=(self.progress.first_epoch, self.progress.resume_batch))
         bus.call("on_fit_start")
         if n_val != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
             self._sanity_check(plan, feeds)
@@ -250,15 +252,13 @@ class Trainer(TrainerFlags, TrainerViews):
     def _validate(self, feeds, *, row=False):
         """A validation run in fit; ``row``: mid-epoch, its values logged at its step (Lightning)."""
         with self.profiler.profile("validation run"):
-            self._eval_loop(VAL, feeds.validation(), self.num_val_batches,
-                            exact=self.num_val_batches is not None)
+            self._eval_loop(VAL, feeds.validation(), self.num_val_batches, exact=self.num_val_batches is not None)
         self.progress.validated_at = self.progress.batch
         if row and self.loggers:
             self._log_row(self.results.read(VAL))
 
     def _sanity_check(self, plan, feeds):
-        steps = plan.sanity_steps(self.num_sanity_val_steps)
-        self.sanity_checking = True
+        steps, self.sanity_checking = plan.sanity_steps(self.num_sanity_val_steps), True
         self._bus.call("on_sanity_check_start")
         self._eval_loop(VAL, feeds.sanity(steps), steps, exact=plan.num_val_batches is not None)
         self._bus.call("on_sanity_check_end")
@@ -309,8 +309,7 @@ class Trainer(TrainerFlags, TrainerViews):
             raise ValueError(f"Trainer.{stage.entry} needs a module: pass one, or fit one first.")
         if data is None and datamodule is None and self._datamodule is not None:
             datamodule, batch_size = self._datamodule, self._fit_batch_size  # Lightning: the fit's
-        source = stage_source(stage, data, datamodule, name="data", batch_size=batch_size,
-                              shuffle=False)
+        source = stage_source(stage, data, datamodule, name="data", batch_size=batch_size, shuffle=False)
 
         def body():
             self._prepare(stage, source)
@@ -345,6 +344,7 @@ class Trainer(TrainerFlags, TrainerViews):
             if stage is TRAIN:
                 self.profiler.stop()
                 dispatch.guarded(failure, "the profiler's report", self.profiler.describe, self)
+            dispatch.guarded(failure, "a checkpoint write", self.checkpoint_io.close)  # before loggers upload
             dispatch.finalize(self.loggers, failure)
 
     def _attach(self, module):

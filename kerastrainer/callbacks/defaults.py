@@ -56,7 +56,7 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
     if chief and model_summary and not any(isinstance(c, ModelSummary) for c in result):
         result.append(ModelSummary())
     if checkpointing and not any(isinstance(c, ModelCheckpoint) for c in result):
-        result.append(ModelCheckpoint())
+        result.append(ModelCheckpoint(max_overhead=0.1))  # short epochs: not every one (docs/checkpointing.md)
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TYPE_CHECKING
 
 import datetime
+import functools
 import math
 import os
 import re
@@ -35,6 +36,12 @@ def format_checkpoint_name(template: str, metrics: dict, auto_insert_metric_name
         return f"{name}={text}" if auto_insert_metric_name else text
 
     return _GROUP.sub(fill, template)
+
+
+def _ends_fit(trainer) -> bool:
+    """Whether the epoch ending now is the fit's last one, as far as is known at its end."""
+    return trainer.should_stop or (trainer.max_epochs != -1 and trainer.current_epoch + 1 >= trainer.max_epochs) \
+        or (trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps)
 
 
 def _check_dirpath(dirpath):
@@ -90,6 +97,13 @@ class ModelCheckpoint(Callback):
         save_on_train_epoch_end: ``True`` (the default, ``None``): the epoch checkpoints are taken
             at the end of the training epoch, after its validation; ``False``: at the end of every
             validation run of the fit, mid-epoch ones (``val_check_interval``) too.
+        max_overhead: a fraction of the training time (``0.1``): epoch-end saves that would make
+            checkpointing take more than that since the previous save are skipped, and the fit's
+            last epoch is always saved. Epochs of milliseconds are then saved every few epochs, not
+            every one (a crash loses at most about ``1 / max_overhead`` saves' time of training).
+            The default checkpoint of ``Trainer(enable_checkpointing=True)`` uses ``0.1``; ``None``
+            (the default here) saves every due epoch. Single-worker runs only (each worker's clock
+            would decide differently).
         enable_version_counter: a file of the same name that this callback did not write (another
             run's) is never replaced: the new one is ``<name>-v1.ckpt``, ``-v2``, ... (Lightning's;
             single-worker runs: several workers must name their files alike).
@@ -122,8 +136,15 @@ class ModelCheckpoint(Callback):
                  train_time_interval: datetime.timedelta | float | None = None,
                  save_weights_only: bool = False, auto_insert_metric_name: bool = True,
                  verbose: bool = False, save_on_train_epoch_end: bool | None = None,
-                 enable_version_counter: bool = True) -> None:
+                 enable_version_counter: bool = True, max_overhead: float | None = None) -> None:
         self.mode = check_mode(mode, "ModelCheckpoint")
+        if max_overhead is not None and (isinstance(max_overhead, bool) or
+                                         not isinstance(max_overhead, (int, float)) or not 0 < max_overhead < 1):
+            raise ValueError("ModelCheckpoint: `max_overhead` must be a fraction of the training time "
+                             f"between 0 and 1 (0.1: at most 10%), or None. Received: max_overhead={max_overhead!r}")
+        self.max_overhead = max_overhead
+        self._save_cost = 0.0  # seconds the last save held the loop up (measured with max_overhead)
+        self._saved_at = 0.0
         for name, value, low in (("save_top_k", save_top_k, -1), ("every_n_epochs", every_n_epochs, 0),
                                  ("every_n_train_steps", every_n_train_steps, 0)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -224,12 +245,23 @@ class ModelCheckpoint(Callback):
             self._save(trainer, module)
 
     def _epoch_due(self, trainer) -> bool:
-        return bool(self.every_n_epochs) and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        due = bool(self.every_n_epochs) and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        budgeted = self.max_overhead is not None and trainer.num_workers == 1  # workers' clocks differ
+        return due and (not budgeted or _ends_fit(trainer) or self._within_budget(trainer))
+
+    def _within_budget(self, trainer) -> bool:
+        """Whether a save now keeps checkpointing within ``max_overhead`` of the time since the
+        last one (epochs shorter than that are saved less often; the fit's last one always). A
+        background write counts in full: it competes with the loop for the interpreter."""
+        cost = self._save_cost + trainer.checkpoint_io.last_write_s
+        return cost <= self.max_overhead * (time.monotonic() - self._saved_at + cost)
 
     # ------------------------------------------------------------------ saving
     def _save(self, trainer, module):
         if self._last_global_step_saved == trainer.global_step:
             return  # already saved this exact state (a step trigger at the epoch's last batch)
+        started = time.monotonic()
+        trainer.checkpoint_io.wait()  # the previous save's file and follow-ups are done: the book is free
         current = monitored_value(trainer, self.monitor, "ModelCheckpoint") if self.monitor else None
         if self.monitor and current is None:
             return  # no validation this epoch
@@ -246,8 +278,10 @@ class ModelCheckpoint(Callback):
             last = self._path(metrics, self.CHECKPOINT_NAME_LAST)
             trainer.save_checkpoint(last, weights_only=self.save_weights_only)
             self.last_model_path, saved = last, True
-        for logger in trainer.loggers if saved else ():  # the chief's only: others have none
-            logger.after_save_checkpoint(self)
+        for logger in trainer.loggers if saved else ():  # the chief's only; once the files are in place
+            trainer.checkpoint_io.after_pending(functools.partial(logger.after_save_checkpoint, self))
+        self._saved_at = time.monotonic()
+        self._save_cost = self._saved_at - started
 
     def _path(self, metrics, name: str | None = None) -> str:
         if name is None:
@@ -277,8 +311,8 @@ class ModelCheckpoint(Callback):
         dropped = self._recent[self.save_top_k:] if self.save_top_k > 0 else []
         self._recent = [p for p in self._recent if p not in dropped]
         self._write(trainer, path, book)
-        for old in dropped:  # only once the new file is written
-            self._remove(trainer, old)
+        for old in dropped:  # only once the new file is in place
+            trainer.checkpoint_io.after_pending(functools.partial(self._remove, trainer, old))
         return True
 
     def _is_top_k(self, current: float) -> bool:
@@ -304,8 +338,8 @@ class ModelCheckpoint(Callback):
         self.best_model_path = pick(self.best_k_models, key=self.best_k_models.get)
         self.best_model_score = self.best_k_models[self.best_model_path]
         self._write(trainer, path, book)
-        if worst is not None and worst != path:  # deleted only once the new file is written
-            self._remove(trainer, worst)
+        if worst is not None and worst != path:  # deleted only once the new file is in place
+            trainer.checkpoint_io.after_pending(functools.partial(self._remove, trainer, worst))
         if self.verbose:
             print(f"ModelCheckpoint: saved {path} ({self.monitor}={current:.6g})")
         return True

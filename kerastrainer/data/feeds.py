@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
+from kerastrainer.data.sources import restore_iterator
 from kerastrainer.distributed.strategies import distribute_dataset
 
 
@@ -48,8 +52,8 @@ class FitFeeds:
         self._strategy, self._workers = strategy, num_workers
         self._train = self._val = None
         if num_batches is not None:
-            self._train = self._open(train, num_batches, repeat=True,
-                                     skip=start[0] * num_batches + start[1])
+            self._train = self._open_training(num_batches, skip=start[0] * num_batches + start[1],
+                                              repeat=True)
         if num_val_batches:
             self._val = self._open(val, num_val_batches, repeat=True)
 
@@ -57,9 +61,26 @@ class FitFeeds:
         return open_feed(source, num_batches, strategy=self._strategy, num_workers=self._workers,
                          **kwargs)
 
+    def _open_training(self, num_batches, *, skip, repeat=False):
+        """The training feed from batch ``skip`` on: a saved iterator state puts a fresh iterator
+        there at once; without one (or if it does not fit this pipeline) the batches before are
+        read and dropped. The iterator is lent to the Source, whose state_dict saves it."""
+        saved, self.train.resumed_state = self.train.resumed_state, None
+        feed = None
+        if saved is not None and skip and not self.train.in_memory:
+            feed = self._open(self.train, num_batches, repeat=repeat)
+            if not restore_iterator(feed.iterator, saved):
+                warnings.warn("The checkpoint's input state does not fit this input pipeline; the "
+                              f"resumed fit reads and drops the {skip} batches before its position.")
+                feed = None
+        feed = feed or self._open(self.train, num_batches, repeat=repeat, skip=skip)
+        iterator = getattr(feed, "iterator", None)
+        self.train.iterator = weakref.ref(iterator) if iterator is not None else None
+        return feed
+
     def training(self, epoch: int, batch: int):
         """The feed of ``epoch``, from its batch ``batch`` on."""
-        feed = self._train if self._train is not None else self._open(self.train, None, skip=batch)
+        feed = self._train if self._train is not None else self._open_training(None, skip=batch)
         feed.start_epoch(epoch)
         return feed
 

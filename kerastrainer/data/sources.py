@@ -6,18 +6,25 @@ from typing import Any
 
 import itertools
 import numbers
+import os
 import types
+import warnings
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastrainer.data.py_dataset import BatchFetcher
+
 DEFAULT_BATCH_SIZE = 32
 
 
 #: Array data up to this many bytes is fed from memory inside the compiled loop (no tf.data).
 IN_MEMORY_MAX_BYTES = 2 * 1024**3
+
+#: A training iterator's saved state larger than this is left out of checkpoints (replayed instead).
+MAX_INPUT_STATE_BYTES = 64 * 1024**2
 
 
 @dataclass
@@ -38,6 +45,12 @@ class Source:
     rows: int = 0
     batch_size: int = 0
     seed: int | None = None
+    fetcher: Any = None  # a PyDataset's BatchFetcher: batches read by index (rows: its batch count)
+    workers: int = 1
+    queue: int = 0
+    keep_iterator_state: bool = True  # Trainer(save_input_state=...)
+    iterator: Any = None  # a weak reference to the fit's training iterator, while it runs
+    resumed_state: bytes | None = None  # the saved iterator state a resumed fit continues from
 
     @property
     def in_memory(self) -> bool:
@@ -63,6 +76,8 @@ class Source:
         """The batched pipeline: the first ``limit`` batches, repeated, minus ``skip`` batches."""
         if self.tensors is not None:
             return self._array_dataset(limit, repeat, skip)
+        if self.fetcher is not None:
+            return self._fetched_dataset(limit, repeat, skip)
         ds = self.batches
         assert ds is not None  # a Source has arrays (tensors) or a batched pipeline
         if limit is not None:
@@ -84,19 +99,83 @@ class Source:
         ds = ds.map(self.gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
 
+    def _fetched_dataset(self, limit, repeat, skip):
+        """A PyDataset's batches: each epoch's (shuffled) batch indices, read ``workers`` at a time,
+        in order, ``queue`` batches ahead. Skipping to a resumed position reads no batch."""
+        per_epoch = min(limit, self.num_batches) if limit is not None else self.num_batches
+        first_epoch, skip = divmod(skip, per_epoch) if per_epoch else (0, 0)
+        pipeline, read = self.fetcher.new_pipeline(), self.fetcher.read
+        epochs = tf.data.Dataset.range(first_epoch, 2**62 if repeat else first_epoch + 1)
+        ds = epochs.flat_map(lambda epoch: tf.data.Dataset.zip(
+            tf.data.Dataset.from_tensors(epoch).repeat(per_epoch),
+            tf.data.Dataset.from_tensor_slices(self.order(epoch)[:per_epoch]),
+            tf.data.Dataset.range(per_epoch).map(lambda position: position == per_epoch - 1)))
+        if skip:
+            ds = ds.skip(skip)
+        ds = ds.map(lambda epoch, index, last: read(pipeline, epoch, index, last),
+                    num_parallel_calls=self.workers, deterministic=True)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(
+            tf.data.INFINITE_CARDINALITY if repeat else per_epoch - skip)).prefetch(self.queue)
+        # tf.data's shared pool has one thread per core; reads that wait (files, network) need more.
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = max(self.workers, os.cpu_count() or 1)
+        return ds.with_options(options)
+
     @property
     def element_spec(self) -> Any:
         return self.dataset().element_spec
 
     def state_dict(self) -> dict:
-        """The shuffle seed (``-1``: not shuffled), for exact resume; the length, for checks."""
-        return {"seed": -1 if self.seed is None else self.seed,
-                "num_batches": -1 if self.num_batches is None else self.num_batches,
-                "batch_size": self.batch_size}
+        """The shuffle seed (``-1``: not shuffled), for exact resume; the length, for checks; and
+        the training iterator's state (position and buffers, as bytes) when it can be saved."""
+        state: dict[str, Any] = {"seed": -1 if self.seed is None else self.seed,
+                                 "num_batches": -1 if self.num_batches is None else self.num_batches,
+                                 "batch_size": self.batch_size}
+        # A PyDataset skips by index already (and its reads are Python): nothing to save for it.
+        saves = self.iterator is not None and self.keep_iterator_state and self.fetcher is None
+        iterator = self.iterator() if saves else None
+        blob = serialize_iterator(iterator) if iterator is not None else None
+        if blob is not None and len(blob) > MAX_INPUT_STATE_BYTES:  # a .cache() of the whole data
+            warnings.warn(f"The training input's iterator state is {len(blob) / 2**20:.0f} MiB (a cache "
+                          "or a large shuffle buffer in the pipeline): checkpoints leave it out, and a "
+                          "resumed fit replays the epoch to its position instead.")
+            self.keep_iterator_state, blob = False, None
+        if blob is not None:
+            state["iterator"] = np.frombuffer(blob, np.uint8)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if int(state.get("seed", -1)) >= 0:
             self.seed = int(state["seed"])
+        saved = state.get("iterator")
+        self.resumed_state = saved.tobytes() if saved is not None and self.keep_iterator_state else None
+
+
+def serialize_iterator(iterator) -> bytes | None:
+    """A ``tf.data`` iterator's state (where it is, what its shuffle and prefetch buffers hold) as
+    bytes; ``None`` for iterators TensorFlow cannot save (distributed ones, Python generators)."""
+    resource = getattr(iterator, "_iterator_resource", None)  # a plain (single-device) iterator's
+    if resource is None:
+        return None
+    try:
+        # external_state_policy=2 (FAIL): a pipeline with state TensorFlow cannot save (a stateful
+        # random op, a py_function, a generator) is replayed on resume instead, never half-restored.
+        state = tf.raw_ops.SerializeIterator(resource_handle=resource, external_state_policy=2)
+        return tf.io.serialize_tensor(state).numpy()
+    except (tf.errors.OpError, ValueError):
+        return None
+
+
+def restore_iterator(iterator, blob: bytes) -> bool:
+    """Puts ``iterator`` where ``blob`` (from `serialize_iterator`) says; whether it could."""
+    resource = getattr(iterator, "_iterator_resource", None)
+    if resource is None:
+        return False
+    try:
+        tf.raw_ops.DeserializeIterator(resource_handle=resource, serialized=tf.io.parse_tensor(blob, tf.variant))
+    except (tf.errors.OpError, ValueError):  # another pipeline than the one saved
+        return False
+    return True
 
 
 def is_generator(data) -> bool:
@@ -140,7 +219,7 @@ def to_source(data: Any, *, batch_size: int | None, shuffle: bool, name: str) ->
         return Source(data, cardinality if cardinality >= 0 else None)
     if isinstance(data, keras.utils.PyDataset):
         _no_batch_size(batch_size, name, "a keras.utils.PyDataset")
-        return _from_py_dataset(data, name)
+        return _from_py_dataset(data, name, shuffle)
     if is_generator(data):
         _no_batch_size(batch_size, name, "a generator")
         return _from_generator(data, name)
@@ -265,20 +344,31 @@ def _from_generator(data, name) -> Source:
     return Source(tf.data.Dataset.from_generator(generate, output_signature=spec), None)
 
 
-def _from_py_dataset(data, name) -> Source:
-    length = len(data)
+def _from_py_dataset(data, name, shuffle) -> Source:
+    length = data.num_batches if hasattr(data, "num_batches") else len(data)
+    if length is None:  # an endless PyDataset: read in order, one batch at a time
+        return _endless_py_dataset(data)
     if length == 0:
         raise ValueError(f"{name} is a keras.utils.PyDataset with no batches (len() == 0).")
     spec = tf.nest.map_structure(_leaf_spec, _normalize(data[0]))
+    workers = max(1, int(getattr(data, "workers", 1) or 1))
+    if getattr(data, "use_multiprocessing", False):
+        warnings.warn(f"{name} is a PyDataset with use_multiprocessing=True: kerastrainer reads it with "
+                      f"{workers} threads instead of processes (a __getitem__ that holds the GIL gains "
+                      "nothing from them; move such work into tf.data or NumPy).", stacklevel=4)
+    # Keras's fit shuffles a PyDataset's batch order every epoch (its shuffle=True): the same seeded,
+    # per-epoch order as array rows, so a resumed run continues it exactly.
+    seed = int(np.random.randint(0, 2**31 - 1)) if shuffle else None
+    return Source(None, length, rows=length, seed=seed, fetcher=BatchFetcher(data, spec, _normalize),
+                  workers=workers, queue=max(1, int(getattr(data, "max_queue_size", 10) or 10)))
+
+
+def _endless_py_dataset(data) -> Source:
+    spec = tf.nest.map_structure(_leaf_spec, _normalize(data[0]))
 
     def generate():
-        for index in range(length):
-            batch = _normalize(data[index])
-            if index == length - 1:
-                # Before the last yield: a consumer that stops after `length` batches (take/repeat)
-                # never resumes this generator past it.
-                data.on_epoch_end()
-            yield batch
+        for index in itertools.count():
+            yield _normalize(data[index])
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
-    return Source(dataset.apply(tf.data.experimental.assert_cardinality(length)), length)
+    return Source(tf.data.Dataset.from_generator(generate, output_signature=spec), None, infinite=True)
+

@@ -67,6 +67,7 @@ def test_only_the_chief_removes_files_that_leave_the_top_k(tmp_path):
 def test_a_file_already_gone_is_no_error(tmp_path):
     class Vanish(kt.Callback):  # someone else removed the older file first
         def on_train_epoch_start(self, trainer, module):
+            trainer.checkpoint_io.wait()  # the files are in place (a write may be in the background)
             for name in os.listdir(tmp_path / "checkpoints") if trainer.current_epoch else ():
                 os.remove(tmp_path / "checkpoints" / name)
 
@@ -193,3 +194,48 @@ def test_a_file_as_dirpath_is_refused_when_built(tmp_path):
         kt.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "out"))
     with pytest.raises(TypeError, match=r"^ModelCheckpoint: `dirpath` must be .*Received: dirpath=5"):
         kt.callbacks.ModelCheckpoint(dirpath=5)
+
+
+class CountSaves(kt.Callback):
+    def __init__(self):
+        self.epochs = []
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        self.epochs.append(trainer.current_epoch)
+
+
+def _tiny_epochs(tmp_path, callbacks, epochs=30, scores=(1.0,) * 30):
+    trainer = kt.Trainer(default_root_dir=str(tmp_path), max_epochs=epochs, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
+    trainer.fit(Scripted(scores), train_data=regression_data(8), batch_size=8)
+    return trainer
+
+
+def test_the_default_checkpoint_skips_saves_of_epochs_shorter_than_its_budget_but_never_the_last(tmp_path):
+    saves = CountSaves()
+    trainer = _tiny_epochs(tmp_path, [saves])
+    assert trainer.checkpoint_callback.max_overhead == 0.1
+    assert 1 <= len(saves.epochs) < 30  # epochs of milliseconds, saves of more
+    assert saves.epochs[0] == 0 and saves.epochs[-1] == 29
+    assert os.path.basename(trainer.checkpoint_callback.best_model_path) == "epoch=29-step=30.ckpt"
+
+
+def test_a_checkpoint_without_a_budget_saves_every_epoch(tmp_path):
+    saves = CountSaves()
+    _tiny_epochs(tmp_path, [saves, kt.callbacks.ModelCheckpoint()])
+    assert saves.epochs == list(range(30))
+
+
+def test_the_epoch_an_early_stop_ends_is_saved(tmp_path):
+    saves = CountSaves()
+    stop = kt.callbacks.EarlyStopping(monitor="score", patience=1)
+    trainer = _tiny_epochs(tmp_path, [saves, stop, kt.callbacks.ModelCheckpoint(max_overhead=0.01)],
+                           scores=[9.0 - epoch for epoch in range(20)] + [20.0] * 10)
+    assert trainer.current_epoch == 20  # the score rose at epoch 20: patience 1 stops there
+    assert saves.epochs[-1] == trainer.current_epoch
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, True, "10%"])
+def test_max_overhead_is_checked(value):
+    with pytest.raises(ValueError, match=rf"`max_overhead` must be a fraction .* Received: max_overhead={value!r}"):
+        kt.callbacks.ModelCheckpoint(max_overhead=value)

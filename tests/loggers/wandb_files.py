@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import struct
+import time
 
 _BLOCK, _HEADER = 32768, 7
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
@@ -28,6 +29,8 @@ def _records(path):
         if kind == 0 and length == 0:
             position += left
             continue
+        if position + _HEADER + length > len(data):
+            break  # a record still being written
         pending += data[position + _HEADER:position + _HEADER + length]
         position += _HEADER + length
         if kind in (_FULL, _LAST):
@@ -41,8 +44,18 @@ def _key(item):
     return "/".join(item.nested_key) if item.nested_key else item.key
 
 
-def read_run(run_file: str) -> dict:
-    """The run's id, config, history rows, summary, artifacts and exit code."""
+def read_run(run_file: str, *, wait_s: float = 60.0) -> dict:
+    """The run's id, config, history rows, summary, artifacts and exit code. W&B's service process
+    may still be writing the file when ``finish()`` has returned: read until the exit record is in."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _read_once(run_file)
+        if run["exit_code"] is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_once(run_file: str) -> dict:
     run = {"config": {}, "history": [], "summary": {}, "artifacts": [], "exit_code": None}
     for record in _records(run_file):
         kind = record.WhichOneof("record_type")

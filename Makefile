@@ -39,7 +39,7 @@ demo: $(STAMP)
 
 # One test process per core, at most 4: on 2 cores 8 min 45 s instead of 16 min 24 s serially.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 
 $(DOCS_STAMP): $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -e ".[dev,docs]"

@@ -10,6 +10,8 @@ Each row is measured in this one process and printed with its target, ok or MISS
 - ``checkpoint``: the iris data, 201 tiny epochs, the default checkpoint: the share of the fit spent
   on checkpoints, from the same fit with ``enable_checkpointing=False`` (target <= 10%); also shown:
   ``ModelCheckpoint()`` saving every epoch, in the background and with ``async_checkpointing=False``.
+- ``xla_auto``: an LSTM on padded batches (a new sequence length every batch, unknown count):
+  ``jit_compile="auto"`` against ``jit_compile=False`` (target <= 1.1x).
 
     python benchmarks/pipelines.py            # every row (about 2 minutes on 2 cores)
     python benchmarks/pipelines.py --rows checkpoint,resume
@@ -34,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import kerastrainer as kt  # noqa: E402
 
-TARGETS = {"pydataset": 1.10, "resume": 1.50, "checkpoint": 0.10}
+TARGETS = {"pydataset": 1.10, "resume": 1.50, "checkpoint": 0.10, "xla_auto": 1.10}
 
 
 class Small(kt.TrainModule):
@@ -205,9 +207,51 @@ def checkpoint_row(root, repeats) -> dict:
                       f"every epoch in the loop {median['every_in_loop']:.2f} s ({share('every_in_loop'):.0%})"}
 
 
+# ------------------------------------------------------------------------------------ XLA "auto"
+class Recurrent(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.rnn = keras.layers.LSTM(32)
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        return self.out(self.rnn(x))
+
+    def loss(self, y_true, y_pred):
+        return keras.losses.mean_squared_error(y_true, y_pred)
+
+    def configure_optimizer(self):
+        return keras.optimizers.Adam(1e-3)
+
+
+def padded_sequences(batches=150):
+    """Sequences of 5-80 steps, padded per batch (a new length every batch), unknown length."""
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=(int(n), 8)).astype("float32") for n in rng.integers(5, 80, size=batches * 16)]
+    ds = tf.data.Dataset.from_generator(lambda: ((r, np.float32(r.mean())) for r in rows),
+                                        output_signature=(tf.TensorSpec((None, 8)), tf.TensorSpec(())))
+    return ds.padded_batch(16)
+
+
+def xla_auto_row(root, repeats) -> dict:
+    quiet(root, max_epochs=1, jit_compile=False).fit(Recurrent(), train_data=padded_sequences(10))  # warm-up
+    times: dict = {"auto": [], False: []}
+    reason = ""
+    for _ in range(repeats):
+        for jit in times:
+            trainer = quiet(root, max_epochs=1, jit_compile=jit)
+            times[jit].append(timed(lambda: trainer.fit(Recurrent(), train_data=padded_sequences())))
+            reason = trainer.tuner.reason if jit == "auto" else reason
+    auto_s, plain_s = statistics.median(times["auto"]), statistics.median(times[False])
+    return {"value": auto_s / plain_s,
+            "detail": f"jit_compile='auto' {auto_s:.2f} s ({reason}), False {plain_s:.2f} s; LSTM, "
+                      "150 padded batches of unknown count"}
+
+
 # PyDataset last: Keras's fit with PyDataset workers leaves the process slower for what follows
 # (the resume row takes twice as long after it; after the Trainer's PyDataset fit it does not).
-ROWS = {"resume": resume_row, "checkpoint": checkpoint_row, "pydataset": pydataset_row}
+ROWS = {"resume": resume_row, "checkpoint": checkpoint_row, "xla_auto": xla_auto_row,
+        "pydataset": pydataset_row}
 
 
 def main(argv=None) -> int:

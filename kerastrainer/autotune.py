@@ -42,6 +42,15 @@ def gpu_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def varying_shapes(element_spec) -> bool:
+    """Whether batches of this spec may differ in shape beyond their first (batch) dimension."""
+    specs = tf.nest.flatten(element_spec)
+    if any(isinstance(spec, (tf.RaggedTensorSpec, tf.SparseTensorSpec)) for spec in specs):
+        return True
+    return any(spec.shape.rank is None or None in spec.shape.as_list()[1:]
+               for spec in specs if isinstance(spec, tf.TensorSpec))
+
+
 class StepTuner:
     """Chooses the chunk size and XLA for the compiled calls of one fit, and times them.
 
@@ -54,6 +63,10 @@ class StepTuner:
         planned_steps: training batches the run will take at most (``None``: unknown or no limit).
         fixed_rule: decide ``"auto"`` XLA without timing (deterministic or anomaly-checking runs).
         world_size: replicas in sync; with more than one, XLA is off whatever ``jit_compile``.
+        varying_shapes: the training batches' shapes change beyond the batch size (a padded batch
+            per length): ``"auto"`` keeps the plain step, as XLA would compile once per shape.
+        unknown_length: the training data's length is unknown (and no ``max_steps`` bounds the
+            run): ``"auto"`` on a CPU does not bet a measurement on a run it cannot size.
         workers: worker processes; with more than one, automatic chunks do not depend on timing
             (every worker must cut the same chunks).
         every_batch: automatic chunks are one batch long (a callback needs every batch).
@@ -66,7 +79,8 @@ class StepTuner:
 
     def __init__(self, *, steps_per_execution, jit_compile, planned_steps=None,
                  fixed_rule: bool = False, world_size: int = 1, workers: int = 1,
-                 every_batch: bool = False) -> None:
+                 every_batch: bool = False, varying_shapes: bool = False,
+                 unknown_length: bool = False) -> None:
         self.auto_chunk = steps_per_execution == "auto"
         self.chunk = 1 if self.auto_chunk else steps_per_execution
         self.workers = workers
@@ -81,12 +95,16 @@ class StepTuner:
             self.jit, self.reason = False, f"{world_size} replicas: XLA is not used"
         elif jit_compile != "auto":
             self.jit, self.reason = bool(jit_compile), "set by jit_compile"
+        elif varying_shapes:
+            self.jit, self.reason = False, "auto: batches of varying shapes (XLA compiles each shape anew)"
         elif gpu_visible():
             self.jit, self.reason = True, "auto: GPU visible"
         elif fixed_rule:
             self.jit, self.reason = False, "auto: CPU, deterministic or anomaly-checking run"
         elif planned_steps is not None and planned_steps < MIN_STEPS_TO_PROBE:
             self.jit, self.reason = False, f"auto: CPU, run shorter than {MIN_STEPS_TO_PROBE} steps"
+        elif unknown_length and planned_steps is None:
+            self.jit, self.reason = False, "auto: CPU, data of unknown length (not measured)"
         else:
             self.jit, self.reason = None, "auto: measuring"
 
@@ -106,11 +124,14 @@ class StepTuner:
             warnings.warn(f"jit_compile=True is ignored under a strategy of {trainer.world_size} "
                           "replicas: the distributed step runs without XLA. Pass jit_compile=False "
                           "(or 'auto') to silence this.", stacklevel=5)
+        data = trainer.train_dataset if fit else None
         return cls(steps_per_execution=trainer.steps_per_execution,
                    jit_compile=trainer.jit_compile, planned_steps=planned_steps,
                    fixed_rule=not measure, world_size=trainer.world_size,
                    workers=trainer.num_workers,
-                   every_batch=needs_every_batch(trainer.callbacks, trainer.module))
+                   every_batch=needs_every_batch(trainer.callbacks, trainer.module),
+                   varying_shapes=data is not None and varying_shapes(data.element_spec),
+                   unknown_length=fit and num_batches is None)
 
     @property
     def probing(self) -> bool:

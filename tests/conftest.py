@@ -15,3 +15,9 @@ def _fresh_keras_session(tmp_path, monkeypatch):
     keras.utils.set_random_seed(0)  # reproducible weights and shuffles in every test
     yield
     keras.backend.clear_session()
+    # Trainer(deterministic=True) turns on TensorFlow's op determinism for the whole process; it
+    # must not leak into the next test (it makes tf.data run stateful map functions serially).
+    from tensorflow.python.framework import config as tf_config
+
+    if tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()

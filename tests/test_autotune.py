@@ -139,6 +139,9 @@ def test_tuner_keeps_xla_only_when_it_measured_faster():
     ({"jit_compile": "auto", "planned_steps": 10}, False),
     ({"jit_compile": "auto", "fixed_rule": True}, False),
     ({"jit_compile": "auto"}, None),
+    ({"jit_compile": "auto", "varying_shapes": True}, False),
+    ({"jit_compile": "auto", "unknown_length": True}, False),
+    ({"jit_compile": "auto", "unknown_length": True, "planned_steps": 5000}, None),  # max_steps sizes it
 ])
 def test_tuner_choices_without_measuring(kwargs, jit):
     assert autotune.StepTuner(steps_per_execution="auto", **kwargs).jit is jit
@@ -167,3 +170,40 @@ def test_automatic_chunks_grow_to_the_target_call_time():
 def test_auto_flags_reject_other_strings(flags, error, match):
     with pytest.raises(error, match=match):
         kt.Trainer(**flags)
+
+
+class Sequences(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.rnn = keras.layers.GRU(4)
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        return self.out(self.rnn(x))
+
+    def loss(self, y_true, y_pred):
+        return keras.losses.mean_squared_error(y_true, y_pred)
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.01)
+
+
+def _padded(lengths):
+    rows = [np.ones((n, 2), "float32") * n / 10 for n in lengths]
+    ds = tf.data.Dataset.from_generator(lambda: ((r, np.float32(len(r) / 10)) for r in rows),
+                                        output_signature=(tf.TensorSpec((None, 2)), tf.TensorSpec(())))
+    return ds.padded_batch(2)
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (lambda: _padded([3, 5, 4, 8, 6, 7, 2, 9]).repeat(4).apply(tf.data.experimental.assert_cardinality(16)),
+     "varying shapes"),
+    (lambda: tf.data.Dataset.from_tensor_slices((np.ones((32, 5, 2), "float32"), np.ones(32, "float32")))
+     .batch(2).filter(lambda x, y: True), "unknown length"),
+])
+def test_auto_keeps_the_plain_step_where_xla_would_not_pay(monkeypatch, data, reason):
+    monkeypatch.setattr(autotune, "MIN_STEPS_TO_PROBE", 1)  # every run long enough to measure
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(Sequences(), train_data=data())
+    assert trainer.tuner.jit is False and reason in trainer.tuner.reason
+    assert trainer.trace_counts["train"] == 1  # no XLA variant was ever built

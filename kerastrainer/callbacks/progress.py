@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TYPE_CHECKING
 
+import importlib.util
 import time
 
 from rich.console import Console
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
     from kerastrainer.trainer import Trainer
 
 
+def widgets_available() -> bool:
+    try:
+        return importlib.util.find_spec("ipywidgets") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def format_metrics(metrics: dict) -> str:
     return " ".join(f"{k}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
@@ -27,8 +35,10 @@ class RichProgressBar(Callback):
 
     In a terminal it draws a live ``rich`` bar per epoch (kept on screen, like Keras): epoch,
     batches, batches per second, elapsed time, ETA and the metrics; below 120 columns the metrics
-    go to a second line, so an 80-column terminal shows all of it. Otherwise (a pipe, a log file,
-    CI) it prints one plain line per epoch and never one line per step. Metrics are read from the
+    go to a second line, so an 80-column terminal shows all of it. In a Jupyter notebook it draws
+    the same bars into an output widget (with ``ipywidgets``: ``pip install kerastrainer[notebook]``).
+    Otherwise (a pipe, a log file, CI, a notebook without ipywidgets) it prints one plain line per
+    epoch and never one line per step. Metrics are read from the
     device at most every ``refresh_rate`` seconds, and at epoch ends.
 
     Args:
@@ -56,10 +66,23 @@ class RichProgressBar(Callback):
         self._epoch_start = 0.0
         self._completed = 0
         self._epoch = None
+        self._hinted = False
 
     @property
     def is_live(self) -> bool:
-        return self._console().is_terminal
+        """A terminal, or a notebook with ipywidgets (rich draws the bar into an output widget)."""
+        console = self._console()
+        if console.is_terminal:
+            return True
+        if not console.is_jupyter:
+            return False
+        if not widgets_available():
+            if not self._hinted:  # once: the plain lines below still show every epoch
+                self._hinted = True
+                console.print("(A live progress bar in notebooks needs ipywidgets: "
+                              "pip install kerastrainer[notebook])", highlight=False, markup=False)
+            return False
+        return True
 
     def _console(self) -> Console:
         if self.console is None:

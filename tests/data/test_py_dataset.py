@@ -135,3 +135,9 @@ def test_workers_read_that_many_batches_at_once(workers, at_once):
 def test_use_multiprocessing_says_threads_read_it():
     with pytest.warns(UserWarning, match=r"use_multiprocessing=True: kerastrainer reads it with 2 threads"):
         _fit(Recorded(workers=2, use_multiprocessing=True), epochs=1)
+
+
+def test_a_deterministic_run_reads_one_batch_at_a_time():
+    data = Recorded(delay=0.02, workers=4)
+    quiet_trainer(max_epochs=1, deterministic=True).fit(BoringModule(), train_data=data)
+    assert data.most_at_once == 1  # TensorFlow's op determinism: stateful reads run in order

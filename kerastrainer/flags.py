@@ -181,7 +181,8 @@ class TrainerFlags:
             several replicas. ``trainer.tuner.reason`` says what was chosen and why.
         run_eagerly: run the steps as plain Python (debugging; slow).
         deterministic: seed (the last ``kt.seed_everything`` seed, else 0) and enable TensorFlow's
-            op determinism, so two runs give bitwise equal weights.
+            op determinism, so two runs give bitwise equal weights. TensorFlow keeps it on for the
+            rest of the process (it has no public way to turn it off).
         accumulate_grad_batches: sum the gradients of this many batches and apply their mean
             once; ``global_step`` counts optimizer steps. Leftover batches are applied at the
             epoch's end.

@@ -27,7 +27,7 @@ def test_every_example_is_tested():
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
                        "gan.py", "mirrored.py", "multi_worker.py", "functional.py", "tuning.py",
-                       "tracking.py", "predict_to_disk.py"}
+                       "tracking.py", "predict_to_disk.py", "pydataset.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -82,6 +82,13 @@ def test_predictions_streamed_to_disk(tmp_path):
     out = _run("predict_to_disk.py", "--epochs", "2", "--out", str(tmp_path))
     assert re.search(r"predict returned None; 5 files, 270 rows", out)  # 270 test digits, 64 a batch
     assert float(re.search(r"Test accuracy from the files: ([0-9.]+)", out).group(1)) > 0.8
+
+
+def test_pydataset_reads_files_with_workers():
+    out = _run("pydataset.py", "--epochs", "3")
+    assert re.search(r"40 batch files, workers=4: [0-9.]+ s per epoch", out)
+    assert "on_epoch_end calls: 3" in out
+    assert float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1)) > 0.8
 
 
 def test_image_folder_example(tmp_path):

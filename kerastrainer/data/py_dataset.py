@@ -36,7 +36,7 @@ class BatchFetcher:
         self.data, self.spec, self.normalize = data, spec, normalize
         self._flat_spec = tf.nest.flatten(spec)
         self._changed = threading.Condition()
-        self._in_flight: dict[tuple[int, int], int] = {}  # by (pipeline, epoch)
+        self._done: dict[tuple[int, int], int] = {}  # reads finished, by (pipeline, epoch)
         self._ended: set[tuple[int, int]] = set()
         self._begun: set[tuple[int, int]] = set()
         self._pipelines = 0
@@ -46,41 +46,40 @@ class BatchFetcher:
         self._pipelines += 1
         return self._pipelines
 
-    def read(self, pipeline: int, epoch: Any, index: Any, last: Any) -> Any:
-        """The traced read: ``epoch``, ``index`` and ``last`` (the epoch's final position) are
-        scalar tensors; returns the batch with its static shapes."""
-        flat = tf.numpy_function(self._read, [np.int64(pipeline), epoch, index, last],
+    def read(self, pipeline: int, first_epoch: int, epoch: Any, index: Any, expected: Any) -> Any:
+        """The traced read of batch ``index`` in ``epoch`` (scalar tensors); ``expected``: how many
+        reads that epoch has in this pipeline (fewer in a resumed first epoch). Returns the batch
+        with its static shapes."""
+        flat = tf.numpy_function(self._read, [np.int64(pipeline), np.int64(first_epoch), epoch, index, expected],
                                  [s.dtype for s in self._flat_spec], stateful=True)
         for tensor, spec in zip(flat, self._flat_spec):
             tensor.set_shape(spec.shape)
         return tf.nest.pack_sequence_as(self.spec, flat)
 
-    def _read(self, pipeline, epoch, index, last):
-        epoch = (int(pipeline), int(epoch))
-        self._enter(epoch)
+    def _read(self, pipeline, first_epoch, epoch, index, expected):
+        key = (int(pipeline), int(epoch))
+        self._enter(key, waits=int(epoch) > int(first_epoch))
         try:
             batch = tf.nest.flatten(self.normalize(self.data[int(index)]))
         finally:
-            self._leave(epoch, bool(last))
+            self._leave(key, int(expected))
         return [np.asarray(value, dtype=spec.dtype.as_numpy_dtype) for value, spec in zip(batch, self._flat_spec)]
 
-    def _enter(self, epoch: tuple[int, int]) -> None:
+    def _enter(self, key: tuple[int, int], *, waits: bool) -> None:
         with self._changed:
-            if epoch not in self._begun:
-                # The previous epoch's reads were all issued before this one (the map keeps the
-                # order): wait until they are done and its on_epoch_end ran, then begin this epoch.
-                previous = (epoch[0], epoch[1] - 1)
-                self._changed.wait_for(lambda: previous not in self._in_flight or previous in self._ended,
-                                       timeout=EPOCH_GATE_TIMEOUT_S)
-                self._begun.add(epoch)
-                self.data.on_epoch_begin()
-            self._in_flight[epoch] = self._in_flight.get(epoch, 0) + 1
+            if key in self._begun:
+                return
+            if waits:  # every read of the epoch before was issued first (the map keeps the order):
+                # wait until they are all done and its on_epoch_end ran, then begin this epoch.
+                previous = (key[0], key[1] - 1)
+                self._changed.wait_for(lambda: previous in self._ended, timeout=EPOCH_GATE_TIMEOUT_S)
+            self._begun.add(key)
+            self.data.on_epoch_begin()
 
-    def _leave(self, epoch: tuple[int, int], last: bool) -> None:
+    def _leave(self, key: tuple[int, int], expected: int) -> None:
         with self._changed:
-            self._in_flight[epoch] -= 1
-            if last:  # the epoch's final position: on_epoch_end once its other reads are done
-                self._changed.wait_for(lambda: self._in_flight[epoch] == 0, timeout=EPOCH_GATE_TIMEOUT_S)
-                self._ended.add(epoch)
+            self._done[key] = self._done.get(key, 0) + 1
+            if self._done[key] == expected:  # the epoch's last read to finish, whichever it is
+                self._ended.add(key)
                 self.data.on_epoch_end()
             self._changed.notify_all()

@@ -109,10 +109,11 @@ class Source:
         ds = epochs.flat_map(lambda epoch: tf.data.Dataset.zip(
             tf.data.Dataset.from_tensors(epoch).repeat(per_epoch),
             tf.data.Dataset.from_tensor_slices(self.order(epoch)[:per_epoch]),
-            tf.data.Dataset.range(per_epoch).map(lambda position: position == per_epoch - 1)))
+            tf.data.Dataset.from_tensors(tf.where(epoch == first_epoch, per_epoch - skip, per_epoch))
+            .repeat(per_epoch)))
         if skip:
             ds = ds.skip(skip)
-        ds = ds.map(lambda epoch, index, last: read(pipeline, epoch, index, last),
+        ds = ds.map(lambda epoch, index, expected: read(pipeline, first_epoch, epoch, index, expected),
                     num_parallel_calls=self.workers, deterministic=True)
         ds = ds.apply(tf.data.experimental.assert_cardinality(
             tf.data.INFINITE_CARDINALITY if repeat else per_epoch - skip)).prefetch(self.queue)

@@ -10,6 +10,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipywidgets")
 
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "notebook.ipynb"
 
 FIT = """
 import os
@@ -54,3 +55,15 @@ def test_the_bar_is_a_live_widget_in_a_notebook_and_lines_without_ipywidgets():
     plain = _texts(notebook.cells[1].outputs)
     assert "pip install kerastrainer[notebook]" in plain
     assert "Epoch 1/2 -" in plain and "Epoch 2/2 -" in plain
+
+
+@pytest.mark.slow
+def test_the_example_notebook_runs_with_a_live_bar():
+    notebook = nbformat.read(EXAMPLE, as_version=4)
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", store_widget_state=True,
+                                     resources={"metadata": {"path": str(EXAMPLE.parent)}})
+    client.execute()
+    state = json.dumps(notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"])
+    assert "Epoch 3/3" in state and "val_loss" in state
+    accuracy = float(_texts(notebook.cells[-1].outputs).split("test accuracy: ")[1].split()[0])
+    assert accuracy > 0.85

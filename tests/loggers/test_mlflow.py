@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-import kerastrainer as kt
 from kerastrainer.callbacks import Callback, ModelCheckpoint
 from kerastrainer.data import ArrayDataModule
 from kerastrainer.loggers import CSVLogger, MLFlowLogger
 from tests.helpers import BoringModule, ScriptedScore, regression_data
+from tests.loggers.logged_fit import logged_fit
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -25,20 +25,10 @@ def _logger(tmp_path, **kwargs):
     return MLFlowLogger("exp", tracking_uri=f"file:{tmp_path}/mlruns", **kwargs)
 
 
-def _fit(tmp_path, module=None, *, loggers, epochs=2, callbacks=(), ckpt_path=None):
-    trainer = kt.Trainer(default_root_dir=str(tmp_path), max_epochs=epochs, logger=loggers,
-                         log_every_n_steps=2, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=list(callbacks))
-    x, y = regression_data(32)
-    trainer.fit(module or BoringModule(), datamodule=ArrayDataModule(x, y, batch_size=8, val_split=0.25),
-                ckpt_path=ckpt_path)
-    return trainer
-
-
 def test_params_metrics_at_their_steps_and_a_finished_run(tmp_path):
     logger = _logger(tmp_path, run_name="first", tags={"team": "vision"})
     csv_logger = CSVLogger(str(tmp_path / "csv"))
-    _fit(tmp_path, BoringModule(units=5), loggers=[csv_logger, logger])
+    logged_fit(tmp_path, BoringModule(units=5), loggers=[csv_logger, logger])
     client = mlflow.tracking.MlflowClient(f"file:{tmp_path}/mlruns")
     run = client.get_run(logger.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "first"
@@ -66,7 +56,7 @@ class Raises(Callback):
 def test_a_run_that_ends_badly_has_mlflows_status(tmp_path, error, status):
     logger = _logger(tmp_path)
     with pytest.raises(type(error)):
-        _fit(tmp_path, loggers=logger, callbacks=[Raises(error)])
+        logged_fit(tmp_path, loggers=logger, callbacks=[Raises(error)])
     assert logger.experiment.get_run(logger.run_id).info.status == status
 
 
@@ -78,7 +68,7 @@ def test_a_run_that_ends_badly_has_mlflows_status(tmp_path, error, status):
 def test_checkpoints_as_artifacts(tmp_path, log_model, logged):
     logger = _logger(tmp_path, log_model=log_model)
     checkpoint = ModelCheckpoint(monitor="score", save_top_k=1)
-    _fit(tmp_path, ScriptedScore([3.0, 1.0, 2.0]), loggers=logger, epochs=3, callbacks=[checkpoint])
+    logged_fit(tmp_path, ScriptedScore([3.0, 1.0, 2.0]), loggers=logger, epochs=3, callbacks=[checkpoint])
     artifacts = logger.experiment.list_artifacts(logger.run_id, "checkpoints")
     assert sorted(os.path.basename(a.path) for a in artifacts) == logged
     if logged:
@@ -90,9 +80,9 @@ def test_checkpoints_as_artifacts(tmp_path, log_model, logged):
 
 def test_a_resumed_fit_continues_the_same_run(tmp_path):
     first = _logger(tmp_path)
-    _fit(tmp_path, loggers=first, callbacks=[ModelCheckpoint(save_last=True)])
+    logged_fit(tmp_path, loggers=first, callbacks=[ModelCheckpoint(save_last=True)])
     second = _logger(tmp_path)  # a new process would make it so: no run id given
-    _fit(tmp_path, loggers=second, epochs=4, callbacks=[ModelCheckpoint(save_last=True)],
+    logged_fit(tmp_path, loggers=second, epochs=4, callbacks=[ModelCheckpoint(save_last=True)],
          ckpt_path="last")
     assert second.run_id == first.run_id
     history = second.experiment.get_metric_history(second.run_id, "epoch")
@@ -102,7 +92,7 @@ def test_a_resumed_fit_continues_the_same_run(tmp_path):
 
 def test_validate_after_fit_logs_to_the_run_and_ends_it_again(tmp_path):
     logger = _logger(tmp_path)
-    trainer = _fit(tmp_path, loggers=logger)
+    trainer = logged_fit(tmp_path, loggers=logger)
     trainer.validate(datamodule=ArrayDataModule(*regression_data(16), batch_size=8, val_split=0.5))
     run = logger.experiment.get_run(logger.run_id)
     assert run.info.status == "FINISHED"

@@ -6,11 +6,10 @@ import sys
 
 import pytest
 
-import kerastrainer as kt
 from kerastrainer.callbacks import Callback, ModelCheckpoint
-from kerastrainer.data import ArrayDataModule
 from kerastrainer.loggers import CSVLogger, WandbLogger
-from tests.helpers import BoringModule, ScriptedScore, regression_data
+from tests.helpers import BoringModule, ScriptedScore
+from tests.loggers.logged_fit import logged_fit
 from tests.loggers.wandb_files import read_run, run_files
 
 pytest.importorskip("wandb")
@@ -26,19 +25,9 @@ def _logger(tmp_path, **kwargs):
     return WandbLogger("proj", save_dir=str(tmp_path), offline=True, **kwargs)
 
 
-def _fit(tmp_path, module=None, *, loggers, epochs=2, callbacks=(), ckpt_path=None):
-    trainer = kt.Trainer(default_root_dir=str(tmp_path), max_epochs=epochs, logger=loggers,
-                         log_every_n_steps=2, enable_progress_bar=False, enable_model_summary=False,
-                         callbacks=list(callbacks))
-    x, y = regression_data(32)
-    trainer.fit(module or BoringModule(), datamodule=ArrayDataModule(x, y, batch_size=8, val_split=0.25),
-                ckpt_path=ckpt_path)
-    return trainer
-
-
 def test_config_metrics_by_global_step_and_summary(tmp_path):
     logger, csv_logger = _logger(tmp_path, name="first"), CSVLogger(str(tmp_path / "csv"))
-    _fit(tmp_path, BoringModule(units=5), loggers=[csv_logger, logger])
+    logged_fit(tmp_path, BoringModule(units=5), loggers=[csv_logger, logger])
     [run_file] = run_files(logger.log_dir)
     run = read_run(run_file)
     assert run["id"] == logger.run_id and run["exit_code"] == 0
@@ -59,7 +48,7 @@ class Raises(Callback):
 def test_a_failed_run_finishes_with_exit_code_1(tmp_path):
     logger = _logger(tmp_path)
     with pytest.raises(RuntimeError, match="boom"):
-        _fit(tmp_path, loggers=logger, callbacks=[Raises()])
+        logged_fit(tmp_path, loggers=logger, callbacks=[Raises()])
     assert read_run(run_files(logger.log_dir)[0])["exit_code"] == 1
 
 
@@ -70,7 +59,7 @@ def test_a_failed_run_finishes_with_exit_code_1(tmp_path):
 ])
 def test_checkpoints_as_model_artifacts(tmp_path, log_model, logged):
     logger = _logger(tmp_path, log_model=log_model)
-    _fit(tmp_path, ScriptedScore([3.0, 1.0, 2.0]), loggers=logger, epochs=3,
+    logged_fit(tmp_path, ScriptedScore([3.0, 1.0, 2.0]), loggers=logger, epochs=3,
          callbacks=[ModelCheckpoint(monitor="score", save_top_k=1)])
     artifacts = read_run(run_files(logger.log_dir)[0])["artifacts"]
     assert [(a["files"], sorted(a["aliases"])) for a in artifacts] == [([name], aliases)
@@ -82,9 +71,9 @@ def test_checkpoints_as_model_artifacts(tmp_path, log_model, logged):
 
 def test_a_resumed_fit_continues_the_same_run(tmp_path):
     first = _logger(tmp_path)
-    _fit(tmp_path, loggers=first, callbacks=[ModelCheckpoint(save_last=True)])
+    logged_fit(tmp_path, loggers=first, callbacks=[ModelCheckpoint(save_last=True)])
     second = _logger(tmp_path)
-    _fit(tmp_path, loggers=second, epochs=4, callbacks=[ModelCheckpoint(save_last=True)], ckpt_path="last")
+    logged_fit(tmp_path, loggers=second, epochs=4, callbacks=[ModelCheckpoint(save_last=True)], ckpt_path="last")
     assert second.run_id == first.run_id
     runs = [read_run(path) for path in run_files(os.path.dirname(first.log_dir))]
     assert [run["id"] for run in runs] == [first.run_id] * 2

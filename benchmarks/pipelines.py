@@ -10,6 +10,8 @@ Each row is measured in this one process and printed with its target, ok or MISS
 - ``checkpoint``: the iris data, 201 tiny epochs, the default checkpoint: the share of the fit spent
   on checkpoints, from the same fit with ``enable_checkpointing=False`` (target <= 10%); also shown:
   ``ModelCheckpoint()`` saving every epoch, in the background and with ``async_checkpointing=False``.
+- ``read``: one logging point's read of a stage's values (loss, 2 metrics, 3 logged values) through
+  the compiled reader, one call and one transfer, against one read per value (target <= 0.5x).
 - ``xla_auto``: an LSTM on padded batches (a new sequence length every batch, unknown count):
   ``jit_compile="auto"`` against ``jit_compile=False`` (target <= 1.1x).
 
@@ -35,8 +37,10 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import kerastrainer as kt  # noqa: E402
+from kerastrainer.stages import TRAIN  # noqa: E402
+from kerastrainer.steps import CompiledSteps  # noqa: E402
 
-TARGETS = {"pydataset": 1.10, "resume": 1.50, "checkpoint": 0.10, "xla_auto": 1.10}
+TARGETS = {"pydataset": 1.10, "resume": 1.50, "checkpoint": 0.10, "xla_auto": 1.10, "read": 0.50}
 
 
 class Small(kt.TrainModule):
@@ -250,7 +254,45 @@ def xla_auto_row(root, repeats) -> dict:
 
 # PyDataset last: Keras's fit with PyDataset workers leaves the process slower for what follows
 # (the resume row takes twice as long after it; after the Trainer's PyDataset fit it does not).
-ROWS = {"resume": resume_row, "checkpoint": checkpoint_row, "xla_auto": xla_auto_row,
+# ------------------------------------------------------------------------------------ logging reads
+class Logged(Small):
+    def configure_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="acc"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")]
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("peak", loss, reduce_fx="max")
+        self.log("twice", loss * 2.0, on_step=True, on_epoch=True)
+        return loss
+
+
+def read_row(root, repeats) -> dict:
+    """One logging point's read of the training values (loss, 2 metrics, 3 logged values): through
+    the compiled reader (one call, one transfer) against one read per value."""
+    x, y = iris()
+    trainer = quiet(root, max_epochs=1)
+    trainer.fit(Logged(), (x, y), batch_size=16)
+    results = trainer.results
+
+    def per_read(n=2000):
+        def reads():
+            for _ in range(n):
+                results.mark_dirty(TRAIN)
+                results.read(TRAIN)
+        return timed(reads) / n
+
+    results.use_compiler(None)
+    plain = statistics.median(per_read() for _ in range(repeats))
+    results.use_compiler(CompiledSteps.compile_reader)
+    per_read(20)  # the plain reads before a reader is made, and its trace
+    compiled = statistics.median(per_read() for _ in range(repeats))
+    return {"value": compiled / plain,
+            "detail": f"{compiled * 1e6:.0f} us against {plain * 1e6:.0f} us per logging point "
+                      f"({len(results.read(TRAIN))} values)"}
+
+
+ROWS = {"resume": resume_row, "checkpoint": checkpoint_row, "xla_auto": xla_auto_row, "read": read_row,
         "pydataset": pydataset_row}
 
 

@@ -69,30 +69,51 @@ class StageState:
 
     def builtin_keys(self) -> set:
         """The keys of the stage's own values: its loss and its metrics (``val_loss``, ``val_acc``)."""
-        return {self.stage.prefix + "loss"} | {self.stage.prefix + n for n in self.metric_names()}
+        prefix, suffix = self.stage.prefix, self.stage.suffix
+        return {prefix + n + suffix for n in ["loss", *self.metric_names()]}
 
     def logged_keys(self) -> set:
         """The keys its ``self.log`` values are reported under."""
-        return {key for name, entry in self.entries.items() for key in entry.keys(name)}
+        return {key + self.stage.suffix for name, entry in self.entries.items() for key in entry.keys(name)}
 
     def read(self, combine) -> dict:
-        """The stage's values as Python numbers; ``combine(variable, how, sync_dist)`` reads one."""
+        """The stage's values as Python numbers; ``combine(variable, how, sync_dist)`` reads one
+        accumulator (each read its own transfer: the path for distributed runs)."""
+        entries = []
+        for entry in self.entries.values():
+            sync, how = entry.sync_dist, entry.reduce_fx
+            last = combine(entry.last, how, sync) if entry.on_step else None
+            weight = combine(entry.weight, "sum", sync) if entry.on_epoch else 0.0
+            total = combine(entry.total, "sum" if how == "mean" else how, sync) if weight > 0 else None
+            entries.append((last, total, weight))
+        return self.values_from(self.loss.result() if self.has_loss else None,
+                                [metric.result() for metric in self.metrics], entries)
+
+    def device_values(self) -> list:
+        """What `values_from` needs, as tensors: called inside one compiled reader, so that a
+        single-device run reads all of a stage's values in one transfer."""
+        return [self.loss.result() if self.has_loss else tf.zeros([]),
+                [metric.result() for metric in self.metrics],
+                [(e.last.read_value(), e.total.read_value(), e.weight.read_value())
+                 for e in self.entries.values()]]
+
+    def values_from(self, loss, results, entries) -> dict:
+        """The stage's values (``val_loss``, ``val_acc``, ``self.log`` names) from what was read: the
+        running loss, each metric's result, and each entry's ``(last, total, weight)``."""
         prefix = self.stage.prefix
         values: dict = {}
         if self.has_loss:
-            values[prefix + "loss"] = float(self.loss.result())
-        for name, metric in zip(self.metric_names(), self.metrics):
-            _put_result(values, prefix + name, metric.result())
-        for name, entry in self.entries.items():
+            values[prefix + "loss"] = float(loss)
+        for name, result in zip(self.metric_names(), results):
+            _put_result(values, prefix + name, result)
+        for (name, entry), (last, total, weight) in zip(self.entries.items(), entries):
             step_key, epoch_key = entry.keys(name)[0], entry.keys(name)[-1]
-            sync, how = entry.sync_dist, entry.reduce_fx
             if entry.on_step:
-                values[step_key] = combine(entry.last, how, sync)
-            weight = combine(entry.weight, "sum", sync) if entry.on_epoch else 0.0
-            if weight > 0:
-                total = combine(entry.total, "sum" if how == "mean" else how, sync)
-                values[epoch_key] = total / weight if how == "mean" else total
-        return values
+                values[step_key] = float(last)
+            if entry.on_epoch and weight > 0:
+                values[epoch_key] = float(total) / float(weight) if entry.reduce_fx == "mean" else float(total)
+        suffix = self.stage.suffix  # after the _step/_epoch of a name, as Lightning puts it
+        return {key + suffix: value for key, value in values.items()} if suffix else values
 
 
 def _put_result(values: dict, name: str, result) -> None:

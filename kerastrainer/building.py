@@ -52,8 +52,13 @@ def takes_batch_idx(method) -> bool:
     return len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
-def call_step(method, batch, batch_idx):
-    """Calls a user's step with ``batch_idx`` when its signature takes it."""
+def call_step(method, batch, batch_idx, dataloader_idx=None):
+    """Calls a user's step with ``batch_idx`` when its signature takes it, and with
+    ``dataloader_idx`` (a Python int: which of several datasets) when it names that argument;
+    ``0`` for the only dataset when the argument has no default."""
+    wanted = inspect.signature(method).parameters.get("dataloader_idx")
+    if wanted is not None and (dataloader_idx is not None or wanted.default is wanted.empty):
+        return method(batch, batch_idx, dataloader_idx=dataloader_idx or 0)
     return method(batch, batch_idx) if takes_batch_idx(method) else method(batch)
 
 

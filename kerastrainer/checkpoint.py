@@ -101,8 +101,14 @@ def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
             ``None`` entries are left out.
         weights_only: store only the module (no optimizer or owners): loadable, not resumable.
         datamodule: the run's DataModule, whose hyperparameters are stored too.
+
+    Raises:
+        RuntimeError: no module (nothing was run yet).
     """
     import kerastrainer
+
+    if module is None:
+        raise RuntimeError("Trainer.save_checkpoint needs a module: run fit, validate, test or predict.")
 
     weights = variable_paths(module)
     cls = type(module)

@@ -24,7 +24,17 @@ BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_validation_batc
                "on_validation_batch_end", "on_test_batch_start", "on_test_batch_end")
 
 
-def limit_batches(flag, source, flag_name: str) -> int | None:
+def total_batches(counts) -> int | None:
+    """The batches of a run over several datasets: ``0`` for none, ``None`` if one's is unknown."""
+    return None if any(n is None for n in counts) else sum(counts)
+
+
+def limit_batches(flag, sources, flag_name: str) -> list:
+    """Each source's batches per epoch/run after a ``limit_*`` flag (`limit_source`)."""
+    return [limit_source(flag, source, flag_name) for source in sources]
+
+
+def limit_source(flag, source, flag_name: str) -> int | None:
     """Batches per epoch/run after a ``limit_*`` flag; ``None`` means unknown length (run to the end).
 
     Raises:
@@ -193,12 +203,6 @@ class BatchPlan:
     def begin_epoch(self, epoch: int) -> None:
         self.validating = (self.num_val_batches != 0
                            and (epoch + 1) % self.check_val_every_n_epoch == 0)
-
-    def sanity_steps(self, num_sanity_val_steps: int) -> int | None:
-        """Validation batches of the sanity check (``-1``: all; ``None``: all, of unknown length)."""
-        n = self.num_val_batches
-        steps = num_sanity_val_steps if num_sanity_val_steps > 0 else n
-        return min(steps, n) if n is not None else steps
 
     def more(self, batch: int) -> bool:
         """Whether the epoch has batches after ``batch`` (always, for data of unknown length)."""

@@ -3,7 +3,8 @@
 During a compiled step, ``module.log(...)``, the running loss, ``update_metrics`` and the step's scalar
 outputs are written into ``tf.Variable`` accumulators (created once, on the first trace). The trainer
 marks a stage dirty after each compiled call, and the first reader of ``trainer.callback_metrics``
-(a callback, the progress bar, a logger) pays for the transfer. Nothing is read per step otherwise.
+(a callback, the progress bar, a logger) pays for the transfer: on one device a single one for all
+of a stage's values (``host_reads``). Nothing is read per step otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tensorflow as tf
 from kerastrainer.accumulators import (INITIAL, NUMPY_REDUCTIONS, REDUCTIONS, LogEntry, StageState,
                                        clone_if_shared, pick, route_metrics)
 from kerastrainer.checkpoint_io import flatten, nest
+from kerastrainer.host_reads import StageReaders
 from kerastrainer.refusals import refusal
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
 
@@ -63,6 +65,7 @@ class Results:
         self._dirty: set[str] = set()
         self._taken_metrics: set[int] = set()
         self._pending: dict[str, np.ndarray] = {}  # restored values of variables not created yet
+        self.readers = StageReaders(None)  # plain reads until compiled steps exist (use_compiler)
 
     def configure(self, stages, make_metrics) -> None:
         """Creates the accumulators of each of ``stages`` once, with the metrics ``make_metrics()``
@@ -167,7 +170,7 @@ class Results:
                 weight=self._variable(0.0, f"{stage}/log/{name}/weight", "sum"),
             )
             state.entries[name] = entry
-            self._remember_keys(name, entry)
+            self._remember_keys(name, entry, state.stage.suffix)
         elif (entry.on_step, entry.on_epoch, entry.reduce_fx, entry.sync_dist) != (
                 on_step, on_epoch, reduce_fx, bool(sync_dist)):
             raise refusal(ValueError(
@@ -198,8 +201,8 @@ class Results:
     def _taken(self, state, key: str) -> str | None:
         """What already reports ``key`` besides ``state``'s own ``self.log`` values, or ``None``."""
         for other in self.stages.values():
-            if other.has_loss and key == other.stage.prefix + "loss" or key in (
-                    other.builtin_keys() - {other.stage.prefix + "loss"}):
+            loss_key = other.stage.prefix + "loss" + other.stage.suffix
+            if other.has_loss and key == loss_key or key in other.builtin_keys() - {loss_key}:
                 return f"the built-in `{key}` of the {other.stage.name} stage"
             if other is not state and key in other.logged_keys():
                 return f"self.log({key!r}) in {other.stage.step}"
@@ -224,8 +227,8 @@ class Results:
                     f"Log it under a name of its own, e.g. 'my_{key}', or 'val_{key}' in "
                     "validation_step (names are used as given)."))
 
-    def _remember_keys(self, name: str, entry: LogEntry) -> None:
-        for key in entry.keys(name):
+    def _remember_keys(self, name: str, entry: LogEntry, suffix: str) -> None:
+        for key in (key + suffix for key in entry.keys(name)):
             self.user_keys.add(key)
             if entry.prog_bar:
                 self.prog_bar_keys.add(key)
@@ -292,6 +295,18 @@ class Results:
         self._values.pop(stage.name, None)
         self._dirty.add(stage.name)
 
+    def start_run(self, stage: Stage, datasets) -> None:
+        """A validation or test run over ``datasets`` (their stages, one per dataset) begins: they
+        are zeroed, and values an earlier run of ``stage`` left for other datasets are dropped, so
+        that none is reported as this run's."""
+        names = {s.name for s in datasets}
+        for state in list(self.stages.values()):
+            if state.stage.entry == stage.entry and state.stage.name not in names and (
+                    state.stage.name in self._values or state.stage.name in self._dirty):
+                self.clear(state.stage)
+        for dataset in datasets:
+            self.reset(dataset)
+
     def stage_metrics(self, stage: Stage) -> dict:
         """``stage``'s running loss and ``configure_metrics()`` objects by their names (``loss``,
         ``acc``, ``<output>_acc``), before the stage prefix; empty before it runs."""
@@ -305,15 +320,17 @@ class Results:
         validate, the last validation's values (``val_*``, from hooks too) are dropped, so that no
         monitor acts on them twice and ``trainer.history`` holds ``None`` for them."""
         self.reset(TRAIN)
-        if not validates and VAL.name in self.stages:
-            self.clear(VAL)
+        if not validates:
+            for state in [s for s in self.stages.values() if s.stage.entry == VAL.entry]:
+                self.clear(state.stage)  # every validation dataset's
             for key in [k for k in self.hook_values if k.startswith(VAL.prefix)]:
                 del self.hook_values[key]
 
-    def clear(self, stage: Stage) -> None:
-        """Forgets ``stage``'s results (after the sanity check, which must not report values)."""
-        self.reset(stage)
-        self._dirty.discard(stage.name)
+    def clear(self, *stages: Stage) -> None:
+        """Forgets ``stages``' results (after the sanity check, which must not report values)."""
+        for stage in stages:
+            self.reset(stage)
+            self._dirty.discard(stage.name)
 
     def mark_dirty(self, stage: Stage) -> None:
         """Notes that a compiled call changed ``stage``'s accumulators (read them at the next ask)."""
@@ -326,14 +343,27 @@ class Results:
         self._fresh_hooks.clear()
         return fresh
 
-    def read(self, stage: Stage) -> dict:
-        """Returns ``stage``'s values as Python floats, reading the device only when stale."""
-        if stage.name in self._dirty and not self.synced_reads:
-            self._read(stage.name)
-        return dict(self._values.get(stage.name, {}))
+    def read(self, *stages: Stage) -> dict:
+        """Returns the values of ``stages`` (one, or each of several datasets') as Python floats,
+        reading the device only when stale."""
+        values: dict = {}
+        for stage in stages:
+            if stage.name in self._dirty and not self.synced_reads:
+                self._read(stage.name)
+            values.update(self._values.get(stage.name, {}))
+        return values
+
+    def use_compiler(self, compile_reader) -> None:
+        """Lets a single-device run read a stage's values with one compiled call and one transfer
+        (see `StageReaders`); ``compile_reader`` is ``CompiledSteps.compile_reader``, ``None``: never."""
+        single = not self.synced_reads and self.strategy.num_replicas_in_sync == 1 and not isinstance(
+            self.strategy, tf.distribute.MirroredStrategy)  # replicas' values are combined one by one
+        self.readers = StageReaders(compile_reader if single else None)
 
     def _read(self, stage: str) -> None:
-        self._values[stage] = self.stages[stage].read(self._combine)
+        state = self.stages[stage]
+        values = self.readers.read(state)
+        self._values[stage] = state.read(self._combine) if values is None else values
         self._dirty.discard(stage)
 
     def _combine(self, variable, how: str, sync_dist: bool) -> float:
@@ -391,9 +421,10 @@ class Results:
     def callback_metrics(self) -> dict:
         """Every stage's values, then the values logged from hooks, as Python numbers."""
         merged: dict = {}
-        for stage in EVALUATED:
-            if stage.name in self.stages:
-                merged.update(self.read(stage))
+        order = [stage.entry for stage in EVALUATED]  # training, validation (dataset 0, 1, ...), test
+        for state in sorted(self.stages.values(),
+                            key=lambda s: (order.index(s.stage.entry), s.stage.dataloader_idx or 0)):
+            merged.update(self.read(state.stage))
         merged.update(self.hook_values)
         return merged
 

@@ -6,7 +6,7 @@ other module maps ``"val"`` to ``"validation"`` or builds a flag name from a str
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Stage:
         dataset: the ``DataModule`` method giving its data.
         limit: the Trainer flag limiting its batches.
         count: the Trainer attribute holding its number of batches.
+        dataloader_idx: which of several datasets of the stage this is (``None``: the only one).
     """
 
     name: str
@@ -32,6 +33,17 @@ class Stage:
     dataset: str
     limit: str
     count: str
+    dataloader_idx: int | None = None
+
+    @property
+    def suffix(self) -> str:
+        """What its keys end with: ``/dataloader_idx_1`` for one of several datasets (Lightning's
+        names, ``val_loss/dataloader_idx_1``), else nothing."""
+        return "" if self.dataloader_idx is None else f"/dataloader_idx_{self.dataloader_idx}"
+
+    def for_dataloader(self, index: int) -> "Stage":
+        """The stage run on the ``index``-th of several datasets: its own accumulators and step."""
+        return replace(self, name=f"{self.name}_dataloader_{index}", dataloader_idx=index)
 
     def hook_name(self, event: str) -> str:
         """``hook_name("batch_end")`` -> ``"on_validation_batch_end"``."""

@@ -127,6 +127,7 @@ class CompiledSteps:
         self.run_eagerly = run_eagerly
         self.detect_anomaly = detect_anomaly
         self.trace_counts: Counter = Counter()
+        results.use_compiler(None if run_eagerly else self.compile_reader)
         self._loops: dict = {}
         self._n_cache: dict = {}
         self.signature = trainable_signature(module)
@@ -267,7 +268,8 @@ class CompiledSteps:
         state = self.results.stages[stage.name]
         size = batch_size_of(batch)
         with self.results.recording(stage, size):
-            outputs = call_step(getattr(module, stage.step), batch, state.batch_idx.value())
+            outputs = call_step(getattr(module, stage.step), batch, state.batch_idx.value(),
+                                stage.dataloader_idx)
             loss = _loss_of(outputs, f"{type(module).__name__}.{stage.step}", required=False)
             if loss is not None:
                 self.results.track_loss(loss, size)
@@ -279,6 +281,11 @@ class CompiledSteps:
         if self.run_eagerly:
             return fn
         return tf.function(fn, jit_compile=jit, reduce_retracing=True)
+
+    @staticmethod
+    def compile_reader(fn):
+        """Compiles a `Results` reader (``host_reads.FlatReader``): plain ``tf.function``, no XLA."""
+        return tf.function(fn)
 
     def _step_fn(self, stage: Stage):
         if stage is TRAIN:

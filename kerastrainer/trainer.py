@@ -21,15 +21,15 @@ from kerastrainer.callbacks.defaults import configure_callbacks, with_module_cal
 from kerastrainer.callbacks.finders import finders
 from kerastrainer.checkpoint_writer import CheckpointWriter
 from kerastrainer.data.datamodule import DataModule
-from kerastrainer.data.feeds import FitFeeds, concatenate, open_feed
-from kerastrainer.data.resolve import fit_sources, stage_source
+from kerastrainer.data.feeds import FitFeeds, concatenate, eval_loaders, loader_stages
+from kerastrainer.data.resolve import eval_sources, fit_sources
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.workers import mark_ready
 from kerastrainer.flags import TrainerFlags
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
 from kerastrainer.optimization import configure_optimization, step_counter
-from kerastrainer.plan import BatchPlan, limit_batches
+from kerastrainer.plan import BatchPlan, limit_batches, total_batches
 from kerastrainer.precision import precision_scope
 from kerastrainer.profiler import make_profiler
 from kerastrainer.progress import Progress
@@ -83,7 +83,7 @@ class Trainer(TrainerFlags, TrainerViews):
         self.progress = Progress()
         self.results = Results(strategy=self.strategy, agreement=self._agreement)
         self.should_stop = self.sanity_checking = False
-        self.stage = self.module = self.tuner = None  # the entry point running, its module, tuner
+        self.stage = self.module = self.tuner = self.dataloader_idx = None  # run, module, tuner, dataset
         self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
         self._steps = self._bus = self._lr_scheduler = None  # compiled steps, hooks, LR scheduler
         self._datamodule = self._fit_batch_size = self._train_source = None  # the fit's (see _evaluate)
@@ -97,7 +97,8 @@ class Trainer(TrainerFlags, TrainerViews):
         Args:
             module: a [`TrainModule`][kerastrainer.TrainModule].
             train_data: a batched ``tf.data.Dataset``, arrays, a ``PyDataset`` or a generator.
-            val_data: validation data, same forms.
+            val_data: validation data, same forms; a list of datasets validates on each (their
+                values are ``val_loss/dataloader_idx_0``, ...).
             datamodule: a [`DataModule`][kerastrainer.DataModule] instead of the two above.
             ckpt_path: resume exactly from a checkpoint: a path, ``"last"`` or ``"best"``.
             batch_size: the batch size of array data (default 32).
@@ -113,15 +114,14 @@ class Trainer(TrainerFlags, TrainerViews):
         data = {"train_data": train_data, "datamodule": datamodule, "batch_size": batch_size}
         for finder in finders(self.callbacks) if ckpt_path is None else []:  # a resumed run keeps its own
             finder.tune(Tuner(self), module, data)  # before the data is batched: it may re-batch it
-        batch_size = data["batch_size"]
-        train, val = fit_sources(train_data, val_data, datamodule, batch_size=batch_size, shuffle=shuffle,
-                                 overfit=bool(self.overfit_batches), validates=can_run(module, VAL),
-                                 validation_split=validation_split, class_weight=class_weight)
-        self._datamodule, self._fit_batch_size, self._train_source = datamodule, batch_size, train
+        train, vals = fit_sources(train_data, val_data, datamodule, batch_size=data["batch_size"], shuffle=shuffle,
+                                  overfit=bool(self.overfit_batches), validates=can_run(module, VAL),
+                                  validation_split=validation_split, class_weight=class_weight)
+        self._datamodule, self._fit_batch_size, self._train_source = datamodule, data["batch_size"], train
         checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir, self.loggers)
         if checkpoint is not None:  # before any folder is used: resume in the same run
             ckpt.load_states(checkpoint[0], {"loggers": self.loggers})
-        return self._run(TRAIN, module, datamodule, lambda: self._fit(train, val, checkpoint))
+        return self._run(TRAIN, module, datamodule, lambda: self._fit(train, vals, checkpoint))
 
     def validate(self, module: TrainModule | None = None, data: Any = None, *,
                  datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
@@ -149,8 +149,6 @@ class Trainer(TrainerFlags, TrainerViews):
         Raises:
             RuntimeError: no module was run yet.
         """
-        if self.module is None:
-            raise RuntimeError("Trainer.save_checkpoint needs a module: run fit, validate, test or predict.")
         with self.profiler.profile("checkpoint save"):
             tree = ckpt.build_checkpoint(  # on every worker: some reads are collectives
                 self.module, owners={**self._state_owners(), "loggers": self.loggers},
@@ -162,13 +160,14 @@ class Trainer(TrainerFlags, TrainerViews):
             self.checkpoint_io.wait()
 
     # ------------------------------------------------------------------ the loops
-    def _fit(self, train, val, checkpoint):
+    def _fit(self, train, vals, checkpoint):
         bus, module = self._bus, self.module
-        n_train = self._count_batches(TRAIN, train, self.overfit_batches or self.limit_train_batches)
-        n_val = self._count_batches(VAL, val, self.overfit_batches or self.limit_val_batches)
-        self._prepare(TRAIN, train)  # after the counts: configure_optimizer may read them
+        n_train, = self._count_batches(TRAIN, [train], self.overfit_batches or self.limit_train_batches)
+        n_vals = self._count_batches(VAL, vals, self.overfit_batches or self.limit_val_batches)
+        self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
         self.tuner = StepTuner.for_trainer(self, fit=True, num_batches=n_train)  # it may measure
-        plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=n_val, scheduler=self._lr_scheduler)
+        plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=total_batches(n_vals),
+                                 scheduler=self._lr_scheduler)
         train.seed, train.keep_iterator_state = self._agreement.from_chief(train.seed), self.save_input_state
         self.progress, self.should_stop = Progress(), False  # a new run; ckpt_path continues one
         if checkpoint is not None:
@@ -177,11 +176,11 @@ class Trainer(TrainerFlags, TrainerViews):
         self.progress.watch_optimizer(step_counter(module))
         dispatch.start_fit(self.loggers, module, self._datamodule,
                            resumed_at=self.global_step if checkpoint is not None else None)
-        feeds = FitFeeds(train, val, n_train, n_val, strategy=self.strategy, num_workers=self.num_workers,
+        feeds = FitFeeds(train, vals, n_train, n_vals, strategy=self.strategy, num_workers=self.num_workers,
                          start=(self.progress.first_epoch, self.progress.resume_batch))
         bus.call("on_fit_start")
-        if n_val != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
-            self._sanity_check(plan, feeds)
+        if plan.num_val_batches != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
+            self._sanity_check(feeds)
         bus.call("on_train_start")
         plan.start()  # the max_time clock
         with plan.catching_signals():
@@ -229,8 +228,7 @@ class Trainer(TrainerFlags, TrainerViews):
 
     def _end_train_epoch(self, epoch, plan, feeds, per_step):
         progress = self.progress
-        if plan.ran_dry(progress.batch, progress.global_step):
-            self.should_stop = True
+        self.should_stop |= plan.ran_dry(progress.batch, progress.global_step)
         if per_step > 1 and progress.batch % per_step:  # the epoch's leftover batches: one more step
             self._steps.flush()
             progress.add_step()
@@ -246,41 +244,44 @@ class Trainer(TrainerFlags, TrainerViews):
         with self.profiler.profile("logger write"):
             dispatch.log_row(self.loggers, metrics, self.global_step, epoch=epoch)
             dispatch.end_epoch(self.loggers, self.module, epoch)
-        if self.should_stop and epoch + 1 < self.min_epochs:
-            self.should_stop = False  # min_epochs wins over early stopping
+        self.should_stop = self.should_stop and epoch + 1 >= self.min_epochs  # min_epochs wins over it
 
     def _validate(self, feeds, *, row=False):
         """A validation run in fit; ``row``: mid-epoch, its values logged at its step (Lightning)."""
         with self.profiler.profile("validation run"):
-            self._eval_loop(VAL, feeds.validation(), self.num_val_batches, exact=self.num_val_batches is not None)
+            self._eval_loop(VAL, feeds.validation())
         self.progress.validated_at = self.progress.batch
         if row and self.loggers:
-            self._log_row(self.results.read(VAL))
+            self._log_row(self.results.read(*feeds.val_stages))
 
-    def _sanity_check(self, plan, feeds):
-        steps, self.sanity_checking = plan.sanity_steps(self.num_sanity_val_steps), True
+    def _sanity_check(self, feeds):
+        self.sanity_checking, loaders = True, feeds.sanity(self.num_sanity_val_steps)
         self._bus.call("on_sanity_check_start")
-        self._eval_loop(VAL, feeds.sanity(steps), steps, exact=plan.num_val_batches is not None)
+        self._eval_loop(VAL, loaders)
         self._bus.call("on_sanity_check_end")
         self.sanity_checking = False
-        self.results.clear(VAL)
+        self.results.clear(*[loader.stage for loader in loaders])
 
-    def _eval_loop(self, stage, feed, n, *, exact):
-        bus, _ = self._bus, self.results.reset(stage)
+    def _eval_loop(self, stage, loaders):
+        """One validation or test run over each of its datasets' `Loader`s in turn (Lightning's order)."""
+        bus, _ = self._bus, self.results.start_run(stage, [loader.stage for loader in loaders])
         bus.call(stage.hook_name("start"))
         bus.call(stage.hook_name("epoch_start"))
-        batch_idx, size = 0, self.tuner.eval_chunk()
-        while n is None or batch_idx < n:
-            chunk = size if n is None else min(size, n - batch_idx)
-            bus.call(stage.hook_name("batch_start"), batch_idx)
-            ran, outputs = self.tuner.run(self._steps, stage, feed, chunk, batch_idx)
-            ran = chunk if exact else int(ran)
-            batch_idx += ran
-            if ran == 0:
-                break
-            bus.call(stage.hook_name("batch_end"), outputs, batch_idx - 1)
-            if ran < chunk:
-                break
+        for loader in loaders:
+            self.dataloader_idx, n = loader.stage.dataloader_idx, loader.num_batches
+            batch_idx, size, idx = 0, self.tuner.eval_chunk(), {"dataloader_idx": self.dataloader_idx}
+            while n is None or batch_idx < n:
+                chunk = size if n is None else min(size, n - batch_idx)
+                bus.call(stage.hook_name("batch_start"), batch_idx, **idx)
+                ran, outputs = self.tuner.run(self._steps, loader.stage, loader.feed, chunk, batch_idx)
+                ran = chunk if loader.exact else int(ran)
+                batch_idx += ran
+                if ran == 0:
+                    break
+                bus.call(stage.hook_name("batch_end"), outputs, batch_idx - 1, **idx)
+                if ran < chunk:
+                    break
+        self.dataloader_idx = None
         self.results.sync()
         bus.call(stage.hook_name("epoch_end"))
         bus.call(stage.hook_name("end"))
@@ -307,22 +308,22 @@ class Trainer(TrainerFlags, TrainerViews):
     def _evaluate(self, stage, module, data, datamodule, ckpt_path, batch_size, keep=True):
         if module is None and self.module is None:
             raise ValueError(f"Trainer.{stage.entry} needs a module: pass one, or fit one first.")
-        if data is None and datamodule is None and self._datamodule is not None:
-            datamodule, batch_size = self._datamodule, self._fit_batch_size  # Lightning: the fit's
-        source = stage_source(stage, data, datamodule, name="data", batch_size=batch_size, shuffle=False)
+        datamodule, sources = eval_sources(stage, data, datamodule, batch_size,  # default: the fit's
+                                           fit=(self._datamodule, self._fit_batch_size))
 
         def body():
-            self._prepare(stage, source)
+            stages = loader_stages(stage, len(sources))  # several datasets: values of each
+            self._prepare(stage, sources[0], (VAL, TEST, *(stages if stage is not PREDICT else ())))
             checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
                                               self.loggers, required=True)  # never untrained weights
             if checkpoint is not None:
                 ckpt.restore_weights(self.module, *checkpoint)
-            n = self._count_batches(stage, source)
+            counts = self._count_batches(stage, sources)
             if stage is PREDICT:
-                return self._predict_loop(source, n, keep)
-            feed = open_feed(source, n, strategy=self.strategy, num_workers=self.num_workers)
-            self._eval_loop(stage, feed, n, exact=n is not None)
-            results = self.results.read(stage) | self.results.hook_values
+                return self._predict_loop(sources[0], counts[0], keep)
+            self._eval_loop(stage, eval_loaders(stage, sources, counts, strategy=self.strategy,
+                                                num_workers=self.num_workers))
+            results = self.results.read(*stages) | self.results.hook_values  # each dataset's keys
             self._log_row(results)
             return results
 
@@ -356,11 +357,11 @@ class Trainer(TrainerFlags, TrainerViews):
         self.callbacks = with_module_callbacks(self.callbacks, module)  # its configure_callbacks()
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self, profiler=self.profiler)
 
-    def _prepare(self, stage, source):
-        """Builds the module, configures each stage's metrics once; training: a fresh optimizer."""
+    def _prepare(self, stage, source, stages):
+        """Builds the module, configures the metrics of ``stages`` once; training: a fresh optimizer."""
         module = self.module
         with self.strategy.scope():
-            self.results.configure(EVALUATED if stage is TRAIN else (VAL, TEST), module.configure_metrics)
+            self.results.configure(stages, module.configure_metrics)
             build = functools.partial(ensure_built, module, stage, source.element_spec,
                                       base=TrainModule, results=self.results)
             if stage is TRAIN:  # built once the optimizer exists: a custom step may apply it
@@ -373,16 +374,15 @@ class Trainer(TrainerFlags, TrainerViews):
             self._steps = CompiledSteps.for_trainer(self, bus=self._bus)
             self.tuner = StepTuner.for_trainer(self)  # a fit makes its own, which measures
 
-    def _count_batches(self, stage, source, flag=None):
-        """Sets and returns ``num_<stage>_batches`` from the stage's ``limit_*`` flag."""
-        n = limit_batches(getattr(self, stage.limit) if flag is None else flag, source, stage.limit)
-        setattr(self, stage.count, n)
-        return n
+    def _count_batches(self, stage, sources, flag=None):
+        """Each source's batches after the stage's ``limit_*`` flag; also ``num_<stage>_batches``."""
+        counts = limit_batches(getattr(self, stage.limit) if flag is None else flag, sources, stage.limit)
+        setattr(self, stage.count, counts[0] if len(counts) == 1 else counts or 0)
+        return counts
 
-    def _log_row(self, metrics, epoch=None):
+    def _log_row(self, metrics):
         with self.profiler.profile("logger write"):
-            dispatch.log_row(self.loggers, metrics, self.global_step,
-                             hidden=self.results.hidden_keys, epoch=epoch)
+            dispatch.log_row(self.loggers, metrics, self.global_step, hidden=self.results.hidden_keys)
 
     def _stop(self, plan, epoch) -> bool:
         """Whether the fit ends here, alike on every worker; SIGTERM/SIGINT: last.ckpt, SystemExit."""

@@ -27,7 +27,7 @@ def test_every_example_is_tested():
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
                        "gan.py", "mirrored.py", "multi_worker.py", "functional.py", "tuning.py",
-                       "tracking.py", "predict_to_disk.py", "pydataset.py"}
+                       "tracking.py", "predict_to_disk.py", "pydataset.py", "several_val_sets.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -117,3 +117,10 @@ def test_functional_model_trains_without_a_subclass():
     last = out.rstrip().splitlines()[-1]
     accuracy = float(re.search(r"val_department_accuracy: ([0-9.]+)", last).group(1))
     assert accuracy > 0.5 and "checkpoint rebuilds it: True" in last
+
+
+def test_several_validation_sets_are_reported_apart():
+    out = _run("several_val_sets.py", "--epochs", "2")
+    clean, noisy = map(float, re.search(r"epoch 2: clean ([0-9.]+)  noisy ([0-9.]+)", out).groups())
+    assert noisy < clean  # the noisy copy is harder: the two sets were not mixed up or merged
+    assert re.search(r"best clean accuracy [0-9.]+ in epoch=\d", out)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kerastrainer.plan import BatchPlan
+from kerastrainer.plan import BatchPlan, total_batches
 
 
 def _plan(**overrides):
@@ -49,6 +49,6 @@ def test_a_fit_ends_at_max_steps_and_should_stop_counts_from_min_epochs():
     assert plan.ends(3, 1, True) == (True, True, None)
 
 
-def test_sanity_steps_never_exceed_the_validation_batches():
-    assert _plan().sanity_steps(2) == 2 and _plan().sanity_steps(-1) == 4
-    assert _plan(num_val_batches=None).sanity_steps(2) == 2
+@pytest.mark.parametrize(("counts", "expected"), [([], 0), ([0, 0], 0), ([3, 2], 5), ([3, None], None)])
+def test_several_validation_datasets_add_up_unless_one_length_is_unknown(counts, expected):
+    assert total_batches(counts) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any
 
 from kerastrainer.callbacks.base import HOOK_NAMES, Callback
@@ -27,6 +28,13 @@ def _annotate(error: BaseException, where: str) -> None:
         error._kt_annotated = True  # type: ignore[attr-defined]
     except AttributeError:  # exceptions with __slots__ cannot carry the flag
         pass
+
+
+def _names_dataloader_idx(fn) -> bool:
+    try:
+        return "dataloader_idx" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
 
 
 def _timed(profiler, where, fn):
@@ -60,6 +68,7 @@ class CallbackBus:
         monitors = sorted((c for c in self.callbacks if c.is_monitor),
                           key=lambda c: c.saves_checkpoints)
         self._handlers: dict[str, list] = {}
+        self._takes_idx: set = set()
         for name in HOOK_NAMES:
             handlers = [
                 (f"{type(c).__name__}.{name}", getattr(c, name), True)
@@ -74,14 +83,17 @@ class CallbackBus:
                 if overrides(c, name, Callback)
             ]
             self._handlers[name] = handlers
+            # Lightning's batch hooks take dataloader_idx: those that name it get it
+            self._takes_idx.update(where for where, fn, _ in handlers if _names_dataloader_idx(fn))
         if profiler is not None and profiler.enabled:
             # Timing wrappers only when profiling: the disabled path stays one plain call per hook.
             for name, handlers in self._handlers.items():
                 self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback)
                                         for where, fn, is_callback in handlers]
 
-    def call(self, hook: str, *args) -> Any:
-        """Calls ``hook`` on every target that overrides it.
+    def call(self, hook: str, *args, dataloader_idx: int | None = None) -> Any:
+        """Calls ``hook`` on every target that overrides it; ``dataloader_idx`` (which of several
+        validation or test datasets) goes to those whose hook has an argument of that name.
 
         Returns:
             What the module's own hook returned (``None`` without one): its
@@ -93,11 +105,13 @@ class CallbackBus:
         """
         answer = None
         for where, fn, is_callback in self._handlers[hook]:
+            extra = {"dataloader_idx": dataloader_idx} if dataloader_idx is not None and (
+                where in self._takes_idx) else {}
             try:
                 if is_callback:
-                    fn(self.trainer, self.module, *args)
+                    fn(self.trainer, self.module, *args, **extra)
                 else:
-                    answer = fn(*args)
+                    answer = fn(*args, **extra)
             except Exception as error:
                 _annotate(error, where)
                 raise

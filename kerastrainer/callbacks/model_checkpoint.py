@@ -25,7 +25,7 @@ _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 def format_checkpoint_name(template: str, metrics: dict, auto_insert_metric_name: bool = True) -> str:
     """Fills ``"{epoch:02d}-{val_loss:.3f}"`` from ``metrics``; with auto-insert, ``epoch=03-val_loss=0.123``.
 
-    Missing keys count as 0, as in Lightning.
+    Missing keys count as 0, as in Lightning; a ``/`` in an inserted name becomes ``_``.
     """
     values = dict(metrics)
 
@@ -33,7 +33,8 @@ def format_checkpoint_name(template: str, metrics: dict, auto_insert_metric_name
         name, spec = match.group(1), match.group(2) or ""
         value = values.get(name, 0)
         text = format(value, spec[1:]) if spec else str(value)
-        return f"{name}={text}" if auto_insert_metric_name else text
+        # a key of one of several datasets (val_loss/dataloader_idx_1) must not make a folder
+        return f"{name.replace('/', '_')}={text}" if auto_insert_metric_name else text
 
     return _GROUP.sub(fill, template)
 

@@ -62,6 +62,7 @@ class RichProgressBar(Callback):
         self._progress: Any = None  # a rich Progress while a bar is live
         self._task: Any = None  # rich's TaskID of the running bar
         self._eval_task = None
+        self._eval_totals, self._eval_label, self._eval_dataset = None, "", 0  # see _eval_start
         self._last_read = 0.0
         self._epoch_start = 0.0
         self._completed = 0
@@ -148,12 +149,21 @@ class RichProgressBar(Callback):
 
     # ------------------------------------------------------------------ evaluation
     def _eval_start(self, trainer, description, total):
-        if self.is_live:
-            self._eval_task = self._start().add_task(description, total=total, metrics="")
+        if self.is_live:  # several datasets: a count each, one after the other (Lightning's bar)
+            self._eval_totals, self._eval_label = total if isinstance(total, list) else None, description
+            self._eval_dataset = 0
+            label = f"{description} DataLoader 0" if self._eval_totals else description
+            self._eval_task = self._start().add_task(
+                label, total=self._eval_totals[0] if self._eval_totals else total, metrics="")
 
-    def _eval_advance(self, batch_idx):
-        if self._eval_task is not None:
-            self._progress.update(self._eval_task, completed=batch_idx + 1)
+    def _eval_advance(self, batch_idx, dataloader_idx=None):
+        if self._eval_task is None:
+            return
+        if self._eval_totals and dataloader_idx not in (None, self._eval_dataset):  # the next dataset
+            self._eval_dataset = dataloader_idx
+            self._progress.reset(self._eval_task, total=self._eval_totals[dataloader_idx],
+                                 description=f"{self._eval_label} DataLoader {dataloader_idx}")
+        self._progress.update(self._eval_task, completed=batch_idx + 1)
 
     def _eval_end(self):
         if self._eval_task is not None and self._progress is not None:
@@ -165,8 +175,8 @@ class RichProgressBar(Callback):
         self._eval_start(trainer, label, trainer.num_val_batches)
 
     def on_validation_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
-                                batch_idx: int) -> None:
-        self._eval_advance(batch_idx)
+                                batch_idx: int, dataloader_idx: int | None = None) -> None:
+        self._eval_advance(batch_idx, dataloader_idx)
 
     def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_end()
@@ -178,8 +188,8 @@ class RichProgressBar(Callback):
         self._eval_start(trainer, "Testing", trainer.num_test_batches)
 
     def on_test_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
-                          batch_idx: int) -> None:
-        self._eval_advance(batch_idx)
+                          batch_idx: int, dataloader_idx: int | None = None) -> None:
+        self._eval_advance(batch_idx, dataloader_idx)
 
     def on_test_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_end()

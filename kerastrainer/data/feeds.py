@@ -4,12 +4,43 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from kerastrainer.data.sources import restore_iterator
 from kerastrainer.distributed.strategies import distribute_dataset
+from kerastrainer.stages import VAL, Stage
+
+
+class Loader(NamedTuple):
+    """One dataset of an evaluation run: the stage it reports under (each of several datasets has
+    its own, with its own accumulators and step), its feed, and how many batches to run."""
+
+    stage: Stage
+    feed: Any
+    num_batches: int | None  # None: to the end of the data
+    exact: bool  # the data has num_batches batches (else: at most that many)
+
+
+def sanity_steps(num_sanity_val_steps: int, num_val_batches: int | None) -> int | None:
+    """Batches of one validation dataset in the sanity check (``-1``: all; ``None``: all, of unknown
+    length)."""
+    if num_sanity_val_steps <= 0:  # -1: all of them
+        return num_val_batches
+    return num_sanity_val_steps if num_val_batches is None else min(num_sanity_val_steps, num_val_batches)
+
+
+def loader_stages(stage: Stage, count: int) -> list:
+    """``[stage]`` for one dataset; one `Stage.for_dataloader` stage per dataset for several."""
+    return [stage] if count == 1 else [stage.for_dataloader(i) for i in range(count)]
+
+
+def eval_loaders(stage: Stage, sources, counts, *, strategy, num_workers: int = 1) -> list:
+    """The `Loader`s of a ``validate`` or ``test`` run over ``sources`` (``counts`` batches each)."""
+    return [Loader(s, open_feed(source, n, strategy=strategy, num_workers=num_workers), n, n is not None)
+            for s, source, n in zip(loader_stages(stage, len(sources)), sources, counts)]
 
 
 def open_feed(source, num_batches, *, strategy, num_workers: int = 1, repeat: bool = False,
@@ -38,24 +69,25 @@ class FitFeeds:
 
     Args:
         train: the training `Source`.
-        val: the validation one, or ``None``.
+        vals: the validation ones (a list: empty, one, or several datasets).
         num_batches: training batches per epoch (``None``: unknown).
-        num_val_batches: batches per validation run (``None``: unknown, ``0``: none).
+        num_val_batches: per validation dataset, its batches per run (``None``: unknown, ``0``: none).
         start: ``(epoch, batch)`` the fit starts at (a resumed fit skips what came before).
         strategy: the run's ``tf.distribute.Strategy``.
         num_workers: worker processes.
     """
 
-    def __init__(self, train, val, num_batches, num_val_batches, *, start=(0, 0), strategy,
+    def __init__(self, train, vals, num_batches, num_val_batches, *, start=(0, 0), strategy,
                  num_workers: int = 1) -> None:
-        self.train, self.val = train, val
+        self.train, self.vals, self.val_counts = train, list(vals), list(num_val_batches)
+        self.val_stages = loader_stages(VAL, len(self.vals))
         self._strategy, self._workers = strategy, num_workers
-        self._train = self._val = None
+        self._train = None
         if num_batches is not None:
             self._train = self._open_training(num_batches, skip=start[0] * num_batches + start[1],
                                               repeat=True)
-        if num_val_batches:
-            self._val = self._open(val, num_val_batches, repeat=True)
+        self._vals = [self._open(val, n, repeat=True) if n else None
+                      for val, n in zip(self.vals, self.val_counts)]
 
     def _open(self, source, num_batches, **kwargs):
         return open_feed(source, num_batches, strategy=self._strategy, num_workers=self._workers,
@@ -84,16 +116,22 @@ class FitFeeds:
         feed.start_epoch(epoch)
         return feed
 
-    def validation(self):
-        """The feed of a validation run."""
-        return self._val if self._val is not None else self._open(self.val, None)
+    def validation(self) -> list:
+        """The `Loader`s of a validation run, one per dataset (those limited to 0 batches left out)."""
+        return [Loader(stage, feed if feed is not None else self._open(val, None), n, n is not None)
+                for stage, val, feed, n in zip(self.val_stages, self.vals, self._vals, self.val_counts)
+                if n != 0]
 
-    def sanity(self, steps):
-        """The feed of the sanity check's first ``steps`` batches (not the repeated iterator, whose
-        first validation run would then start mid-way)."""
-        if self._val is not None and self._val.in_memory:
-            return self._val
-        return self._open(self.val, steps)
+    def sanity(self, num_sanity_val_steps: int) -> list:
+        """The `Loader`s of the sanity check: each dataset's first batches, from a feed of their own
+        (not the repeated iterator, whose first validation run would then start mid-way)."""
+        loaders = []
+        for stage, val, feed, n in zip(self.val_stages, self.vals, self._vals, self.val_counts):
+            steps = sanity_steps(num_sanity_val_steps, n)
+            if n != 0:
+                own = feed if feed is not None and feed.in_memory else self._open(val, steps)
+                loaders.append(Loader(stage, own, steps, n is not None))
+        return loaders
 
 
 class IteratorFeed:

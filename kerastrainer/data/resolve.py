@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import keras
 import tensorflow as tf
 
 from kerastrainer.data.datamodule import DataModule
@@ -12,8 +13,46 @@ from kerastrainer.data.sources import Source, is_array_data, to_source
 from kerastrainer.stages import TRAIN, VAL
 
 
+def several_datasets(data) -> bool:
+    """Whether ``data`` is a list of several datasets (``val_data=[a, b]``): a list of
+    ``tf.data.Dataset``s, ``PyDataset``s, ``(x, y)`` tuples or dicts. A list of arrays stays one
+    dataset (Keras's ``[x, y]``).
+
+    Raises:
+        TypeError: a list mixing datasets with arrays.
+    """
+    if not isinstance(data, list) or not data:
+        return False
+    kinds = [isinstance(d, (tf.data.Dataset, keras.utils.PyDataset, tuple, dict)) for d in data]
+    if any(kinds) and not all(kinds):
+        raise TypeError(
+            "A list of data is either several datasets (each a tf.data.Dataset, a PyDataset, an "
+            "(x, y) tuple or a dict) or the arrays of one dataset, not both. Received a list of "
+            f"{[type(d).__name__ for d in data]}. Pass [(x1, y1), (x2, y2)] for several.")
+    return all(kinds)
+
+
+def eval_sources(stage, data, datamodule, batch_size, *, fit) -> tuple:
+    """``(datamodule, sources)`` of a ``validate``, ``test`` or ``predict`` run: from ``data``, else
+    from ``datamodule``, else from ``fit``'s ``(datamodule, batch_size)`` (Lightning's default);
+    several datasets for validation and test only."""
+    if data is None and datamodule is None and fit[0] is not None:
+        datamodule, batch_size = fit
+    return datamodule, stage_sources(stage, data, datamodule, name="data", batch_size=batch_size,
+                                     shuffle=False, several=stage.name != "predict")
+
+
+def stage_sources(stage, data, datamodule, *, name: str, batch_size, shuffle: bool,
+                  setup: bool = True, required: bool = True, several: bool = True) -> list[Source]:
+    """The `Source`s of a stage that may run on several datasets (validation and test): one per
+    dataset, in order (empty: no data). Arguments as for `stage_source`."""
+    source = stage_source(stage, data, datamodule, name=name, batch_size=batch_size,
+                          shuffle=shuffle, setup=setup, required=required, several=several)
+    return [] if source is None else source if isinstance(source, list) else [source]
+
+
 def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: bool,
-                 setup: bool = True, required: bool = True) -> Source | None:
+                 setup: bool = True, required: bool = True, several: bool = False):
     """Returns the `Source` for ``stage`` (a `kerastrainer.stages`
     stage), from ``data`` or from ``datamodule``'s ``stage.dataset`` method.
 
@@ -26,9 +65,10 @@ def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: boo
         shuffle: reshuffle array rows every epoch.
         setup: call ``datamodule.prepare_data()`` and ``setup(stage.entry)`` first.
         required: raise when there is no data (else return ``None``).
+        several: a list of datasets gives a list of Sources (else it is refused).
 
     Raises:
-        TypeError: ``datamodule`` is not a DataModule.
+        TypeError: ``datamodule`` is not a DataModule; a list of datasets where one is needed.
         ValueError: both ``data`` and ``datamodule`` were given, or no data when it is required.
     """
     if datamodule is not None:
@@ -57,12 +97,20 @@ def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: boo
         raise ValueError(
             f"Trainer.{stage.entry} needs {what}. Pass {name}=(x, y), a tf.data.Dataset, or "
             f"datamodule=... with a {stage.dataset}() method. Received: {name}=None")
+    if several_datasets(data):
+        if not several:
+            raise TypeError(
+                f"Trainer.{stage.entry} runs on one dataset; several are for validation and test. "
+                f"Received: {name}=[{len(data)} datasets]. Concatenate them, e.g. with "
+                "tf.data.Dataset.concatenate.")
+        return [to_source(d, batch_size=batch_size if is_array_data(d) else None,  # for the arrays
+                          shuffle=shuffle, name=f"{name}[{i}]") for i, d in enumerate(data)]
     return to_source(data, batch_size=batch_size, shuffle=shuffle, name=name)
 
 
 def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, validates: bool,
                 validation_split=None, class_weight=None, shuffle: bool = True):
-    """The training and validation `Source` of a fit.
+    """The training `Source` of a fit and its validation ones (a list: empty, one, or several).
 
     Args:
         train_data: the ``train_data`` argument.
@@ -86,15 +134,16 @@ def fit_sources(train_data, val_data, datamodule, *, batch_size, overfit: bool, 
                          shuffle=shuffle and not overfit)
     train = apply_class_weight(train, class_weight, "train_data")
     if overfit:
-        return train, train
-    val = stage_source(VAL, val_data, datamodule, name="val_data", batch_size=batch_size,
-                       shuffle=False, setup=False, required=False)
-    if val is not None and not validates:
+        return train, [train]
+    vals = stage_sources(VAL, val_data, datamodule, name="val_data",  # Keras: batch_size is for arrays
+                         batch_size=batch_size if val_data is None or is_array_data(val_data) else None,
+                         shuffle=False, setup=False, required=False)
+    if vals and not validates:
         warnings.warn("The module defines neither validation_step() nor loss(), so the validation "
                       "data is not used: validation is skipped. Define validation_step(self, batch, "
                       "batch_idx) to validate.", stacklevel=3)
-        return train, None
-    return train, val
+        return train, []
+    return train, vals
 
 
 def check_fit_data(train_data, val_data) -> None:

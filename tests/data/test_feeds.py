@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import kerastrainer as kt
 from kerastrainer.checkpoint import read_checkpoint
+from kerastrainer.data.feeds import sanity_steps
 from kerastrainer.data.sources import restore_iterator, serialize_iterator
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
@@ -76,3 +77,8 @@ def test_a_cached_pipeline_too_large_to_save_is_replayed(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match=r"iterator state is 0 MiB .* replays the epoch"):
         _fit(tmp_path, epochs=2, data=_pipeline().cache())
     assert "iterator" not in read_checkpoint(tmp_path / "17.ckpt")["data"]
+
+
+def test_sanity_steps_never_exceed_the_validation_batches():
+    assert sanity_steps(2, 4) == 2 and sanity_steps(-1, 4) == 4 and sanity_steps(9, 4) == 4
+    assert sanity_steps(2, None) == 2 and sanity_steps(-1, None) is None

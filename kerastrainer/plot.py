@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 from typing import Any
 
 
@@ -87,14 +88,13 @@ def metrics_figure(run_dir_or_csv: str | os.PathLike) -> tuple[Any, str]:
         raise ValueError(f"{csv_path!r} has no epoch rows yet: train for at least one epoch.")
     restored = _restored_epoch(os.path.dirname(os.path.abspath(csv_path)))
     keys = sorted({k for row in rows for k in row} - {"epoch", "step"})
-    bases = sorted({k[4:] if k.startswith("val_") else k for k in keys},
-                   key=lambda k: (k != "loss", k))
+    bases = sorted({_base(k) for k in keys}, key=lambda k: (k != "loss", k))
     columns = min(3, len(bases))
     figure, axes = plt.subplots(math.ceil(len(bases) / columns), columns,
                                 figsize=(5 * columns, 3.6 * math.ceil(len(bases) / columns)),
                                 squeeze=False)
     for axis, base in zip(axes.flat, bases):
-        for key, label in ((base, "train"), (f"val_{base}", "validation")):
+        for key, label in [(base, "train")] + _validation_keys(keys, base):
             points = [(row["epoch"] + 1, row[key]) for row in rows if key in row]
             if points:
                 axis.plot(*zip(*points), marker="o", markersize=3, label=label)
@@ -110,6 +110,18 @@ def metrics_figure(run_dir_or_csv: str | os.PathLike) -> tuple[Any, str]:
         axis.set_visible(False)
     figure.tight_layout()
     return figure, csv_path
+
+
+def _base(key: str) -> str:
+    """The panel of a key: ``val_acc`` and ``val_acc/dataloader_idx_1`` are drawn with ``acc``."""
+    key = re.sub(r"/dataloader_idx_\d+$", "", key)
+    return key[4:] if key.startswith("val_") else key
+
+
+def _validation_keys(keys, base: str) -> list:
+    """``[(key, label)]`` of the validation curves of a panel: one, or one per validation dataset."""
+    found = [k for k in keys if k.startswith("val_") and _base(k) == base]
+    return [(k, "validation" if "/" not in k else f"validation set {k.rsplit('_', 1)[-1]}") for k in found]
 
 
 def _restored_epoch(folder: str) -> int | None:

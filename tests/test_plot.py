@@ -66,3 +66,17 @@ def test_without_a_restore_nothing_is_marked(run_dir):
     figure, _ = metrics_figure(run_dir)
     assert not [line for axis in figure.axes for line in axis.lines
                 if line.get_label().startswith("restored best")]
+
+
+def test_each_validation_set_is_a_curve_on_its_metrics_panel(tmp_path):
+    from kerastrainer.plot import metrics_figure
+
+    x, y = classification_data(rows=48)
+    trainer = kt.Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                         enable_model_summary=False, logger=kt.loggers.CSVLogger(tmp_path))
+    trainer.fit(BoringClassifier(), train_data=(x, y), val_data=[(x[:16], y[:16]), (x[16:], y[16:])],
+                batch_size=8)
+    figure, _ = metrics_figure(trainer.log_dir)
+    panels = {axis.get_title(): sorted(line.get_label() for line in axis.lines) for axis in figure.axes
+              if axis.get_visible()}
+    assert panels == {name: ["train", "validation set 0", "validation set 1"] for name in ("loss", "acc")}

@@ -84,3 +84,16 @@ def test_rich_model_summary_is_lightnings_name_for_the_summary(capsys):
 def test_rich_model_summary_refuses_a_bad_depth():
     with pytest.raises(ValueError, match=r"`max_depth` must be an integer >= 1. Received: max_depth=0"):
         kt.callbacks.RichModelSummary(max_depth=0)
+
+
+def test_the_live_bar_counts_each_validation_set_on_its_own():
+    stream = io.StringIO()
+    bar = kt.callbacks.RichProgressBar(console=Console(file=stream, force_terminal=True, width=200,
+                                                       color_system=None), refresh_rate=0)
+    trainer = kt.Trainer(max_epochs=1, callbacks=[bar], enable_model_summary=False, logger=False,
+                         enable_checkpointing=False, num_sanity_val_steps=0)
+    x, y = classification_data(rows=48)
+    trainer.fit(BoringClassifier(), train_data=(x, y), val_data=[(x[:16], y[:16]), (x[:40], y[:40])],
+                batch_size=8)
+    text = ANSI.sub("", stream.getvalue())
+    assert "Validation DataLoader 0" in text and "Validation DataLoader 1" in text  # one after the other

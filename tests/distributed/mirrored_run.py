@@ -40,7 +40,7 @@ class ReplicaLogger(BoringModule):
         return super().validation_step(batch, batch_idx)
 
 
-def train(strategy, as_dataset, rows=331):
+def train(strategy, as_dataset, rows=331, several=False):
     keras.backend.clear_session()
     kt.seed_everything(0)
     rng = np.random.default_rng(0)
@@ -52,6 +52,8 @@ def train(strategy, as_dataset, rows=331):
     if as_dataset:
         train_data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
         val = tf.data.Dataset.from_tensor_slices(val).batch(32)
+    if several:  # two validation sets: each its own values, on every replica
+        val = [val, (x[75:150], y[75:150] * 2.0)]
     trainer = kt.Trainer(strategy=strategy, max_epochs=3, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     module = ReplicaLogger()
@@ -80,5 +82,7 @@ if __name__ == "__main__":
             for strategy in ("one_device", "mirrored") for as_dataset in (False, True)}
     runs.update({f"{strategy}/{'dataset' if as_dataset else 'arrays'}/33": train(strategy, as_dataset, 33)
                  for strategy in ("one_device", "mirrored") for as_dataset in (False, True)})
+    runs.update({f"{strategy}/several": train(strategy, False, several=True)
+                 for strategy in ("one_device", "mirrored")})
     runs["xla_warnings"] = xla_warnings()
     json.dump(runs, sys.stdout)

@@ -64,3 +64,13 @@ def test_logged_values_combine_over_replicas_with_their_reduce_fx(runs, data):
 def test_jit_compile_true_warns_that_replicas_run_without_xla(runs):
     (message,) = runs["xla_warnings"]
     assert message.startswith("jit_compile=True is ignored under a strategy of 2 replicas")
+
+
+def test_several_validation_sets_give_each_its_own_values_over_replicas(runs):
+    one, two = runs["one_device/several"]["metrics"], runs["mirrored/several"]["metrics"]
+    keys = {"val_loss/dataloader_idx_0", "val_loss/dataloader_idx_1", "val_rows/dataloader_idx_1"}
+    assert keys <= set(one) and set(one) == set(two)
+    assert one["val_rows/dataloader_idx_1"] == two["val_rows/dataloader_idx_1"] == 75.0  # all rows, once
+    for key in keys:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-5)
+    assert one["val_loss/dataloader_idx_1"] > one["val_loss/dataloader_idx_0"]  # targets doubled

@@ -189,3 +189,12 @@ def test_lists_of_datasets_where_one_is_needed_are_refused(call, message):
     arrays, dataset = _datasets()
     with pytest.raises(TypeError, match=message):
         call(quiet_trainer(max_epochs=1), arrays, dataset)
+
+
+def test_an_epoch_that_does_not_validate_reports_no_stale_values_of_any_set():
+    arrays, dataset = _datasets()
+    trainer = quiet_trainer(max_epochs=3, check_val_every_n_epoch=2)
+    trainer.fit(BoringModule(), regression_data(), val_data=[arrays, dataset])
+    for key in ("val_loss/dataloader_idx_0", "val_loss/dataloader_idx_1"):
+        values = trainer.history[key]
+        assert values[0] is None and values[1] is not None and values[2] is None, (key, values)

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastrainer.data.buffers import shuffle_buffer_bytes
 from kerastrainer.data.py_dataset import BatchFetcher
 
 DEFAULT_BATCH_SIZE = 32
@@ -135,9 +136,12 @@ class Source:
         # A PyDataset skips by index already (and its reads are Python): nothing to save for it.
         saves = self.iterator is not None and self.keep_iterator_state and self.fetcher is None
         iterator = self.iterator() if saves else None
-        blob = serialize_iterator(iterator) if iterator is not None else None
-        if blob is not None and len(blob) > MAX_INPUT_STATE_BYTES:  # a .cache() of the whole data
-            warnings.warn(f"The training input's iterator state is {len(blob) / 2**20:.0f} MiB (a cache "
+        buffered = shuffle_buffer_bytes(self.batches) if iterator is not None else 0
+        blob = serialize_iterator(iterator) if iterator is not None and buffered <= MAX_INPUT_STATE_BYTES \
+            else None
+        size = len(blob) if blob is not None else buffered
+        if size > MAX_INPUT_STATE_BYTES:  # a .cache() or a shuffle of the whole data
+            warnings.warn(f"The training input's iterator state is {size / 2**20:.0f} MiB (a cache "
                           "or a large shuffle buffer in the pipeline): checkpoints leave it out, and a "
                           "resumed fit replays the epoch to its position instead.")
             self.keep_iterator_state, blob = False, None

@@ -21,17 +21,9 @@ from kerastrainer.accumulators import (INITIAL, NUMPY_REDUCTIONS, REDUCTIONS, Lo
                                        clone_if_shared, pick, route_metrics)
 from kerastrainer.checkpoint_io import flatten, nest
 from kerastrainer.host_reads import StageReaders
+from kerastrainer.log_names import check_names, is_text
 from kerastrainer.refusals import refusal
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
-
-
-def _is_text(value) -> bool:
-    if isinstance(value, (str, bytes)):
-        return True
-    dtype = getattr(value, "dtype", None)
-    if isinstance(dtype, tf.dtypes.DType):
-        return dtype == tf.string
-    return isinstance(dtype, np.dtype) and dtype.kind in "USO"
 
 
 class Results:
@@ -108,7 +100,7 @@ class Results:
             yield self.stages[stage.name]
         finally:
             self._recording = previous
-        self._check_names(self.stages[stage.name])  # the step's names are all known now
+        check_names(self.stages.values(), self.hook_values, self.stages[stage.name])  # all known now
 
     def _variable(self, initial: float, key: str, aggregation="mean") -> tf.Variable:
         def create(*_):
@@ -136,7 +128,7 @@ class Results:
         if not isinstance(name, str) or not name:
             raise refusal(TypeError(
                 f"self.log() needs a non-empty string name. Received: name={name!r}"))
-        if _is_text(value):
+        if is_text(value):
             raise refusal(TypeError(
                 f"self.log({name!r}, value) needs a number or a numeric tensor, not text. "
                 f"Received: value={value!r}. Log a number (print text from a hook)."))
@@ -198,35 +190,6 @@ class Results:
         value = tf.convert_to_tensor(value, tf.float32)
         return tf.where(batch_size > 0, value, tf.cast(otherwise, tf.float32))
 
-    def _taken(self, state, key: str) -> str | None:
-        """What already reports ``key`` besides ``state``'s own ``self.log`` values, or ``None``."""
-        for other in self.stages.values():
-            loss_key = other.stage.prefix + "loss" + other.stage.suffix
-            if other.has_loss and key == loss_key or key in other.builtin_keys() - {loss_key}:
-                return f"the built-in `{key}` of the {other.stage.name} stage"
-            if other is not state and key in other.logged_keys():
-                return f"self.log({key!r}) in {other.stage.step}"
-        if state is not None and key in self.hook_values:
-            return f"self.log({key!r}) in a hook"
-        return None
-
-    def _check_names(self, state=None, keys=()) -> None:
-        """``self.log`` names are used as given (Lightning's rule), so a name must not take a key
-        something else reports: one value would replace the other silently. Checked when a step
-        was traced (``state``) and when a hook logs (``keys``).
-
-        Raises:
-            ValueError: naming the key, both sources and a free name.
-        """
-        where = state.stage.step if state is not None else "a hook"
-        for key in sorted(state.logged_keys()) if state is not None else keys:
-            taken = self._taken(state, key)
-            if taken is not None:
-                raise refusal(ValueError(
-                    f"self.log({key!r}) in {where} would replace {taken} (or be replaced by it). "
-                    f"Log it under a name of its own, e.g. 'my_{key}', or 'val_{key}' in "
-                    "validation_step (names are used as given)."))
-
     def _remember_keys(self, name: str, entry: LogEntry, suffix: str) -> None:
         for key in (key + suffix for key in entry.keys(name)):
             self.user_keys.add(key)
@@ -243,7 +206,7 @@ class Results:
                 f"self.log({name!r}, value) needs a scalar value. Received shape {array.shape}."
             )
         if name not in self.hook_values:
-            self._check_names(keys=[name])
+            check_names(self.stages.values(), self.hook_values, keys=[name])
         self.hook_values[name] = float(array.reshape(()))
         self._fresh_hooks.add(name)
         self.user_keys.add(name)
@@ -356,14 +319,13 @@ class Results:
     def use_compiler(self, compile_reader) -> None:
         """Lets a single-device run read a stage's values with one compiled call and one transfer
         (see `StageReaders`); ``compile_reader`` is ``CompiledSteps.compile_reader``, ``None``: never."""
-        single = not self.synced_reads and self.strategy.num_replicas_in_sync == 1 and not isinstance(
-            self.strategy, tf.distribute.MirroredStrategy)  # replicas' values are combined one by one
-        self.readers = StageReaders(compile_reader if single else None)
+        several = self.synced_reads or self.strategy.num_replicas_in_sync != 1 or isinstance(
+            self.strategy, tf.distribute.MirroredStrategy)
+        self.readers = StageReaders(None if several else compile_reader)  # replicas: read one by one
 
     def _read(self, stage: str) -> None:
-        state = self.stages[stage]
-        values = self.readers.read(state)
-        self._values[stage] = state.read(self._combine) if values is None else values
+        values = self.readers.read(self.stages[stage])
+        self._values[stage] = self.stages[stage].read(self._combine) if values is None else values
         self._dirty.discard(stage)
 
     def _combine(self, variable, how: str, sync_dist: bool) -> float:

@@ -68,7 +68,6 @@ class CallbackBus:
         monitors = sorted((c for c in self.callbacks if c.is_monitor),
                           key=lambda c: c.saves_checkpoints)
         self._handlers: dict[str, list] = {}
-        self._takes_idx: set = set()
         for name in HOOK_NAMES:
             handlers = [
                 (f"{type(c).__name__}.{name}", getattr(c, name), True)
@@ -82,14 +81,13 @@ class CallbackBus:
                 for c in monitors
                 if overrides(c, name, Callback)
             ]
-            self._handlers[name] = handlers
             # Lightning's batch hooks take dataloader_idx: those that name it get it
-            self._takes_idx.update(where for where, fn, _ in handlers if _names_dataloader_idx(fn))
+            self._handlers[name] = [(*h, _names_dataloader_idx(h[1])) for h in handlers]
         if profiler is not None and profiler.enabled:
             # Timing wrappers only when profiling: the disabled path stays one plain call per hook.
             for name, handlers in self._handlers.items():
-                self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback)
-                                        for where, fn, is_callback in handlers]
+                self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback, takes_idx)
+                                        for where, fn, is_callback, takes_idx in handlers]
 
     def call(self, hook: str, *args, dataloader_idx: int | None = None) -> Any:
         """Calls ``hook`` on every target that overrides it; ``dataloader_idx`` (which of several
@@ -104,9 +102,8 @@ class CallbackBus:
             Exception: whatever a hook raised, with ``"<Class>.<hook> raised: "`` put before its message.
         """
         answer = None
-        for where, fn, is_callback in self._handlers[hook]:
-            extra = {"dataloader_idx": dataloader_idx} if dataloader_idx is not None and (
-                where in self._takes_idx) else {}
+        for where, fn, is_callback, takes_idx in self._handlers[hook]:
+            extra = {"dataloader_idx": dataloader_idx} if takes_idx and dataloader_idx is not None else {}
             try:
                 if is_callback:
                     fn(self.trainer, self.module, *args, **extra)
@@ -155,7 +152,7 @@ class CallbackBus:
 
     def on_exception(self, exception: BaseException) -> None:
         """Tells every target about ``exception``; failures here must not hide the original error."""
-        for where, fn, is_callback in self._handlers["on_exception"]:
+        for where, fn, is_callback, _ in self._handlers["on_exception"]:
             try:
                 if is_callback:
                     fn(self.trainer, self.module, exception)

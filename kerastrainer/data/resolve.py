@@ -10,7 +10,7 @@ import tensorflow as tf
 from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.fit_options import apply_class_weight, split_validation
 from kerastrainer.data.sources import Source, is_array_data, to_source
-from kerastrainer.stages import TRAIN, VAL
+from kerastrainer.stages import PREDICT, TRAIN, VAL
 
 
 def several_datasets(data) -> bool:
@@ -39,7 +39,7 @@ def eval_sources(stage, data, datamodule, batch_size, *, fit) -> tuple:
     if data is None and datamodule is None and fit[0] is not None:
         datamodule, batch_size = fit
     return datamodule, stage_sources(stage, data, datamodule, name="data", batch_size=batch_size,
-                                     shuffle=False, several=stage.name != "predict")
+                                     shuffle=False, several=stage is not PREDICT)
 
 
 def stage_sources(stage, data, datamodule, *, name: str, batch_size, shuffle: bool,

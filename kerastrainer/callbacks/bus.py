@@ -85,9 +85,9 @@ class CallbackBus:
             self._handlers[name] = [(*h, _names_dataloader_idx(h[1])) for h in handlers]
         if profiler is not None and profiler.enabled:
             # Timing wrappers only when profiling: the disabled path stays one plain call per hook.
-            for name, handlers in self._handlers.items():
+            for name, targets in self._handlers.items():
                 self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback, takes_idx)
-                                        for where, fn, is_callback, takes_idx in handlers]
+                                        for where, fn, is_callback, takes_idx in targets]
 
     def call(self, hook: str, *args, dataloader_idx: int | None = None) -> Any:
         """Calls ``hook`` on every target that overrides it; ``dataloader_idx`` (which of several

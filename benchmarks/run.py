@@ -380,7 +380,7 @@ def evaluate(results, stalls, imports, memory):
     checks = {}
     for config, r in results.items():
         e = {k: v["epoch_s"] for k, v in r.items()}
-        for key in QUICK_SKIP_CONV:  # left out by --quick: their checks show nan and are not printed
+        for key, _ in ROWS:  # left out (--quick, --only): their checks show nan and are not printed
             e.setdefault(key, float("nan"))
         need = 1.7 if config.endswith("b32") else 1.3
         checks[f"{config}: fit defaults / kt defaults >= {need}"] = (
@@ -394,8 +394,11 @@ def evaluate(results, stalls, imports, memory):
         checks[f"{config}: kt spe=1 + batch hook / hand-written reading loss <= 1.05"] = (
             f"{e['kt_hook'] / e['hand_sync']:.2f}", e["kt_hook"] / e["hand_sync"] <= 1.05)
         first = {k: v["first_epoch_s"] for k, v in r.items()}
-        checks[f"{config}: kt first epoch <= fit first epoch"] = (
-            f"{first['kt']:.2f} s vs {first['fit']:.2f} s", first["kt"] <= first["fit"])
+        if "kt" in first and "fit" in first:
+            checks[f"{config}: kt first epoch <= fit first epoch"] = (
+                f"{first['kt']:.2f} s vs {first['fit']:.2f} s", first["kt"] <= first["fit"])
+    if stalls is None:  # --only: the speed rows alone
+        return checks
     for key, s in stalls.items():
         checks[f"stalled epochs of 20, {key}"] = (s["stalled_epochs"], key == "fit" or
                                                    s["stalled_epochs"] == 0)
@@ -415,6 +418,9 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="write the results to this file")
     parser.add_argument("--nets", default="mlp,conv",
                         help="comma-separated networks to measure: mlp, conv (default both)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated variant keys to measure, e.g. limit_xla,kt_tuned (the "
+                             "speed rows alone: no stall check, import time or peak memory)")
     parser.add_argument("--peak-memory", choices=("fit", "kt"), help=argparse.SUPPRESS)
     parser.add_argument("--suite", choices=("speed", "pipelines"), default="speed",
                         help="speed: the rows above (default); pipelines: benchmarks/pipelines.py")
@@ -433,6 +439,10 @@ def main(argv=None):
     unknown = sorted(set(nets) - {"mlp", "conv"})
     if unknown or not nets:
         parser.error(f"--nets takes mlp and/or conv. Received: --nets {args.nets!r}")
+    only = [k.strip() for k in args.only.split(",")] if args.only else None
+    if only is not None and (not only or set(only) - {key for key, _ in ROWS} or "limit" not in only):
+        parser.error(f"--only takes keys of {[key for key, _ in ROWS]}, 'limit' among them (the ratios "
+                     f"are to it). Received: --only {args.only!r}")
     conv_rows = rows // 4 if args.quick else rows // 2  # conv epochs are ~10x longer on a CPU
     print(f"TF {tf.__version__}, Keras {keras.__version__}, intra/inter-op threads "
           f"{THREADS}/{THREADS}, devices {[d.name for d in tf.config.list_logical_devices()]}")
@@ -444,12 +454,17 @@ def main(argv=None):
             if net not in nets:
                 continue
             keys = [key for key, _ in ROWS
-                    if not (args.quick and net == "conv" and key in QUICK_SKIP_CONV)]
+                    if not (args.quick and net == "conv" and key in QUICK_SKIP_CONV)
+                    and (only is None or key in only)]
             for batch in (32, 256):
                 print(f"... {net} batch {batch}", flush=True)
                 results[f"{net} b{batch}"] = measure(net, batch, n, repeats, keys, root)
-        print("... stall check, import time, peak memory", flush=True)
-        stalls = stall_check(rows if args.quick else rows // 6, 20, root)
+        if only is None:
+            print("... stall check, import time, peak memory", flush=True)
+            stalls = stall_check(rows if args.quick else rows // 6, 20, root)
+    if only is not None:
+        report(results, evaluate(results, None, None, None))
+        return 0
     imports = import_times(1 if args.quick else 3)
     memory = peak_memory(rows // 4 if args.quick else rows // 2)
     checks = evaluate(results, stalls, imports, memory)

@@ -22,6 +22,9 @@ from kerastrainer.refusals import surfacing
 from kerastrainer.stages import PREDICT, TEST, TRAIN, VAL
 
 
+# do_not_convert: plain Python over static shapes that calls no user code; AutoGraph rewriting it
+# only made the first trace of every process slower (docs/performance.md, "First epoch").
+@tf.autograph.experimental.do_not_convert
 def unpack_batch(batch, where: str):
     """Splits a batch into ``(x, y, sample_weight)`` the way Keras's ``fit`` does.
 
@@ -43,6 +46,7 @@ def unpack_batch(batch, where: str):
     )
 
 
+@tf.autograph.experimental.do_not_convert
 def takes_batch_idx(method) -> bool:
     """Whether a step method accepts ``batch_idx`` after the batch."""
     params = [
@@ -62,6 +66,7 @@ def call_step(method, batch, batch_idx, dataloader_idx=None):
     return method(batch, batch_idx) if takes_batch_idx(method) else method(batch)
 
 
+@tf.autograph.experimental.do_not_convert
 def batch_size_of(batch):
     """The rows of a batch (its first tensor's leading dimension), as float32."""
     return tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32)

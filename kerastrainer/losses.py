@@ -53,6 +53,9 @@ def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
     return with_regularization(value, module)
 
 
+# do_not_convert: plain Python over static shapes that calls no user code; AutoGraph rewriting it
+# only made the first trace of every process slower (docs/performance.md, "First epoch").
+@tf.autograph.experimental.do_not_convert
 def same_rank(y_true, y_pred):
     """``(y_true, y_pred)`` made the same rank where they differ by a trailing axis of 1, as Keras's
     ``compile`` does before calling a loss: ``(n,)`` targets and ``(n, 1)`` predictions become
@@ -71,6 +74,7 @@ def same_rank(y_true, y_pred):
     return y_true, y_pred
 
 
+@tf.autograph.experimental.do_not_convert
 def weighted_mean(value, sample_weight, where: str):
     """The mean over the batch of the per-example losses ``value`` weighted by ``sample_weight``.
 
@@ -100,6 +104,7 @@ def weighted_mean(value, sample_weight, where: str):
     return tf.reduce_mean(value * weight)
 
 
+@tf.autograph.experimental.do_not_convert
 def scalar_loss(loss, where: str):
     """``loss`` as a scalar: a loss with more elements is averaged, with a warning (when the step is
     traced; Python shows it once), so that the gradient is the one of the mean that is logged, not
@@ -114,6 +119,7 @@ def scalar_loss(loss, where: str):
     return tf.reduce_mean(loss)
 
 
+@tf.autograph.experimental.do_not_convert
 def with_regularization(loss, module):
     """``loss`` plus the sum of ``module.losses`` (weight and activity regularizers, ``add_loss``)
     of the call just made, as Keras's ``compute_loss`` adds them in training and evaluation."""
@@ -124,6 +130,7 @@ def with_regularization(loss, module):
     return loss + tf.add_n(extra)
 
 
+@tf.autograph.experimental.do_not_convert
 def check_gradients(gradients, variables, module, where: str) -> bool:
     """Whether a step has gradients to apply (checked once, when the step is traced).
 

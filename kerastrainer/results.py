@@ -182,6 +182,9 @@ class Results:
                                                       entry.total))
                 entry.weight.assign_add(self._unless_empty(batch_size, 1.0, 0.0))
 
+    # do_not_convert: plain Python over static shapes that calls no user code; AutoGraph rewriting it
+    # only made the first trace of every process slower (docs/performance.md, "First epoch").
+    @tf.autograph.experimental.do_not_convert
     def _unless_empty(self, batch_size, value, otherwise):
         """``value``, except on a replica whose share of the global batch is empty (a last batch
         with fewer rows than replicas): its mean is NaN, which must not reach the accumulators."""
@@ -224,6 +227,7 @@ class Results:
             metric.update_state(pick(y_true, route, "targets"), pick(y_pred, route, "predictions"),
                                 sample_weight=pick(sample_weight, route, "sample weights"))
 
+    @tf.autograph.experimental.do_not_convert
     def track_loss(self, loss, batch_size) -> None:
         """Adds the step loss to the running, batch-size-weighted mean reported as ``loss``."""
         state = self._recording[0]
@@ -231,6 +235,7 @@ class Results:
         loss = self._unless_empty(batch_size, tf.cast(loss, tf.float32), 0.0)
         state.loss.update_state(loss, sample_weight=batch_size)
 
+    @tf.autograph.experimental.do_not_convert
     def record_outputs(self, outputs) -> None:
         """Keeps the step's scalar outputs in variables, for ``on_*_batch_end(outputs=...)``."""
         if outputs is None:
@@ -246,6 +251,7 @@ class Results:
             state.outputs[key].assign(tf.cast(value, tf.float32))
             state.recorded.add(key)
 
+    @tf.autograph.experimental.do_not_convert
     def output_values(self, stage: Stage) -> dict:
         """Reads the output variables inside the compiled call (still tensors, no host transfer)."""
         state = self.stages[stage.name]

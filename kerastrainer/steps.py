@@ -42,6 +42,9 @@ def trainable_signature(module) -> tuple:
     return tuple(id(v) for v in module.trainable_variables)
 
 
+# do_not_convert: plain Python over static shapes that calls no user code; AutoGraph rewriting it
+# only made the first trace of every process slower (docs/performance.md, "First epoch").
+@tf.autograph.experimental.do_not_convert
 def _loss_of(outputs, where: str, required: bool):
     """The loss a step returned (a tensor, or a dict's ``"loss"``), as a scalar."""
     if isinstance(outputs, dict):
@@ -69,6 +72,7 @@ def _loss_of(outputs, where: str, required: bool):
     return scalar_loss(outputs, where)
 
 
+@tf.autograph.experimental.do_not_convert
 def _unscaled(gradients, optimizer):
     """The gradients the optimizer applies: a LossScaleOptimizer's scale divided out."""
     if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -76,6 +80,7 @@ def _unscaled(gradients, optimizer):
     return [None if g is None else g / tf.cast(optimizer.dynamic_scale, g.dtype) for g in gradients]
 
 
+@tf.autograph.experimental.do_not_convert
 def _with_loss(outputs, loss):
     """The step's outputs with its loss as the scalar that was differentiated and logged."""
     if loss is None:

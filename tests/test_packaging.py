@@ -68,3 +68,35 @@ def test_the_installed_wheel_trains_outside_the_checkout(wheel, tmp_path):
     example = subprocess.run([str(python), str(ROOT / "examples" / "linear_map.py"), "--epochs", "2"],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert example.returncode == 0, example.stderr[-2000:]
+
+
+_GROUPED = """
+import os
+import pytest
+
+pytestmark = pytest.mark.xdist_group("together")
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_grouped(n):
+    with open(os.path.join(os.environ["GROUP_OUT"], f"ran-{n}"), "w") as out:
+        out.write(os.environ["PYTEST_XDIST_WORKER"])
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_free(n):
+    pass
+"""
+
+
+def test_xdist_groups_keep_their_tests_on_one_worker(tmp_path):
+    """make test runs `-n auto --dist loadgroup`: a module-scoped fixture of a grouped module (a
+    multi-process run, the wheel build) must run once, on one worker, not once per worker."""
+    (tmp_path / "test_grouped.py").write_text(_GROUPED)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup",
+                             "-p", "no:cacheprovider", "test_grouped.py"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, GROUP_OUT=str(tmp_path)))
+    assert result.returncode == 0, result.stdout[-3000:]
+    workers = {(tmp_path / f"ran-{n}").read_text() for n in range(6)}
+    assert len(workers) == 1, workers

@@ -61,6 +61,9 @@ class Source:
         size = sum(t.shape.num_elements() * t.dtype.size for t in tf.nest.flatten(self.tensors))
         return size <= IN_MEMORY_MAX_BYTES
 
+    # do_not_convert: plain Python over static shapes that calls no user code; AutoGraph rewriting it
+    # only made the first trace of every process slower (docs/performance.md, "First epoch").
+    @tf.autograph.experimental.do_not_convert
     def order(self, epoch: Any) -> Any:
         """Row indices of ``epoch`` (a permutation when shuffling), as an int64 tensor."""
         rows = tf.range(self.rows, dtype=tf.int64)
@@ -69,6 +72,7 @@ class Source:
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
         return tf.random.experimental.stateless_shuffle(rows, seed=seed)
 
+    @tf.autograph.experimental.do_not_convert
     def gather(self, indices: Any) -> Any:
         """The rows ``indices`` of every array."""
         return tf.nest.map_structure(lambda t: tf.gather(t, indices), self.tensors)

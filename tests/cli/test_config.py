@@ -43,7 +43,7 @@ def _last_row(run_dir):
 
 
 @pytest.mark.slow
-def test_fit_with_an_override_then_validate_test_and_predict_from_its_checkpoints(project):
+def test_fit_with_an_override_then_validate_test_and_predict_from_its_checkpoints(project, capsys):
     fit = _run([SCRIPT, "fit", "--config", "config.yaml", "--trainer.max_epochs", "2", *QUICK], project)
     assert fit.returncode == 0, fit.stderr[-3000:]
     run = project / "kt_logs" / "version_0"
@@ -59,11 +59,12 @@ def test_fit_with_an_override_then_validate_test_and_predict_from_its_checkpoint
     assert float(_last_row(project / "kt_logs" / "version_1")["val_loss"]) == pytest.approx(
         float(last["val_loss"]), rel=1e-5)  # the trained weights, not fresh ones
 
-    test = _run([SCRIPT, "test", "--config", "config.yaml", "--ckpt_path", "best", *QUICK], project)
-    assert test.returncode == 0, test.stderr[-3000:]
-    predict = _run([SCRIPT, "predict", "--config", "config.yaml", "--ckpt_path", "last", *QUICK], project)
-    assert predict.returncode == 0, predict.stderr[-3000:]
-    path = predict.stdout.split("Predictions: ")[1].split()[0]
+    # Both entry points ran as a user types them, in processes of their own; test and predict run
+    # the same command in this process (each process costs some 7 s of CPU to import TensorFlow).
+    capsys.readouterr()
+    assert kt.cli.main(["test", "--config", "config.yaml", "--ckpt_path", "best", *QUICK]) == 0
+    assert kt.cli.main(["predict", "--config", "config.yaml", "--ckpt_path", "last", *QUICK]) == 0
+    path = capsys.readouterr().out.split("Predictions: ")[1].split()[0]
     assert np.load(path).shape == (30, 10)  # the 15% test split of 200 rows, 10 logits
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# one worker runs the module, so that its module-scoped fixture (a multi-process run) runs once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("mirrored")]
 
 
 @pytest.fixture(scope="module")

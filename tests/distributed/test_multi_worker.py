@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "multi_worker.py"
-pytestmark = pytest.mark.slow
+# one worker runs the module, so that its module-scoped fixture (a multi-process run) runs once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multi_worker")]
 
 
 def _env(scratch: Path) -> dict:

@@ -253,3 +253,36 @@ def test_the_module_sees_the_run_position_and_prints_on_the_chief(capsys):
     quiet_trainer(max_epochs=2).fit(module, train_data=regression_data(8), batch_size=4)
     assert module.seen == [(0, 2), (1, 4)]
     assert capsys.readouterr().out == "epoch 0\nepoch 1\n"
+
+
+class TensorBranches(BoringModule):
+    """Python control flow on tensors in the user's step and loss, as the course notes'
+    `@tf.function` loops allow: AutoGraph must still rewrite them (kerastrainer's own helpers in
+    the step are not). `call` runs through Keras's `Layer.__call__`, which AutoGraph does not enter,
+    under `Model.fit` too: there, `keras.ops.cond`."""
+
+    def loss(self, y_true, y_pred):
+        value = keras.losses.mean_squared_error(y_true, y_pred)
+        for _ in tf.range(2):  # a tf.while_loop over a tensor's range
+            value = value * 1.0
+        return value
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        if loss > 1e6:  # never true: a tf.cond in the step, not a Python bool
+            loss = loss * 0.0
+        return loss
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_tensor_control_flow_in_user_code_is_converted(jit_compile):
+    x, y = regression_data(32)
+    weights = []
+    for run_eagerly in (True, False):
+        keras.utils.set_random_seed(0)
+        module = TensorBranches()
+        quiet_trainer(max_epochs=2, run_eagerly=run_eagerly, jit_compile=jit_compile).fit(
+            module, train_data=(x, y), batch_size=8)
+        weights.append(module.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -109,12 +109,13 @@ class StepTuner:
             self.jit, self.reason = None, "auto: measuring"
 
     @classmethod
-    def for_trainer(cls, trainer, *, fit: bool = False, num_batches=None) -> "StepTuner":
+    def for_trainer(cls, trainer, *, fit: bool = False, num_batches=None, data=None) -> "StepTuner":
         """The tuner of one of ``trainer``'s runs, from its public flags.
 
         Only a fit measures XLA (knowing its ``num_batches`` per epoch, it skips runs too short
         to repay a compile), and not when it is deterministic, checks anomalies, runs eagerly or
-        spans several workers (whose timings differ).
+        spans several workers (whose timings differ). ``data``: the fit's training source, whose
+        batch spec says whether shapes vary.
         """
         planned_steps = planned_batches(num_batches, trainer.max_epochs, trainer.max_steps,
                                         trainer.accumulate_grad_batches) if fit else None
@@ -124,7 +125,6 @@ class StepTuner:
             warnings.warn(f"jit_compile=True is ignored under a strategy of {trainer.world_size} "
                           "replicas: the distributed step runs without XLA. Pass jit_compile=False "
                           "(or 'auto') to silence this.", stacklevel=5)
-        data = trainer.train_dataset if fit else None
         return cls(steps_per_execution=trainer.steps_per_execution,
                    jit_compile=trainer.jit_compile, planned_steps=planned_steps,
                    fixed_rule=not measure, world_size=trainer.world_size,

@@ -165,7 +165,7 @@ class Trainer(TrainerFlags, TrainerViews):
         n_train, = self._count_batches(TRAIN, [train], self.overfit_batches or self.limit_train_batches)
         n_vals = self._count_batches(VAL, vals, self.overfit_batches or self.limit_val_batches)
         self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
-        self.tuner = StepTuner.for_trainer(self, fit=True, num_batches=n_train)  # it may measure
+        self.tuner = StepTuner.for_trainer(self, fit=True, num_batches=n_train, data=train)  # may measure
         plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=total_batches(n_vals),
                                  scheduler=self._lr_scheduler)
         train.seed, train.keep_iterator_state = self._agreement.from_chief(train.seed), self.save_input_state

@@ -33,6 +33,47 @@ def test_evaluation_arrays_are_not_shuffled():
     np.testing.assert_array_equal(rows, x[:, 0])
 
 
+@pytest.mark.parametrize("data", [
+    (np.zeros((10, 3), "float32"), np.zeros(10, "int64")),
+    (np.zeros((10, 3), "float32"), np.zeros((10, 1), "float32"), np.ones(10, "float32")),
+    ({"a": np.zeros((10, 2, 2), "float32"), "b": np.zeros((10,), "int32")}, np.zeros(10, "float32")),
+    ([np.zeros((10, 3), "float32"), np.zeros((10, 4), "float32")], np.zeros(10, "float32")),
+    np.zeros((10, 5), "float64"),
+], ids=["x-y", "x-y-weights", "dict-x", "two-inputs", "x-only"])
+def test_array_element_spec_is_the_pipelines(data):
+    source = to_source(data, batch_size=4, shuffle=True, name="t")
+    assert source.element_spec == source.dataset().element_spec
+
+
+class TwoInputs(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = keras.layers.Dense(1), keras.layers.Dense(1)
+
+    def call(self, x, training=False):
+        first, second = x
+        return self.a(first) + self.b(second)
+
+    def loss(self, y_true, y_pred):
+        return keras.losses.mean_squared_error(y_true, y_pred)
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.1)
+
+
+@pytest.mark.parametrize("pack", [list, tuple])
+def test_several_inputs_as_a_list_of_arrays_train(pack):
+    """`fit(train_data=([x1, x2], y))` as Keras's fit takes it (it failed: the pipeline's row
+    gathering returned a list, which tf.data tried to stack into one tensor)."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(24, 3)).astype("float32"), rng.normal(size=(24, 4)).astype("float32")
+    y = (x1.sum(axis=1) - x2.sum(axis=1))[:, None]
+    trainer = quiet_trainer(max_epochs=3)
+    trainer.fit(TwoInputs(), train_data=(pack([x1, x2]), y), val_data=(pack([x1, x2]), y),
+                batch_size=8)
+    assert trainer.global_step == 9 and np.isfinite(trainer.callback_metrics["val_loss"])
+
+
 def test_float64_arrays_become_floatx():
     x, y = regression_data(rows=8)
     source = to_source((x.astype("float64"), y), batch_size=4, shuffle=False, name="t")

@@ -264,9 +264,7 @@ def _as_array(value, name):
 
 
 def _lists_as_tuples(value):
-    if isinstance(value, list):
-        return tuple(_lists_as_tuples(item) for item in value)
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):  # namedtuples stay
         return tuple(_lists_as_tuples(item) for item in value)
     if isinstance(value, dict):
         return {key: _lists_as_tuples(item) for key, item in value.items()}

@@ -272,8 +272,9 @@ def _lists_as_tuples(value):
 
 
 def _from_arrays(data, batch_size, shuffle, name) -> Source:
-    if isinstance(data, list):
-        data = tuple(data) if all(hasattr(d, "shape") for d in data) and len(data) <= 3 else data
+    if isinstance(data, list) and all(hasattr(d, "shape") for d in data):
+        # up to three arrays are (x, y, sample_weight); more are x alone, several inputs
+        data = tuple(data) if len(data) <= 3 else (tuple(data),)
     data = _lists_as_arrays(data, name)
     arrays = tf.nest.map_structure(lambda leaf: _as_array(leaf, name), data)
     leaves = tf.nest.flatten(arrays)

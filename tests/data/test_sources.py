@@ -74,6 +74,24 @@ def test_several_inputs_as_a_list_of_arrays_train(pack):
     assert trainer.global_step == 9 and np.isfinite(trainer.callback_metrics["val_loss"])
 
 
+class FourInputs(kt.TrainModule):
+    def __init__(self):
+        super().__init__()
+        self.parts = [keras.layers.Dense(1) for _ in range(4)]
+
+    def call(self, x, training=False):
+        return sum(part(inputs) for part, inputs in zip(self.parts, x))
+
+
+def test_a_list_of_more_than_three_arrays_is_several_inputs():
+    """Up to three arrays in a list are (x, y, sample_weight); four are x alone, as four inputs."""
+    xs = [np.full((6, 2), i, "float32") for i in range(4)]
+    module = FourInputs()
+    predictions = quiet_trainer().predict(module, data=xs, batch_size=4)
+    expected = module(tuple(xs)).numpy().ravel()
+    np.testing.assert_allclose(np.concatenate(predictions).ravel(), expected, rtol=1e-6)
+
+
 def test_float64_arrays_become_floatx():
     x, y = regression_data(rows=8)
     source = to_source((x.astype("float64"), y), batch_size=4, shuffle=False, name="t")

@@ -37,7 +37,7 @@ test-min: $(MIN_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/python examples/digits.py
 
-# One test process per core, at most 4; on 2 cores about 10 minutes, bound by CPU (docs/performance.md).
+# One test process per core, at most 4; on 2 cores about 5 minutes, bound by CPU (docs/performance.md).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist loadgroup
 

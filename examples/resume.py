@@ -1,9 +1,9 @@
 """Exact resume: a run killed mid-epoch and resumed from its last checkpoint ends bitwise equal to an
 uninterrupted run (weights and optimizer state).
 
-The script runs three child processes: an uninterrupted run; a run that crashes itself in the middle
-of epoch 2 (SIGKILL, or SIGTERM for a graceful stop that saves first); and a run resuming from
-`ckpt_path="last"`. Then it compares the results.
+The script trains an uninterrupted run itself, then starts two child processes: a run that crashes
+itself in the middle of epoch 2 (SIGKILL, or SIGTERM for a graceful stop that saves first), and a
+fresh process resuming from `ckpt_path="last"`. Then it compares the results.
 
 Run: python examples/resume.py [--data arrays|tfdata] [--steps-per-execution 3] [--crash term]
 """
@@ -109,8 +109,9 @@ def main(argv=None) -> bool:
     base = [sys.executable, os.path.abspath(__file__), "--workdir", workdir, "--epochs",
             str(args.epochs), "--data", args.data, "--steps-per-execution",
             str(args.steps_per_execution), "--crash", args.crash]
-    for role, expected in (("full", 0), ("crash", -9 if args.crash == "kill" else 143),
-                           ("resume", 0)):
+    child(argparse.Namespace(**{**vars(args), "workdir": workdir, "role": "full"}))
+    print("  full run (this process) done")
+    for role, expected in (("crash", -9 if args.crash == "kill" else 143), ("resume", 0)):
         code = subprocess.run(base + ["--role", role]).returncode
         print(f"{role:>6} run exited with {code}")
         if code != expected:

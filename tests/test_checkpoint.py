@@ -14,7 +14,6 @@ import tensorflow as tf
 import kerastrainer as kt
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
-RESUME = Path(__file__).resolve().parent.parent / "examples" / "resume.py"
 
 
 def _fit(tmp_path, module=None, epochs=2, callbacks=(), ckpt_path=None, **flags):
@@ -344,11 +343,11 @@ def test_keras_file_round_trip(tmp_path):
     ["--steps-per-execution", "3"],                        # compiled chunks of 3 steps
     ["--crash", "term", "--data", "tfdata"],               # graceful SIGTERM: save, exit 143
 ], ids=["arrays-kill", "tfdata-kill", "spe3-kill", "tfdata-sigterm"])
-def test_killed_run_resumes_bitwise_equal(tmp_path, args):
-    result = subprocess.run([sys.executable, str(RESUME), "--workdir", str(tmp_path), *args],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert "(bitwise, 15 arrays): True" in result.stdout
+def test_killed_run_resumes_bitwise_equal(tmp_path, args, run_example):
+    """The uninterrupted run trains in this process, the crashing and the resuming ones in their
+    own (examples/resume.py)."""
+    out = run_example("resume.py", "--workdir", str(tmp_path), *args)
+    assert "(bitwise, 15 arrays): True" in out, out
     full, resumed = np.load(tmp_path / "full.npz"), np.load(tmp_path / "resume.npz")
     assert int(full["global_step"]) == int(resumed["global_step"]) == 30
     for key in full.files:

@@ -6,7 +6,6 @@ that must configure TensorFlow before it starts run in a subprocess."""
 import glob
 import os
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,21 +13,6 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture
-def run_example(capsys, monkeypatch):
-    """Runs ``examples/<script> *args`` as ``python`` would (``__main__``, its folder first on
-    ``sys.path``, its own ``sys.argv``) and returns what it printed."""
-    def run(script, *args):
-        path = str(EXAMPLES / script)
-        monkeypatch.setattr(sys, "argv", [path, *args])
-        monkeypatch.syspath_prepend(str(EXAMPLES))
-        capsys.readouterr()
-        runpy.run_path(path, run_name="__main__")
-        return capsys.readouterr().out
-
-    return run
 
 
 def _run_in_subprocess(script, *args, timeout=300):

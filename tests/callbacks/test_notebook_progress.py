@@ -12,9 +12,10 @@ pytest.importorskip("ipywidgets")
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "notebook.ipynb"
 
-FIT = """
-import os
+FIT = f"""
+import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+sys.path.insert(0, {str(ROOT)!r})  # for tests.helpers; the kernel runs in examples/
 import kerastrainer as kt
 from tests.helpers import BoringModule, regression_data
 
@@ -35,35 +36,43 @@ def _texts(outputs):
     return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
 
 
-def _run_notebook(*cells):
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in cells])
+def _widget_states(notebook, outputs):
+    """What each live widget among ``outputs`` finally shows (its saved state), as JSON text."""
+    states = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for o in outputs
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    return [json.dumps(states[view]) for view in views]
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    """One kernel (each one imports TensorFlow: some 7 s of CPU): the example notebook's cells, then
+    a fit with ipywidgets, then one as if it were not installed."""
+    notebook = nbformat.read(EXAMPLE, as_version=4)
+    notebook.cells += [nbformat.v4.new_code_cell(FIT), nbformat.v4.new_code_cell(WITHOUT_WIDGETS)]
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", store_widget_state=True,
-                                     resources={"metadata": {"path": str(ROOT)}})
+                                     resources={"metadata": {"path": str(EXAMPLE.parent)}})
     client.execute()
     return notebook
 
 
 @pytest.mark.slow
-def test_the_bar_is_a_live_widget_in_a_notebook_and_lines_without_ipywidgets():
-    notebook = _run_notebook(FIT, WITHOUT_WIDGETS)
-    outputs = notebook.cells[0].outputs
-    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert widgets, outputs  # rich's live display: an ipywidgets Output
-    state = json.dumps(notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"])
+def test_the_bar_is_a_live_widget_in_a_notebook_and_lines_without_ipywidgets(notebook):
+    outputs = notebook.cells[-2].outputs
+    (state,) = _widget_states(notebook, outputs)  # rich's live display: an ipywidgets Output
     assert "Epoch 2/2" in state and "loss" in state  # what the widget finally shows
     assert "Epoch 1/2 -" not in _texts(outputs)  # not the plain one-line-per-epoch fallback
-    plain = _texts(notebook.cells[1].outputs)
+    plain = _texts(notebook.cells[-1].outputs)
     assert "pip install kerastrainer[notebook]" in plain
     assert "Epoch 1/2 -" in plain and "Epoch 2/2 -" in plain
+    assert not _widget_states(notebook, notebook.cells[-1].outputs)
 
 
 @pytest.mark.slow
-def test_the_example_notebook_runs_with_a_live_bar():
-    notebook = nbformat.read(EXAMPLE, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", store_widget_state=True,
-                                     resources={"metadata": {"path": str(EXAMPLE.parent)}})
-    client.execute()
-    state = json.dumps(notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"])
-    assert "Epoch 3/3" in state and "val_loss" in state
-    accuracy = float(_texts(notebook.cells[-1].outputs).split("test accuracy: ")[1].split()[0])
+def test_the_example_notebook_runs_with_a_live_bar(notebook):
+    example = notebook.cells[:-2]
+    states = [state for cell in example if cell.cell_type == "code"
+              for state in _widget_states(notebook, cell.outputs)]
+    assert any("Epoch 3/3" in state and "val_loss" in state for state in states), states
+    accuracy = float(_texts(example[-1].outputs).split("test accuracy: ")[1].split()[0])
     assert accuracy > 0.85

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -200,6 +201,29 @@ def test_tensorboard_scalars_histograms_and_graph(tmp_path):
     assert {"loss", "val_loss", "acc", "val_acc"} <= tags
     assert any("kernel" in tag for tag in tags)  # weight histograms
     assert "graph_def" in kinds
+
+
+def test_tensorboard_rows_written_compiled_are_the_rows_written_op_by_op(tmp_path):
+    """After PLAIN_ROWS rows with one set of keys, one compiled call writes each row of that set."""
+    from kerastrainer.loggers.tensorboard import PLAIN_ROWS
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    rows = PLAIN_ROWS + 20
+    for step in range(rows):
+        logger.log_metrics({"loss": step / 7, "val_loss/dataloader_idx_1": -step, "epoch": 3}, step)
+    logger.log_metrics({"lr": 0.5}, rows)
+    assert list(logger._row_writers) == [("loss", "val_loss/dataloader_idx_1")]
+    logger.finalize("success")
+    written, plugins = [], {}
+    for event_file in glob.glob(os.path.join(logger.log_dir, "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(event_file):
+            for value in event.summary.value:
+                written.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+                plugins.setdefault(value.tag, value.metadata.plugin_data.plugin_name)
+    expected = [(key, step, float(np.float32(value))) for step in range(rows)
+                for key, value in (("loss", step / 7), ("val_loss/dataloader_idx_1", -step))]
+    assert sorted(written) == sorted(expected + [("lr", rows, 0.5)])
+    assert plugins == {"loss": "scalars", "val_loss/dataloader_idx_1": "scalars", "lr": "scalars"}
 
 
 def test_missing_tensorboard_gives_the_install_command(tmp_path, monkeypatch):

@@ -15,7 +15,6 @@ import kerastrainer as kt
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
 
-
 def _fit(tmp_path, module=None, epochs=2, callbacks=(), ckpt_path=None, **flags):
     trainer = quiet_trainer(max_epochs=epochs, default_root_dir=str(tmp_path), callbacks=list(callbacks),
                             **flags)

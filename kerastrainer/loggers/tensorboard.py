@@ -70,10 +70,10 @@ class TensorBoardLogger(Logger):
         scalars = {key: np.float32(value) for key, value in metrics.items()
                    if key != "epoch" and isinstance(value, (int, float))}
         keys = tuple(scalars)
-        self._rows[keys] = written = self._rows.get(keys, 0) + 1
         if not keys:
             return
-        if written <= PLAIN_ROWS:  # one eager summary op per value: some 0.25 ms each
+        self._rows[keys] = written = self._rows.get(keys, 0) + 1
+        if written <= PLAIN_ROWS:  # one eager summary op per value: about 0.4 ms each on a CPU
             with self.writer.as_default(step=np.int64(step)):
                 for key, value in scalars.items():
                     tf.summary.scalar(key, value)

@@ -45,16 +45,17 @@ def _fresh_keras_session(tmp_path, monkeypatch):
 
 @pytest.fixture
 def run_example(capsys, monkeypatch):
-    """Runs ``examples/<script> *args`` as ``python`` would (``__main__``, its folder first on
-    ``sys.path``, its own ``sys.argv``) in this test process, and returns what it printed. An
-    example pays no TensorFlow import and no first trace here (about 7 s of CPU on 2 cores)."""
+    """Runs ``python <script> *args`` (a name in examples/, or a path) in this test process as the
+    interpreter would (``__main__``, its folder first on ``sys.path``, its own ``sys.argv``) and
+    returns what it printed. It pays no TensorFlow import and no first trace here (about 7 s of CPU
+    on 2 cores)."""
     def run(script, *args):
-        path = str(EXAMPLES / script)
-        monkeypatch.setattr(sys, "argv", [path, *args])
-        monkeypatch.syspath_prepend(str(EXAMPLES))
+        path = EXAMPLES / script  # an absolute `script` stays itself
+        monkeypatch.setattr(sys, "argv", [str(path), *args])
+        monkeypatch.syspath_prepend(str(path.parent))
         capsys.readouterr()
         try:
-            runpy.run_path(path, run_name="__main__")
+            runpy.run_path(str(path), run_name="__main__")
         except SystemExit as exit:  # sys.exit(main()) at the end of a script
             if exit.code not in (0, None):
                 raise AssertionError(f"{script} exited with {exit.code!r}: "

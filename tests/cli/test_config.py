@@ -4,7 +4,6 @@ subprocesses (each entry point once) and config files, with examples/cli's modul
 import csv
 import os
 import re
-import runpy
 import shutil
 import subprocess
 import sys
@@ -69,14 +68,9 @@ def test_fit_with_an_override_then_validate_test_and_predict_from_its_checkpoint
     assert np.load(path).shape == (30, 10)  # the 15% test split of 200 rows, 10 logits
 
 
-def test_a_users_main_py_with_fixed_classes(project, monkeypatch):
-    # `python main.py fit ...`, run as __main__ the way the interpreter runs a file, in this process
-    monkeypatch.setattr(sys, "argv", ["main.py", "fit", "--model.hidden", "16",
-                                      "--trainer.max_epochs", "1", "--trainer.logger", "true", *QUICK])
-    try:
-        runpy.run_path(str(project / "main.py"), run_name="__main__")
-    except SystemExit as exit:
-        assert exit.code in (0, None), exit.code
+def test_a_users_main_py_with_fixed_classes(project, run_example):
+    run_example(project / "main.py", "fit", "--model.hidden", "16", "--trainer.max_epochs", "1",
+                "--trainer.logger", "true", *QUICK)  # `python main.py fit ...`, in this process
     saved = yaml.safe_load((project / "kt_logs" / "version_0" / "config.yaml").read_text())
     assert saved["model"] == {"hidden": 16, "lr": 0.002, "dropout": 0.1}  # no class_path needed
 

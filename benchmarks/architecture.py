@@ -5,7 +5,9 @@
 1. lines of ``kerastrainer/trainer.py``;
 2. ``Trainer._fit``: its lines, local names it binds, ``self.<attr>`` it touches and writes;
 3. every function in the package longer than 60 lines, and the longest one;
-4. private trainer attributes other modules use (``trainer._x``, ``self._kt_trainer._x``);
+4. private trainer attributes other modules use (``trainer._x``, ``self._kt_trainer._x``), private
+   attributes named by string (``getattr(obj, "_x")``), helpers that take the whole trainer, and
+   packed assignments that hide a call (``a, b = x, f()``);
 5. import cycles between package modules (Tarjan's SCCs), imports inside functions included;
 6. a walk of one batch: ``sys.setprofile`` over a one-batch ``Trainer.fit`` (after an untraced
    warm-up fit), counting the kerastrainer files and functions entered and the calls made (set-up
@@ -102,6 +104,51 @@ def private_access(src):
                   for rel, (_, tree) in src.items() if rel != TRAINER_PY for n in ast.walk(tree)
                   if isinstance(n, ast.Attribute) and n.attr.startswith("_")
                   and not n.attr.endswith("__") and names_trainer(n.value))
+
+
+def private_by_name(src):
+    """(path, line, call) of each ``getattr``/``hasattr``/``setattr`` naming a private attribute."""
+    return sorted((rel, n.lineno, ast.unparse(n)) for rel, (_, tree) in src.items()
+                  for n in ast.walk(tree)
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                  and n.func.id in ("getattr", "hasattr", "setattr") and len(n.args) > 1
+                  and isinstance(n.args[1], ast.Constant) and isinstance(n.args[1].value, str)
+                  and n.args[1].value.startswith("_") and not n.args[1].value.endswith("__"))
+
+
+def takes_the_trainer(src):
+    """(path, line, function) of each helper that takes the whole trainer as a parameter.
+
+    Callbacks, their bus and the LR/batch-size ``Tuner`` take it by contract (Lightning's); so do
+    hooks wherever they are defined. Everything else is built from explicit values.
+    """
+    contract = ("kerastrainer/callbacks/", "kerastrainer/tuner/")
+    out = []
+    for rel, (_, tree) in src.items():
+        if rel == TRAINER_PY or rel.startswith(contract):
+            continue
+        for qualname, node in functions(tree):
+            name = node.name
+            hook = name in ("setup", "teardown", "step_interval") or name.startswith("on_")
+            params = [a.arg for a in node.args.args + node.args.kwonlyargs]
+            if not hook and "trainer" in params:
+                out.append((rel, node.lineno, qualname))
+    return sorted(out)
+
+
+def packed_calls(src):
+    """(path, line, statement) of each tuple assignment whose values hold a call (``a, b = x, f()``),
+    which hides the call's effect in a packed line."""
+    out = []
+    for rel, (_, tree) in src.items():
+        for n in ast.walk(tree):
+            if not isinstance(n, ast.Assign) or not isinstance(n.value, (ast.Tuple, ast.List)):
+                continue
+            if not any(isinstance(t, (ast.Tuple, ast.List)) for t in n.targets):
+                continue
+            if any(isinstance(m, ast.Call) for e in n.value.elts for m in ast.walk(e)):
+                out.append((rel, n.lineno, ast.unparse(n).splitlines()[0]))
+    return sorted(out)
 
 
 def import_graph(src):
@@ -323,6 +370,12 @@ def main():
     per_file = collections.Counter(r for r, *_ in hits).most_common()
     figure("private_trainer_access_files", len(per_file), [f"{r}: {c}" for r, c in per_file])
     report["private_trainer_access_per_file"] = dict(per_file)
+
+    for key, found in (("private_attributes_by_name", private_by_name(src)),
+                       ("helpers_taking_the_trainer", takes_the_trainer(src)),
+                       ("packed_assignments_with_a_call", packed_calls(src))):
+        report[key + "_list"] = [f"{r}:{ln} {what}" for r, ln, what in found]
+        figure(key, len(found), report[key + "_list"])
 
     graph = import_graph(src)
     cycles = tarjan(graph)

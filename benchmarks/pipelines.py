@@ -245,7 +245,7 @@ def xla_auto_row(root, repeats) -> dict:
         for jit in times:
             trainer = quiet(root, max_epochs=1, jit_compile=jit)
             times[jit].append(timed(lambda: trainer.fit(Recurrent(), train_data=padded_sequences())))
-            reason = trainer.tuner.reason if jit == "auto" else reason
+            reason = trainer.step_tuner.reason if jit == "auto" else reason
     auto_s, plain_s = statistics.median(times["auto"]), statistics.median(times[False])
     return {"value": auto_s / plain_s,
             "detail": f"jit_compile='auto' {auto_s:.2f} s ({reason}), False {plain_s:.2f} s; LSTM, "

@@ -107,7 +107,8 @@ class StageState:
         for name, result in zip(self.metric_names(), results):
             _put_result(values, prefix + name, result)
         for (name, entry), (last, total, weight) in zip(self.entries.items(), entries):
-            step_key, epoch_key = entry.keys(name)[0], entry.keys(name)[-1]
+            step_key = entry.keys(name)[0]
+            epoch_key = entry.keys(name)[-1]
             if entry.on_step:
                 values[step_key] = float(last)
             if entry.on_epoch and weight > 0:

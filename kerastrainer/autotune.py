@@ -15,11 +15,9 @@ a compile, ``deterministic=True`` runs and ``detect_anomaly`` runs skip the meas
 from __future__ import annotations
 
 import time
-import warnings
 
 import tensorflow as tf
 
-from kerastrainer.plan import needs_every_batch, planned_batches
 from kerastrainer.stages import TRAIN
 
 #: Aim for compiled calls of about this many seconds.
@@ -60,7 +58,7 @@ class StepTuner:
     Args:
         steps_per_execution: an int, or ``"auto"``.
         jit_compile: ``True``, ``False`` or ``"auto"``.
-        planned_steps: training batches the run will take at most (``None``: unknown or no limit).
+        planned_batches: training batches the run will take at most (``None``: unknown or no limit).
         fixed_rule: decide ``"auto"`` XLA without timing (deterministic or anomaly-checking runs).
         world_size: replicas in sync; with more than one, XLA is off whatever ``jit_compile``.
         varying_shapes: the training batches' shapes change beyond the batch size (a padded batch
@@ -73,11 +71,11 @@ class StepTuner:
 
     Attributes:
         jit: the XLA choice, or ``None`` while it is being measured.
-        reason: why ``jit`` is what it is (``trainer.tuner.reason``).
+        reason: why ``jit`` is what it is (``trainer.step_tuner.reason``).
         chunk: the current automatic chunk size.
     """
 
-    def __init__(self, *, steps_per_execution, jit_compile, planned_steps=None,
+    def __init__(self, *, steps_per_execution, jit_compile, planned_batches=None,
                  fixed_rule: bool = False, world_size: int = 1, workers: int = 1,
                  every_batch: bool = False, varying_shapes: bool = False,
                  unknown_length: bool = False) -> None:
@@ -94,44 +92,20 @@ class StepTuner:
         if world_size > 1:  # strategy.run does not go inside an XLA cluster
             self.jit, self.reason = False, f"{world_size} replicas: XLA is not used"
         elif jit_compile != "auto":
-            self.jit, self.reason = bool(jit_compile), "set by jit_compile"
+            self.jit = bool(jit_compile)
+            self.reason = "set by jit_compile"
         elif varying_shapes:
             self.jit, self.reason = False, "auto: batches of varying shapes (XLA compiles each shape anew)"
         elif gpu_visible():
             self.jit, self.reason = True, "auto: GPU visible"
         elif fixed_rule:
             self.jit, self.reason = False, "auto: CPU, deterministic or anomaly-checking run"
-        elif planned_steps is not None and planned_steps < MIN_STEPS_TO_PROBE:
+        elif planned_batches is not None and planned_batches < MIN_STEPS_TO_PROBE:
             self.jit, self.reason = False, f"auto: CPU, run shorter than {MIN_STEPS_TO_PROBE} steps"
-        elif unknown_length and planned_steps is None:
+        elif unknown_length and planned_batches is None:
             self.jit, self.reason = False, "auto: CPU, data of unknown length (not measured)"
         else:
             self.jit, self.reason = None, "auto: measuring"
-
-    @classmethod
-    def for_trainer(cls, trainer, *, fit: bool = False, num_batches=None, data=None) -> "StepTuner":
-        """The tuner of one of ``trainer``'s runs, from its public flags.
-
-        Only a fit measures XLA (knowing its ``num_batches`` per epoch, it skips runs too short
-        to repay a compile), and not when it is deterministic, checks anomalies, runs eagerly or
-        spans several workers (whose timings differ). ``data``: the fit's training source, whose
-        batch spec says whether shapes vary.
-        """
-        planned_steps = planned_batches(num_batches, trainer.max_epochs, trainer.max_steps,
-                                        trainer.accumulate_grad_batches) if fit else None
-        measure = fit and not (trainer.deterministic or trainer.detect_anomaly
-                               or trainer.run_eagerly or trainer.num_workers > 1)
-        if fit and trainer.world_size > 1 and trainer.jit_compile is True:
-            warnings.warn(f"jit_compile=True is ignored under a strategy of {trainer.world_size} "
-                          "replicas: the distributed step runs without XLA. Pass jit_compile=False "
-                          "(or 'auto') to silence this.", stacklevel=5)
-        return cls(steps_per_execution=trainer.steps_per_execution,
-                   jit_compile=trainer.jit_compile, planned_steps=planned_steps,
-                   fixed_rule=not measure, world_size=trainer.world_size,
-                   workers=trainer.num_workers,
-                   every_batch=needs_every_batch(trainer.callbacks, trainer.module),
-                   varying_shapes=data is not None and varying_shapes(data.element_spec),
-                   unknown_length=fit and num_batches is None)
 
     @property
     def probing(self) -> bool:
@@ -160,7 +134,8 @@ class StepTuner:
         if stage is TRAIN:
             jit, timed = self.next_call()
         else:  # evaluation follows the training choice
-            jit, timed = bool(self.jit), False
+            jit = bool(self.jit)
+            timed = False
         built = steps.functions_built  # before the XLA check, which may build the loop it lowers
         if jit and self._auto_jit and not steps.run_eagerly and stage.name not in self._lowered:
             self._lowered.add(stage.name)
@@ -225,4 +200,5 @@ class StepTuner:
 
     def load_state_dict(self, state: dict) -> None:
         if int(state.get("jit", -1)) >= 0:
-            self.jit, self.reason = bool(int(state["jit"])), str(state.get("reason", "restored"))
+            self.jit = bool(int(state["jit"]))
+            self.reason = str(state.get("reason", "restored"))

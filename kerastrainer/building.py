@@ -183,7 +183,8 @@ def _raise_if_unbatched(x_spec, error) -> None:
 
 def trainable_candidates(module) -> list:
     """Every variable that is trainable now or becomes so when its layer is unfrozen."""
-    found, seen = [], set()
+    found = []
+    seen = set()
     for layer in module._flatten_layers(include_self=True):
         for variable in layer._trainable_variables:
             if id(variable) not in seen:

@@ -200,7 +200,8 @@ def check_resumed_data(tree: dict, source, path: str) -> None:
     Raises:
         ValueError: resuming mid-epoch on data of another length or batch size.
     """
-    saved, progress = tree.get("data", {}), tree.get("trainer", {})
+    saved = tree.get("data", {})
+    progress = tree.get("trainer", {})
     if source is None:
         return
     changes = [f"{what}: {int(saved[key])} in the checkpoint, {now} now"
@@ -209,7 +210,8 @@ def check_resumed_data(tree: dict, source, path: str) -> None:
                if now and int(saved.get(key, -1)) > 0 and int(saved[key]) != now]
     if not changes:
         return
-    batch, epoch = int(progress.get("batches_done", 0)), int(progress.get("epoch", 0))
+    batch = int(progress.get("batches_done", 0))
+    epoch = int(progress.get("epoch", 0))
     if batch and not progress.get("epoch_done", False):
         raise ValueError(
             f"Checkpoint {path!r} was saved after batch {batch} of epoch {epoch}, but the training "

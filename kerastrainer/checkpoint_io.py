@@ -190,7 +190,8 @@ def remove_stale_temporaries(folder: str) -> list:
     Returns:
         The paths removed.
     """
-    removed, host = [], socket.gethostname()
+    removed = []
+    host = socket.gethostname()
     for entry in os.listdir(folder) if os.path.isdir(folder) else ():
         match = _TEMP.fullmatch(entry)
         if not match or match["host"] != host or _alive(int(match["pid"])):

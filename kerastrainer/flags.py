@@ -178,7 +178,7 @@ class TrainerFlags:
         jit_compile: compile the steps with XLA. ``"auto"``: on a GPU whenever the step
             compiles; on a CPU when it measured faster on the run's first batches (runs shorter
             than 500 batches, ``deterministic`` and ``detect_anomaly`` runs stay plain). Never under
-            several replicas. ``trainer.tuner.reason`` says what was chosen and why.
+            several replicas. ``trainer.step_tuner.reason`` says what was chosen and why.
         run_eagerly: run the steps as plain Python (debugging; slow).
         deterministic: seed (the last ``kt.seed_everything`` seed, else 0) and enable TensorFlow's
             op determinism, so two runs give bitwise equal weights. TensorFlow keeps it on for the

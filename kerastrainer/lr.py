@@ -3,19 +3,21 @@
 For a schedule computed inside the compiled step every optimizer step, give the optimizer a
 ``keras.optimizers.schedules.LearningRateSchedule``; nothing here is needed. The schedulers below
 run in Python between compiled calls: every ``frequency`` epochs, or (``interval="step"``) after
-compiled calls.
+the compiled calls whose optimizer steps reach a multiple of ``frequency``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
-from kerastrainer.callbacks.monitor import check_mode, improved, monitored_value
+from kerastrainer.callbacks.monitor import check_mode, improved
+from kerastrainer.progress import crossed_multiple
 
 
 class ReduceLROnPlateau:
@@ -115,21 +117,33 @@ class Scheduler:
                 f"{owner}: `frequency` must be an int >= 1. Received: frequency={frequency!r}")
         return cls(scheduler, interval, frequency, config.get("monitor", "val_loss"))
 
-    def step(self, trainer, optimizer, interval: str, count: int) -> None:
-        """Acts when ``interval`` is its own and ``count`` (epochs done, or ``global_step``) is a
-        multiple of its frequency."""
-        if self.scheduler is None or interval != self.interval or count % self.frequency != 0:
+    def after_epoch(self, optimizer, epoch: int, monitored: Callable[[], float | None]) -> None:
+        """Acts after ``epoch`` (from 0) ends when its interval is ``"epoch"`` and the epochs done
+        are a multiple of its frequency. ``monitored()`` reads the value a `ReduceLROnPlateau`
+        watches (``None``: not logged this epoch); nothing else calls it."""
+        if self.interval == "epoch" and (epoch + 1) % self.frequency == 0:
+            self._act(optimizer, epoch, monitored)
+
+    def after_steps(self, optimizer, global_step: int, steps: int,
+                    monitored: Callable[[], float | None]) -> None:
+        """Acts when its interval is ``"step"`` and the ``steps`` optimizer steps that ended at
+        ``global_step`` reached a multiple of its frequency (once, however many they reached: a
+        compiled call of several steps is followed by one action, at its last step)."""
+        if self.interval == "step" and steps and crossed_multiple(global_step, steps, self.frequency):
+            self._act(optimizer, global_step, monitored)
+
+    def _act(self, optimizer, index: int, monitored) -> None:
+        if self.scheduler is None:
             return
         if isinstance(self.scheduler, ReduceLROnPlateau):
-            value = monitored_value(trainer, self.monitor, "ReduceLROnPlateau")
+            value = monitored()
             if value is not None:
                 self.scheduler.step(value, optimizer)
-        else:
-            current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            index = trainer.current_epoch if interval == "epoch" else trainer.global_step
-            # A NumPy value: TensorFlow keeps every distinct Python float it converts to a
-            # tensor in a cache that never shrinks (memory would grow with every step).
-            optimizer.learning_rate = np.float32(self.scheduler(index, current))
+            return
+        current = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        # A NumPy value: TensorFlow keeps every distinct Python float it converts to a
+        # tensor in a cache that never shrinks (memory would grow with every step).
+        optimizer.learning_rate = np.float32(self.scheduler(index, current))
 
     def state_dict(self) -> dict:
         """The plateau scheduler's counters (a function has no state)."""

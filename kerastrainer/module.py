@@ -419,7 +419,8 @@ class KerasModule(TrainModule):
 
     def loss(self, y_true, y_pred):
         """Each output's per-example loss, weighted and summed (its batch mean is compile's loss)."""
-        y_true, y_pred = self._by_name(y_true), self._by_name(y_pred)
+        y_true = self._by_name(y_true)
+        y_pred = self._by_name(y_pred)
         return sum(self._loss_weights.get(key, 1.0) * compile_args.output_loss(
             fn, y_true if key is None else y_true[key], y_pred if key is None else y_pred[key])
             for key, fn in self._output_losses.items())

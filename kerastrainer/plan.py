@@ -91,14 +91,18 @@ def val_interval(flag, n_train: int | None) -> int | None:
     return flag
 
 
-def planned_batches(n_train, max_epochs: int, max_steps: int, accumulate: int) -> int | None:
-    """Training batches a fit will take at most; ``None`` when unbounded or unknown."""
-    bounds = []
-    if n_train is not None and max_epochs >= 0:
-        bounds.append(n_train * max_epochs)
-    if max_steps >= 0:
-        bounds.append(max_steps * accumulate)
-    return min(bounds) if bounds else None
+def step_intervals(*, steps_per_execution, log_every_n_steps: int, logs: bool, callback_intervals,
+                   scheduler=None) -> list:
+    """The optimizer-step intervals at which automatic chunks end: the loggers' (when values are
+    logged), each callback's [`step_interval`][kerastrainer.Callback.step_interval] and a step-wise
+    ``scheduler``'s frequency. None when ``steps_per_execution`` is a fixed number."""
+    if steps_per_execution != "auto":
+        return []
+    intervals = [log_every_n_steps] if logs else []
+    intervals += [interval for interval in callback_intervals if interval]
+    if scheduler is not None and scheduler.interval == "step":
+        intervals.append(scheduler.frequency)
+    return intervals
 
 
 def needs_every_batch(callbacks, module) -> bool:
@@ -149,28 +153,6 @@ class BatchPlan:
         self._started = time.monotonic()
         self._signals = None
 
-    @classmethod
-    def for_fit(cls, trainer, *, num_batches, num_val_batches, scheduler=None) -> "BatchPlan":
-        """The plan of one of ``trainer``'s fits, from its public flags.
-
-        With ``steps_per_execution="auto"`` chunks also end at the loggers' interval (with several
-        workers always: they read values together there), at every callback's
-        [`step_interval`][kerastrainer.Callback.step_interval] and at a step-wise ``scheduler``'s frequency.
-        """
-        intervals = []
-        if trainer.steps_per_execution == "auto":
-            if trainer.loggers or trainer.num_workers > 1:
-                intervals.append(trainer.log_every_n_steps)
-            intervals += [i for i in (c.step_interval(trainer) for c in trainer.callbacks) if i]
-            if scheduler is not None and scheduler.interval == "step":
-                intervals.append(scheduler.frequency)
-        return cls(num_batches=num_batches, num_val_batches=num_val_batches,
-                   val_check_interval=trainer.val_check_interval,
-                   check_val_every_n_epoch=trainer.check_val_every_n_epoch,
-                   max_epochs=trainer.max_epochs, max_steps=trainer.max_steps,
-                   log_every_n_steps=trainer.log_every_n_steps, min_epochs=trainer.min_epochs,
-                   max_time=trainer.max_time, step_intervals=intervals)
-
     def epochs(self, first: int) -> range:
         """The epochs to run from ``first`` (none when there are no training batches)."""
         if self.num_batches == 0:
@@ -198,7 +180,11 @@ class BatchPlan:
             return True, should_stop, received
         if self.max_time is not None and time.monotonic() - self._started >= self.max_time:
             return True, True, received
-        return should_stop and epoch + 1 >= self.min_epochs, should_stop, received
+        return should_stop and self.may_stop(epoch), should_stop, received
+
+    def may_stop(self, epoch: int) -> bool:
+        """Whether ``should_stop`` may end the fit in ``epoch`` (not before ``min_epochs``)."""
+        return epoch + 1 >= self.min_epochs
 
     def begin_epoch(self, epoch: int) -> None:
         self.validating = (self.num_val_batches != 0
@@ -245,8 +231,3 @@ class BatchPlan:
     def validates_at_end(self, batch: int, validated_at: int | None) -> bool:
         """Whether the epoch validates at its end (data of unknown length)."""
         return self.validating and self.val_every is None and validated_at != batch
-
-    def logs_after(self, global_step: int, steps: int) -> bool:
-        """Whether the last ``steps`` optimizer steps reached the loggers' interval."""
-        every = self.log_every_n_steps
-        return global_step // every > (global_step - steps) // every

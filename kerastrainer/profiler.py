@@ -27,14 +27,16 @@ class PassThroughProfiler:
         """A context manager timing ``action``."""
         return _NULL
 
-    def after_train_call(self, trainer) -> None:
-        """Called by the loop after each compiled training call."""
+    def after_optimizer_steps(self, *, global_step: int, log_dir: str) -> None:
+        """Called by the loop after each compiled training call that took optimizer steps, with
+        the ``global_step`` reached and the run's folder."""
 
     def stop(self) -> None:
         """Called when fit ends: stop any trace still running."""
 
-    def describe(self, trainer) -> None:
-        """Reports what was recorded (called when fit ends)."""
+    def describe(self, *, log_dir: str, chief: bool) -> None:
+        """Reports what was recorded into the run's ``log_dir`` (called when fit ends; ``chief``:
+        this process is the one that prints and writes files)."""
 
 
 class SimpleProfiler(PassThroughProfiler):
@@ -83,16 +85,16 @@ class SimpleProfiler(PassThroughProfiler):
                           f"{100 * row['total_s'] / total:.1f}")
         return table
 
-    def describe(self, trainer) -> None:
-        """Prints the table and writes ``profile.txt`` / ``profile.json`` into ``trainer.log_dir``."""
+    def describe(self, *, log_dir: str, chief: bool) -> None:
+        """Prints the table and writes ``profile.txt`` / ``profile.json`` into ``log_dir``."""
         from kerastrainer.checkpoint_io import atomic_write_text
 
-        if not trainer.is_global_zero or not self.records:
+        if not chief or not self.records:
             return
         Console().print(self.table())
         text = Console(width=120, record=True, file=io.StringIO())
         text.print(self.table())
-        base = os.path.join(trainer.log_dir, self.filename)
+        base = os.path.join(log_dir, self.filename)
         atomic_write_text(base + ".txt", text.export_text())
         atomic_write_text(base + ".json", json.dumps(self.summary(), indent=2))
 
@@ -115,15 +117,16 @@ class TFProfiler(SimpleProfiler):
         self._active = False
         self._done = False
 
-    def after_train_call(self, trainer) -> None:
+    def after_optimizer_steps(self, *, global_step: int, log_dir: str) -> None:
         """Starts the trace at ``start_step`` and stops it ``num_steps`` later."""
         import tensorflow as tf
 
-        step = trainer.global_step
+        step = global_step
         if not self._active and not self._done and step >= self.start_step:
-            self.trace_dir = os.path.join(trainer.log_dir, "tf_profile")
+            self.trace_dir = os.path.join(log_dir, "tf_profile")
             tf.profiler.experimental.start(self.trace_dir)
-            self._active, self._stop_at = True, step + self.num_steps
+            self._active = True
+            self._stop_at = step + self.num_steps
         elif self._active and step >= self._stop_at:
             self.stop()
 

@@ -6,6 +6,12 @@ import json
 from dataclasses import dataclass, field
 
 
+def crossed_multiple(global_step: int, steps: int, every: int) -> bool:
+    """Whether the last ``steps`` optimizer steps, which ended at ``global_step``, reached a
+    multiple of ``every`` (the loggers' interval, a step-wise scheduler's frequency)."""
+    return global_step // every > (global_step - steps) // every
+
+
 @dataclass
 class Progress:
     """The position of a fit: epoch, optimizer steps, batches done in the epoch, and its history.

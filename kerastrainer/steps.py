@@ -110,13 +110,6 @@ class CompiledSteps:
             traces, so its time says nothing about the step's speed).
     """
 
-    @classmethod
-    def for_trainer(cls, trainer, *, bus) -> "CompiledSteps":
-        """The steps of ``trainer``'s module, from its public flags (``bus``: its callback bus)."""
-        return cls(module=trainer.module, results=trainer.results, bus=bus,
-                   run_eagerly=trainer.run_eagerly, accumulate=trainer.accumulate_grad_batches,
-                   detect_anomaly=trainer.detect_anomaly, strategy=trainer.strategy)
-
     def __init__(self, *, module, results, bus, run_eagerly: bool, accumulate: int = 1,
                  detect_anomaly: bool = False, strategy=None) -> None:
         self.module = module
@@ -343,7 +336,8 @@ class CompiledSteps:
         key = (stage.name, "memory", jit, batch_size)
         if key in self._loops:
             return self._loops[key]
-        step, results = self._step_fn(stage), self.results
+        step = self._step_fn(stage)
+        results = self.results
         if self.world_size > 1:
             step = self._replica_share(step)
 

@@ -7,29 +7,33 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from kerastrainer import checkpoint as ckpt
-from kerastrainer.autotune import StepTuner
+from kerastrainer.autotune import StepTuner, varying_shapes
 from kerastrainer.building import ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
 from kerastrainer.callbacks.defaults import configure_callbacks, with_module_callbacks
 from kerastrainer.callbacks.finders import finders
+from kerastrainer.callbacks.monitor import monitored_value
 from kerastrainer.checkpoint_writer import CheckpointWriter
 from kerastrainer.data.datamodule import DataModule
 from kerastrainer.data.feeds import FitFeeds, concatenate, eval_loaders, loader_stages
 from kerastrainer.data.resolve import eval_sources, fit_sources
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.workers import mark_ready
+from kerastrainer.fit_loop import FitLoop, planned_steps
 from kerastrainer.flags import TrainerFlags
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
 from kerastrainer.optimization import configure_optimization, step_counter
-from kerastrainer.plan import BatchPlan, limit_batches, total_batches
+from kerastrainer.plan import BatchPlan, limit_batches, needs_every_batch, step_intervals, total_batches
 from kerastrainer.precision import precision_scope
 from kerastrainer.profiler import make_profiler
 from kerastrainer.progress import Progress
@@ -83,7 +87,7 @@ class Trainer(TrainerFlags, TrainerViews):
         self.progress = Progress()
         self.results = Results(strategy=self.strategy, agreement=self._agreement)
         self.should_stop = self.sanity_checking = False
-        self.stage = self.module = self.tuner = self.dataloader_idx = None  # run, module, tuner, dataset
+        self.stage = self.module = self.step_tuner = self.dataloader_idx = None  # run, module, tuner, dataset
         self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
         self._steps = self._bus = self._lr_scheduler = None  # compiled steps, hooks, LR scheduler
         self._datamodule = self._fit_batch_size = self._train_source = None  # the fit's (see _evaluate)
@@ -117,7 +121,9 @@ class Trainer(TrainerFlags, TrainerViews):
         train, vals = fit_sources(train_data, val_data, datamodule, batch_size=data["batch_size"], shuffle=shuffle,
                                   overfit=bool(self.overfit_batches), validates=can_run(module, VAL),
                                   validation_split=validation_split, class_weight=class_weight)
-        self._datamodule, self._fit_batch_size, self._train_source = datamodule, data["batch_size"], train
+        self._datamodule = datamodule
+        self._fit_batch_size = data["batch_size"]
+        self._train_source = train
         checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir, self.loggers)
         if checkpoint is not None:  # before any folder is used: resume in the same run
             ckpt.load_states(checkpoint[0], {"loggers": self.loggers})
@@ -159,17 +165,32 @@ class Trainer(TrainerFlags, TrainerViews):
         if self.stage != TRAIN.entry:  # outside a fit, the file is in place on return
             self.checkpoint_io.wait()
 
+    @property
+    def train_dataset(self) -> Any:
+        """The fit's training batches as a ``tf.data.Dataset`` (one epoch of them; ``None``
+        before a fit). For callbacks that need a pass over the data, as
+        ``StochasticWeightAveraging`` does for BatchNormalization statistics."""
+        source = self._train_source
+        return None if source is None else source.dataset(limit=self.num_training_batches)
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each compiled step was traced (``{'train': 1}`` is ideal)."""
+        return dict(self._steps.trace_counts) if self._steps else {}
+
     # ------------------------------------------------------------------ the loops
     def _fit(self, train, vals, checkpoint):
-        bus, module = self._bus, self.module
-        n_train, = self._count_batches(TRAIN, [train], self.overfit_batches or self.limit_train_batches)
+        bus = self._bus
+        module = self.module
+        n_train = self._count_batches(TRAIN, [train], self.overfit_batches or self.limit_train_batches)[0]
         n_vals = self._count_batches(VAL, vals, self.overfit_batches or self.limit_val_batches)
         self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
-        self.tuner = StepTuner.for_trainer(self, fit=True, num_batches=n_train, data=train)  # may measure
-        plan = BatchPlan.for_fit(self, num_batches=n_train, num_val_batches=total_batches(n_vals),
-                                 scheduler=self._lr_scheduler)
-        train.seed, train.keep_iterator_state = self._agreement.from_chief(train.seed), self.save_input_state
-        self.progress, self.should_stop = Progress(), False  # a new run; ckpt_path continues one
+        self.step_tuner = self._make_step_tuner(fit=True, num_batches=n_train, data=train)  # may measure
+        plan = self._make_plan(num_batches=n_train, num_val_batches=total_batches(n_vals))
+        train.seed = self._agreement.from_chief(train.seed)
+        train.keep_iterator_state = self.save_input_state
+        self.progress = Progress()  # a new run; ckpt_path continues one
+        self.should_stop = False
         if checkpoint is not None:
             ckpt.restore_training_state(module, *checkpoint, owners=self._state_owners())
             bus.call("on_load_checkpoint", checkpoint[0])
@@ -178,84 +199,93 @@ class Trainer(TrainerFlags, TrainerViews):
                            resumed_at=self.global_step if checkpoint is not None else None)
         feeds = FitFeeds(train, vals, n_train, n_vals, strategy=self.strategy, num_workers=self.num_workers,
                          start=(self.progress.first_epoch, self.progress.resume_batch))
+        loop = FitLoop(plan=plan, feeds=feeds, progress=self.progress)
         bus.call("on_fit_start")
         if plan.num_val_batches != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
             self._sanity_check(feeds)
         bus.call("on_train_start")
         plan.start()  # the max_time clock
         with plan.catching_signals():
-            for epoch in plan.epochs(self.progress.first_epoch):
-                self._train_epoch(epoch, plan, feeds)
+            for epoch in loop.epochs():
+                self._train_epoch(epoch, loop)
                 if self._stop(plan, epoch):
                     break
         bus.call("on_train_end")
         bus.call("on_fit_end")
 
-    def _train_epoch(self, epoch, plan, feeds):
-        bus, progress, results = self._bus, self.progress, self.results
-        plan.begin_epoch(epoch)
-        if not progress.start_epoch(epoch):
-            results.start_epoch(validates=plan.validating)  # no stale val_* values
+    def _train_epoch(self, epoch, loop):
+        bus = self._bus
+        if not loop.begin_epoch(epoch):
+            self.results.start_epoch(validates=loop.plan.validating)  # no stale val_* values
             bus.call("on_train_epoch_start")
-        elif plan.validates_after(progress.batch) and progress.validated_at != progress.batch:
-            self._validate(feeds, row=True)  # the checkpoint was saved at a validation point
+        elif loop.validation_pending():
+            self._validate(loop, row=True)  # the checkpoint was saved at a validation point
         self._steps.refresh_trainable()  # a callback may have (un)frozen layers
-        per_step = self._steps.set_accumulation(self.accumulate_grad_batches)  # batches, may change
-        feed = feeds.training(epoch, progress.batch)
-        while plan.more(progress.batch):
-            size = plan.chunk(progress.batch, progress.global_step, self.tuner.train_chunk(), per_step)
-            if bus.call("on_train_batch_start", progress.batch) == -1:
+        loop.batches_per_step = self._steps.set_accumulation(self.accumulate_grad_batches)
+        feed = loop.training_feed(epoch)
+        for chunk in loop.chunks(self.step_tuner.train_chunk):
+            if bus.call("on_train_batch_start", chunk.start) == -1:
                 break  # the module ends the epoch here (Lightning's -1)
             with self.profiler.profile("train: compiled call"):
-                ran, outputs = self.tuner.run(self._steps, TRAIN, feed, size, progress.batch)
-            ran = size if plan.num_batches is not None else int(ran)  # unknown length: read count
-            steps = progress.advance(ran, per_step)
-            if ran == 0:
+                ran, outputs = self.step_tuner.run(self._steps, TRAIN, feed, chunk.size, chunk.start)
+            advance = loop.advance(chunk, ran)
+            if advance.batches == 0:
                 break
-            log_now = plan.logs_after(progress.global_step, steps)
+            log_now = loop.logs_after(advance)
             if log_now:
-                results.sync()  # several workers read here, at the same step
-            bus.call("on_train_batch_end", outputs, progress.batch - 1)
+                self.results.sync()  # several workers read here, at the same step
+            bus.call("on_train_batch_end", outputs, loop.batch - 1)
             if self.loggers and log_now:
-                self._log_row(results.read(TRAIN) | results.take_fresh_hook_values())  # their interval
-            self.profiler.after_train_call(self)
-            self._lr_scheduler.step(self, self.module.optimizer, "step", progress.global_step)
-            if plan.validates_after(progress.batch):
-                self._validate(feeds, row=plan.more(progress.batch))  # mid-epoch: its own row
-            if self._stop(plan, epoch) or ran < size:
+                self._log_row(self.results.read(TRAIN) | self.results.take_fresh_hook_values())
+            if advance.steps:
+                self._after_optimizer_steps(advance.steps)
+            if loop.validates_now():
+                self._validate(loop, row=loop.more())  # mid-epoch: its own row
+            if self._stop(loop.plan, epoch) or advance.short:
                 break
-        self._end_train_epoch(epoch, plan, feeds, per_step)
+        self._end_train_epoch(epoch, loop)
 
-    def _end_train_epoch(self, epoch, plan, feeds, per_step):
-        progress = self.progress
-        self.should_stop |= plan.ran_dry(progress.batch, progress.global_step)
-        if per_step > 1 and progress.batch % per_step:  # the epoch's leftover batches: one more step
+    def _after_optimizer_steps(self, steps):
+        """What acts on optimizer steps, not on compiled calls: the profiler's trace window and a
+        step-wise LR scheduler."""
+        self.profiler.after_optimizer_steps(global_step=self.global_step, log_dir=self.log_dir)
+        self._lr_scheduler.after_steps(self.module.optimizer, self.global_step, steps, self._monitored)
+
+    def _end_train_epoch(self, epoch, loop):
+        self.should_stop |= loop.ran_dry()
+        if loop.leftover_step():  # the epoch's leftover accumulated batches: one more step
             self._steps.flush()
-            progress.add_step()
-        if plan.validates_at_end(progress.batch, progress.validated_at):
-            self._validate(feeds)
-        progress.end_epoch()
+            self._after_optimizer_steps(1)
+        if loop.validates_at_epoch_end():
+            self._validate(loop)
+        loop.end_epoch()
         self.results.sync()
         self._bus.call("on_train_epoch_end")
-        self._lr_scheduler.step(self, self.module.optimizer, "epoch", epoch + 1)
-        progress.check_optimizer(step_counter(self.module))
+        self._lr_scheduler.after_epoch(self.module.optimizer, epoch, self._monitored)
+        self.progress.check_optimizer(step_counter(self.module))
         metrics = {k: v for k, v in self.logged_metrics.items() if isinstance(v, float)}
-        progress.record_epoch(metrics)  # trainer.history
+        self.progress.record_epoch(metrics)  # trainer.history
         with self.profiler.profile("logger write"):
             dispatch.log_row(self.loggers, metrics, self.global_step, epoch=epoch)
             dispatch.end_epoch(self.loggers, self.module, epoch)
-        self.should_stop = self.should_stop and epoch + 1 >= self.min_epochs  # min_epochs wins over it
+        self.should_stop = self.should_stop and loop.plan.may_stop(epoch)  # min_epochs wins over it
 
-    def _validate(self, feeds, *, row=False):
+    def _monitored(self):
+        """The value a ``ReduceLROnPlateau`` scheduler watches (read only when it acts)."""
+        return monitored_value(self.callback_metrics, self._lr_scheduler.monitor, "ReduceLROnPlateau",
+                               validates=self.num_val_batches != 0)
+
+    def _validate(self, loop, *, row=False):
         """A validation run in fit; ``row``: mid-epoch, its values logged at its step (Lightning)."""
         with self.profiler.profile("validation run"):
-            self._eval_loop(VAL, feeds.validation())
-        self.progress.validated_at = self.progress.batch
+            self._eval_loop(VAL, loop.feeds.validation())
+        loop.mark_validated()
         if row and self.loggers:
-            self._log_row(self.results.read(*feeds.val_stages))
+            self._log_row(self.results.read(*loop.feeds.val_stages))
 
     def _sanity_check(self, feeds):
-        self.sanity_checking, loaders = True, feeds.sanity(self.num_sanity_val_steps)
+        loaders = feeds.sanity(self.num_sanity_val_steps)
+        self.sanity_checking = True
         self._bus.call("on_sanity_check_start")
         self._eval_loop(VAL, loaders)
         self._bus.call("on_sanity_check_end")
@@ -264,16 +294,20 @@ class Trainer(TrainerFlags, TrainerViews):
 
     def _eval_loop(self, stage, loaders):
         """One validation or test run over each of its datasets' `Loader`s in turn (Lightning's order)."""
-        bus, _ = self._bus, self.results.start_run(stage, [loader.stage for loader in loaders])
+        bus = self._bus
+        self.results.start_run(stage, [loader.stage for loader in loaders])
         bus.call(stage.hook_name("start"))
         bus.call(stage.hook_name("epoch_start"))
         for loader in loaders:
-            self.dataloader_idx, n = loader.stage.dataloader_idx, loader.num_batches
-            batch_idx, size, idx = 0, self.tuner.eval_chunk(), {"dataloader_idx": self.dataloader_idx}
+            self.dataloader_idx = loader.stage.dataloader_idx
+            n = loader.num_batches
+            batch_idx = 0
+            size = self.step_tuner.eval_chunk()
+            idx = {"dataloader_idx": self.dataloader_idx}
             while n is None or batch_idx < n:
                 chunk = size if n is None else min(size, n - batch_idx)
                 bus.call(stage.hook_name("batch_start"), batch_idx, **idx)
-                ran, outputs = self.tuner.run(self._steps, loader.stage, loader.feed, chunk, batch_idx)
+                ran, outputs = self.step_tuner.run(self._steps, loader.stage, loader.feed, chunk, batch_idx)
                 ran = chunk if loader.exact else int(ran)
                 batch_idx += ran
                 if ran == 0:
@@ -287,8 +321,10 @@ class Trainer(TrainerFlags, TrainerViews):
         bus.call(stage.hook_name("end"))
 
     def _predict_loop(self, source, n, keep):
-        bus, outputs, iterator = self._bus, [], iter(source.dataset(limit=n))
-        predict_fn = self._steps.predict_function(jit=bool(self.tuner.jit))
+        bus = self._bus
+        outputs = []
+        iterator = iter(source.dataset(limit=n))
+        predict_fn = self._steps.predict_function(jit=bool(self.step_tuner.jit))
         bus.call("on_predict_start")
         bus.call("on_predict_epoch_start")
         for batch_idx in itertools.count() if n is None else range(n):
@@ -344,7 +380,7 @@ class Trainer(TrainerFlags, TrainerViews):
             self.stage = None
             if stage is TRAIN:
                 self.profiler.stop()
-                dispatch.guarded(failure, "the profiler's report", self.profiler.describe, self)
+                dispatch.guarded(failure, "the profiler's report", self._describe_profile)
             dispatch.guarded(failure, "a checkpoint write", self.checkpoint_io.close)  # before loggers upload
             dispatch.finalize(self.loggers, failure)
 
@@ -353,7 +389,8 @@ class Trainer(TrainerFlags, TrainerViews):
         if module is not self.module:
             self.module, self._steps = module, None
             self.results = Results(strategy=self.strategy, agreement=self._agreement)
-        module.trainer, _ = self, dispatch.claim_run_folders(self.loggers)  # as the run starts
+        module.trainer = self
+        dispatch.claim_run_folders(self.loggers)  # as the run starts
         self.callbacks = with_module_callbacks(self.callbacks, module)  # its configure_callbacks()
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self, profiler=self.profiler)
 
@@ -371,14 +408,60 @@ class Trainer(TrainerFlags, TrainerViews):
             else:
                 build()
         if stage is TRAIN or self._steps is None:
-            self._steps = CompiledSteps.for_trainer(self, bus=self._bus)
-            self.tuner = StepTuner.for_trainer(self)  # a fit makes its own, which measures
+            self._steps = CompiledSteps(module=module, results=self.results, bus=self._bus,
+                                        run_eagerly=self.run_eagerly,
+                                        accumulate=self.accumulate_grad_batches,
+                                        detect_anomaly=self.detect_anomaly, strategy=self.strategy)
+        if stage is not TRAIN:  # a fit makes its own, which measures
+            self.step_tuner = self._make_step_tuner(fit=False)
+
+    def _make_step_tuner(self, *, fit, num_batches=None, data=None):
+        """The `StepTuner` of a run. Only a fit measures XLA (knowing its ``num_batches`` per
+        epoch, it skips runs too short to repay a compile), and not when it is deterministic,
+        checks anomalies, runs eagerly or spans several workers (whose timings differ). ``data``:
+        the fit's training source, whose batch spec says whether shapes vary."""
+        planned = None
+        if fit:  # at most this many training batches: the planned optimizer steps' worth
+            steps = planned_steps(num_batches, max_epochs=self.max_epochs, max_steps=self.max_steps,
+                                  accumulate=self.accumulate_grad_batches)
+            planned = None if steps == math.inf else steps * self.accumulate_grad_batches
+        measure = fit and not (self.deterministic or self.detect_anomaly or self.run_eagerly
+                               or self.num_workers > 1)
+        if fit and self.world_size > 1 and self.jit_compile is True:
+            warnings.warn(f"jit_compile=True is ignored under a strategy of {self.world_size} "
+                          "replicas: the distributed step runs without XLA. Pass jit_compile=False "
+                          "(or 'auto') to silence this.", stacklevel=5)
+        return StepTuner(steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile,
+                         planned_batches=planned, fixed_rule=not measure, world_size=self.world_size,
+                         workers=self.num_workers,
+                         every_batch=needs_every_batch(self.callbacks, self.module),
+                         varying_shapes=data is not None and varying_shapes(data.element_spec),
+                         unknown_length=fit and num_batches is None)
+
+    def _make_plan(self, *, num_batches, num_val_batches):
+        """The `BatchPlan` of a fit, from its flags; with ``steps_per_execution="auto"`` chunks also
+        end at the loggers' interval (with several workers always: they read values together
+        there), at every callback's ``step_interval`` and at a step-wise scheduler's frequency."""
+        intervals = step_intervals(steps_per_execution=self.steps_per_execution,
+                                   log_every_n_steps=self.log_every_n_steps,
+                                   logs=bool(self.loggers) or self.num_workers > 1,
+                                   callback_intervals=(c.step_interval(self) for c in self.callbacks),
+                                   scheduler=self._lr_scheduler)
+        return BatchPlan(num_batches=num_batches, num_val_batches=num_val_batches,
+                         val_check_interval=self.val_check_interval,
+                         check_val_every_n_epoch=self.check_val_every_n_epoch,
+                         max_epochs=self.max_epochs, max_steps=self.max_steps,
+                         log_every_n_steps=self.log_every_n_steps, min_epochs=self.min_epochs,
+                         max_time=self.max_time, step_intervals=intervals)
 
     def _count_batches(self, stage, sources, flag=None):
         """Each source's batches after the stage's ``limit_*`` flag; also ``num_<stage>_batches``."""
         counts = limit_batches(getattr(self, stage.limit) if flag is None else flag, sources, stage.limit)
         setattr(self, stage.count, counts[0] if len(counts) == 1 else counts or 0)
         return counts
+
+    def _describe_profile(self):
+        self.profiler.describe(log_dir=self.log_dir, chief=self.is_global_zero)
 
     def _log_row(self, metrics):
         with self.profiler.profile("logger write"):
@@ -395,6 +478,6 @@ class Trainer(TrainerFlags, TrainerViews):
 
     def _state_owners(self) -> dict:
         """Who owns each piece of a checkpoint's state (see ``checkpoint.build_checkpoint``)."""
-        return {"trainer": self.progress, "tuner": self.tuner, "data": self._train_source,
+        return {"trainer": self.progress, "tuner": self.step_tuner, "data": self._train_source,
                 "accumulation": self._steps, "lr_scheduler": self._lr_scheduler, "rng": GlobalRNG(),
                 "logs": self.results, "callbacks": self._bus, "datamodule": self._datamodule}

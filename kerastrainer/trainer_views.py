@@ -6,12 +6,12 @@ A base class of `kerastrainer.Trainer`; each view reads an owner the Trainer hol
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from kerastrainer.callbacks.early_stopping import EarlyStopping
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
 from kerastrainer.callbacks.progress import RichProgressBar
+from kerastrainer.fit_loop import planned_steps
 
 if TYPE_CHECKING:
     from kerastrainer.callbacks.base import Callback
@@ -35,20 +35,6 @@ class TrainerViews:
     accumulate_grad_batches: int
     num_training_batches: int | None
     is_global_zero: bool
-
-    @property
-    def train_dataset(self) -> Any:
-        """The fit's training batches as a ``tf.data.Dataset`` (one epoch of them; ``None``
-        before a fit). For callbacks that need a pass over the data, as
-        ``StochasticWeightAveraging`` does for BatchNormalization statistics."""
-        source = getattr(self, "_train_source", None)
-        return None if source is None else source.dataset(limit=self.num_training_batches)
-
-    @property
-    def trace_counts(self) -> dict[str, int]:
-        """How often each compiled step was traced (``{'train': 1}`` is ideal)."""
-        steps = getattr(self, "_steps", None)
-        return dict(steps.trace_counts) if steps else {}
 
     @property
     def callback_metrics(self) -> dict[str, float]:
@@ -132,13 +118,8 @@ class TrainerViews:
             >>> trainer.estimated_stepping_batches  # doctest: +SKIP
             30
         """
-        total: int | float = math.inf
-        if self.num_training_batches is not None and (self.max_epochs or 0) >= 0:
-            per_epoch = math.ceil(self.num_training_batches / self.accumulate_grad_batches)
-            total = (self.max_epochs or 0) * per_epoch
-        if self.max_steps != -1:
-            total = min(total, self.max_steps)
-        return total
+        return planned_steps(self.num_training_batches, max_epochs=self.max_epochs or 0,
+                             max_steps=self.max_steps, accumulate=self.accumulate_grad_batches)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on the chief only (one line per job, not one per worker), as Lightning's."""

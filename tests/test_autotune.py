@@ -111,7 +111,7 @@ def test_auto_xla_falls_back_cleanly_when_the_step_does_not_compile(monkeypatch)
         module = Unsupported()
         trainer.fit(module, train_data=(x, y), batch_size=4)
         results[jit] = (module.get_weights(), trainer)
-    tuner = results["auto"][1].tuner
+    tuner = results["auto"][1].step_tuner
     assert tuner.jit is False and "XLA cannot compile" in tuner.reason
     assert results["auto"][1].global_step == 12  # no batch lost to the failed compile
     for a, b in zip(results["auto"][0], results[False][0]):
@@ -121,7 +121,7 @@ def test_auto_xla_falls_back_cleanly_when_the_step_does_not_compile(monkeypatch)
 def test_tuner_keeps_xla_only_when_it_measured_faster():
     def run(plain_s, xla_s):
         tuner = autotune.StepTuner(steps_per_execution="auto", jit_compile="auto",
-                                   planned_steps=None)
+                                   planned_batches=None)
         while tuner.probing:
             jit, timed = tuner.next_call()
             tuner.record(jit=jit, timed=timed, steps=8, seconds=8 * (xla_s if jit else plain_s),
@@ -136,12 +136,12 @@ def test_tuner_keeps_xla_only_when_it_measured_faster():
 
 @pytest.mark.parametrize(("kwargs", "jit"), [
     ({"jit_compile": True}, True), ({"jit_compile": False}, False),
-    ({"jit_compile": "auto", "planned_steps": 10}, False),
+    ({"jit_compile": "auto", "planned_batches": 10}, False),
     ({"jit_compile": "auto", "fixed_rule": True}, False),
     ({"jit_compile": "auto"}, None),
     ({"jit_compile": "auto", "varying_shapes": True}, False),
     ({"jit_compile": "auto", "unknown_length": True}, False),
-    ({"jit_compile": "auto", "unknown_length": True, "planned_steps": 5000}, None),  # max_steps sizes it
+    ({"jit_compile": "auto", "unknown_length": True, "planned_batches": 5000}, None),  # max_steps sizes it
 ])
 def test_tuner_choices_without_measuring(kwargs, jit):
     assert autotune.StepTuner(steps_per_execution="auto", **kwargs).jit is jit
@@ -205,5 +205,5 @@ def test_auto_keeps_the_plain_step_where_xla_would_not_pay(monkeypatch, data, re
     monkeypatch.setattr(autotune, "MIN_STEPS_TO_PROBE", 1)  # every run long enough to measure
     trainer = quiet_trainer(max_epochs=2)
     trainer.fit(Sequences(), train_data=data())
-    assert trainer.tuner.jit is False and reason in trainer.tuner.reason
+    assert trainer.step_tuner.jit is False and reason in trainer.step_tuner.reason
     assert trainer.trace_counts["train"] == 1  # no XLA variant was ever built

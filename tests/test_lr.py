@@ -104,3 +104,26 @@ def test_gradient_accumulation_scheduler():
     assert trainer.global_step == 4 + 2 + 1
     with pytest.raises(ValueError, match="Received: scheduling={0: 0}"):
         kt.callbacks.GradientAccumulationScheduler({0: 0})
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, "auto"])
+def test_step_scheduler_under_accumulation_acts_only_after_optimizer_steps(steps_per_execution):
+    """4 batches, 2 per optimizer step: the scheduler acts at steps 1 and 2, never between them."""
+    seen = []
+
+    def halving(step, lr):
+        seen.append(step)
+        return lr * 0.5
+
+    class Halving(BoringModule):
+        def configure_optimizer(self):
+            return {"optimizer": keras.optimizers.SGD(0.1),
+                    "lr_scheduler": {"scheduler": halving, "interval": "step"}}
+
+    module = Halving()
+    trainer = quiet_trainer(max_epochs=1, accumulate_grad_batches=2,
+                            steps_per_execution=steps_per_execution)
+    trainer.fit(module, train_data=regression_data(16), batch_size=4)
+    assert trainer.global_step == 2
+    assert seen == [1, 2]
+    assert _lr(module) == pytest.approx(0.025)

@@ -3,6 +3,7 @@
 import pytest
 
 from kerastrainer.plan import BatchPlan, total_batches
+from kerastrainer.progress import crossed_multiple
 
 
 def _plan(**overrides):
@@ -38,8 +39,9 @@ def test_validation_points_and_epochs_that_skip_validation():
 
 
 def test_the_loggers_interval_counts_optimizer_steps():
-    plan = _plan(log_every_n_steps=5)
-    assert plan.logs_after(5, 1) and plan.logs_after(11, 7) and not plan.logs_after(9, 3)
+    every = _plan(log_every_n_steps=5).log_every_n_steps
+    assert crossed_multiple(5, 1, every) and crossed_multiple(11, 7, every)
+    assert not crossed_multiple(9, 3, every)
 
 
 def test_a_fit_ends_at_max_steps_and_should_stop_counts_from_min_epochs():

@@ -18,16 +18,10 @@ def _state_key(callback) -> str:
 
 def _annotate(error: BaseException, where: str) -> None:
     """Prefixes ``error``'s message with the hook that raised it, keeping its type and traceback."""
-    if getattr(error, "_kt_annotated", False):
-        return
     if error.args and isinstance(error.args[0], str):
         error.args = (f"{where} raised: {error.args[0]}",) + tuple(error.args[1:])
     else:
         add_note(error, f"raised in {where}")
-    try:
-        error._kt_annotated = True  # type: ignore[attr-defined]
-    except AttributeError:  # exceptions with __slots__ cannot carry the flag
-        pass
 
 
 def _names_dataloader_idx(fn) -> bool:
@@ -62,6 +56,10 @@ class CallbackBus:
     def __init__(self, *, callbacks, module, trainer, profiler=None) -> None:
         self.callbacks = callbacks  # the trainer's own list: checkpoints hold every callback in it
         self.trainer = trainer
+        # The error last annotated: a hook that calls another (a save from an epoch-end hook) lets
+        # it pass through two calls, and it names the innermost hook once. Exceptions take no weak
+        # references, so this holds it until the next one.
+        self._annotated: BaseException | None = None
         self.module = module
         plain = [c for c in self.callbacks if not c.is_monitor]
         # Checkpoint writers go last, so a saved file holds the epoch's other monitors' state too.
@@ -110,7 +108,9 @@ class CallbackBus:
                 else:
                     answer = fn(*args, **extra)
             except Exception as error:
-                _annotate(error, where)
+                if error is not self._annotated:
+                    _annotate(error, where)
+                    self._annotated = error
                 raise
         return answer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import keras
@@ -60,6 +61,11 @@ def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_sum
     return result
 
 
+#: The callbacks a module's ``configure_callbacks()`` brought, by ``id`` (weakly: each leaves with its
+#: last run), so that the next run drops them instead of piling them up.
+_BROUGHT_BY_MODULES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
 def with_module_callbacks(callbacks: list, module: Any) -> list:
     """``callbacks`` (the Trainer's) with those of ``module.configure_callbacks()``: a module
     callback replaces the Trainer's of the same type; those a module brought to an earlier run
@@ -69,7 +75,7 @@ def with_module_callbacks(callbacks: list, module: Any) -> list:
         TypeError: ``configure_callbacks`` returned something that is no callback.
     """
     brought = module.configure_callbacks()
-    kept = [c for c in callbacks if not getattr(c, "_kt_from_module", False)]
+    kept = [c for c in callbacks if _BROUGHT_BY_MODULES.get(id(c)) is not c]
     if not brought:
         return kept
     try:
@@ -78,6 +84,6 @@ def with_module_callbacks(callbacks: list, module: Any) -> list:
     except TypeError as error:
         raise TypeError(f"{type(module).__name__}.configure_callbacks(): {error}") from None
     for callback in extra:
-        callback._kt_from_module = True
+        _BROUGHT_BY_MODULES[id(callback)] = callback
     replaced = {type(c) for c in extra if not isinstance(c, KerasCallbackAdapter)}
     return [c for c in kept if type(c) not in replaced] + extra

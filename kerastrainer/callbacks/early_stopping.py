@@ -129,7 +129,8 @@ class EarlyStopping(Callback):
 
     def _current(self, trainer: Trainer) -> float | None:
         try:
-            return monitored_value(trainer, self.monitor, "EarlyStopping")
+            return monitored_value(trainer.callback_metrics, self.monitor, "EarlyStopping",
+                                   validates=trainer.num_val_batches != 0)
         except ValueError as error:
             if self.strict:
                 raise

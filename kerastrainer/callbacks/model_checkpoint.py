@@ -30,7 +30,8 @@ def format_checkpoint_name(template: str, metrics: dict, auto_insert_metric_name
     values = dict(metrics)
 
     def fill(match):
-        name, spec = match.group(1), match.group(2) or ""
+        name = match.group(1)
+        spec = match.group(2) or ""
         value = values.get(name, 0)
         text = format(value, spec[1:]) if spec else str(value)
         # a key of one of several datasets (val_loss/dataloader_idx_1) must not make a folder
@@ -263,7 +264,10 @@ class ModelCheckpoint(Callback):
             return  # already saved this exact state (a step trigger at the epoch's last batch)
         started = time.monotonic()
         trainer.checkpoint_io.wait()  # the previous save's file and follow-ups are done: the book is free
-        current = monitored_value(trainer, self.monitor, "ModelCheckpoint") if self.monitor else None
+        current = None
+        if self.monitor:
+            current = monitored_value(trainer.callback_metrics, self.monitor, "ModelCheckpoint",
+                                      validates=trainer.num_val_batches != 0)
         if self.monitor and current is None:
             return  # no validation this epoch
         self._last_global_step_saved = trainer.global_step
@@ -306,7 +310,8 @@ class ModelCheckpoint(Callback):
             raise
 
     def _save_recent(self, trainer, metrics):
-        path, book = self._path(metrics), self.state_dict()
+        path = self._path(metrics)
+        book = self.state_dict()
         self._recent = [path] + [p for p in self._recent if p != path]
         self.best_model_path = path
         dropped = self._recent[self.save_top_k:] if self.save_top_k > 0 else []
@@ -330,7 +335,9 @@ class ModelCheckpoint(Callback):
         return pick(self.best_k_models, key=lambda path: self.best_k_models[path])
 
     def _save_top_k(self, trainer, metrics, current):
-        path, book, worst = self._path(metrics), self.state_dict(), None
+        path = self._path(metrics)
+        book = self.state_dict()
+        worst = None
         self.best_k_models[path] = current
         if self.save_top_k != -1 and len(self.best_k_models) > self.save_top_k:
             worst = self._worst()

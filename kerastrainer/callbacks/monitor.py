@@ -5,20 +5,19 @@ from __future__ import annotations
 import math
 
 
-def monitored_value(trainer, monitor: str, owner: str) -> float | None:
-    """Returns ``trainer.callback_metrics[monitor]``.
+def monitored_value(metrics: dict, monitor: str, owner: str, *, validates: bool) -> float | None:
+    """Returns ``metrics[monitor]`` (a trainer's ``callback_metrics``).
 
-    Returns ``None`` when the key is a validation value and no validation ran this epoch (for example
-    with ``check_val_every_n_epoch > 1``).
+    Returns ``None`` when the key is a validation value, the fit ``validates`` and no validation
+    ran this epoch (for example with ``check_val_every_n_epoch > 1``).
 
     Raises:
         ValueError: the key is never logged; the message lists the keys that exist (Lightning's
             ``strict=True``).
     """
-    metrics = trainer.callback_metrics
     if monitor in metrics:
         return float(metrics[monitor])
-    if monitor.startswith("val_") and trainer.num_val_batches != 0 and not any(
+    if monitor.startswith("val_") and validates and not any(
             k.startswith("val_") for k in metrics):
         return None
     available = ", ".join(sorted(metrics)) or "(nothing logged)"

@@ -150,7 +150,8 @@ class RichProgressBar(Callback):
     # ------------------------------------------------------------------ evaluation
     def _eval_start(self, trainer, description, total):
         if self.is_live:  # several datasets: a count each, one after the other (Lightning's bar)
-            self._eval_totals, self._eval_label = total if isinstance(total, list) else None, description
+            self._eval_totals = total if isinstance(total, list) else None
+            self._eval_label = description
             self._eval_dataset = 0
             label = f"{description} DataLoader 0" if self._eval_totals else description
             self._eval_task = self._start().add_task(

@@ -69,7 +69,8 @@ class ThroughputMonitor(Callback):
         self._window = self._epoch = None
 
     def _log(self, module, prefix: str, since: tuple[float, int]) -> None:
-        seconds, batches = time.perf_counter() - since[0], self._done - since[1]
+        seconds = time.perf_counter() - since[0]
+        batches = self._done - since[1]
         if seconds <= 0 or batches <= 0:
             return
         module.log(f"{prefix}batches_per_sec", batches / seconds, prog_bar=False)

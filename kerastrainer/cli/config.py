@@ -79,7 +79,9 @@ class CLI:
 
             seed_everything(int(section["seed_everything"]))
         built = self._instantiate(section)
-        self.trainer, self.model, self.datamodule = built["trainer"], built["model"], built.get("data")
+        self.trainer = built["trainer"]
+        self.model = built["model"]
+        self.datamodule = built.get("data")
         if save_config:
             from kerastrainer.cli.save_config import SaveConfig
 

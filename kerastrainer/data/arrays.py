@@ -51,7 +51,8 @@ class ArrayDataModule(DataModule):
                  test_split: float = 0.0,
                  shuffle_before_split: bool = True, standardize: bool = False, seed: int = 0) -> None:
         self.save_hyperparameters(ignore=("x", "y"))
-        x, y = np.asarray(x), np.asarray(y)
+        x = np.asarray(x)
+        y = np.asarray(y)
         if len(x) != len(y):
             raise ValueError(f"ArrayDataModule: x and y must have the same number of rows. Received "
                              f"len(x)={len(x)} and len(y)={len(y)}.")

@@ -14,7 +14,8 @@ def _element_bytes(spec) -> int:
     """Bytes of one element of ``spec`` (unknown dimensions count as 1: a lower bound)."""
     total = 0
     for part in tf.nest.flatten(spec):
-        shape, dtype = getattr(part, "shape", None), getattr(part, "dtype", None)
+        shape = getattr(part, "shape", None)
+        dtype = getattr(part, "dtype", None)
         if shape is None or dtype is None or shape.rank is None or dtype == tf.string:
             continue
         count = 1
@@ -27,7 +28,9 @@ def _element_bytes(spec) -> int:
 def shuffle_buffer_bytes(dataset) -> int:
     """A lower bound of the bytes the shuffle buffers of ``dataset`` hold once filled: each buffer's
     size (at most its input's length) times its element's bytes; 0 for pipelines it cannot walk."""
-    total, seen, pending = 0, set(), [dataset]
+    total = 0
+    seen = set()
+    pending = [dataset]
     while pending:
         ds = pending.pop()
         if id(ds) in seen or not isinstance(ds, tf.data.Dataset):

@@ -30,6 +30,8 @@ class DataModule:
         ...         return self.val
     """
 
+    _kt_hparams: AttributeDict | None = None  # set by save_hyperparameters
+
     def save_hyperparameters(self, *names: str, ignore: str | Iterable[str] | None = None) -> None:
         """Stores ``__init__`` arguments in ``self.hparams`` (logged with the module's, and checkpointed).
 
@@ -42,7 +44,7 @@ class DataModule:
     @property
     def hparams(self) -> AttributeDict:
         """The saved hyperparameters (empty until `save_hyperparameters`)."""
-        return getattr(self, "_kt_hparams", None) or AttributeDict()
+        return self._kt_hparams or AttributeDict()
 
     def prepare_data(self) -> None:
         """Downloads or writes files once; called before ``setup``."""

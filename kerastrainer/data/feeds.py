@@ -79,7 +79,9 @@ class FitFeeds:
 
     def __init__(self, train, vals, num_batches, num_val_batches, *, start=(0, 0), strategy,
                  num_workers: int = 1) -> None:
-        self.train, self.vals, self.val_counts = train, list(vals), list(num_val_batches)
+        self.train = train
+        self.vals = list(vals)
+        self.val_counts = list(num_val_batches)
         self.val_stages = loader_stages(VAL, len(self.vals))
         self._strategy, self._workers = strategy, num_workers
         self._train = None
@@ -179,7 +181,8 @@ class ArrayFeed:
     def start_epoch(self, epoch: int) -> None:
         """Draws the epoch's row order (the same one the ``tf.data`` path would use)."""
         if epoch != self._epoch or self.order is None:
-            self._epoch, self.order = epoch, self.source.order(epoch)
+            self._epoch = epoch
+            self.order = self.source.order(epoch)
 
 
 def concatenate(outputs: list):

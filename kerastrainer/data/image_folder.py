@@ -128,8 +128,10 @@ class ImageFolder(DataModule):
             self.class_names = _check_tree(self.root, "root")
             train, val = self._load(self.root, validation_split=self.val_split, subset="both",
                                     shuffle=True)
-            self.train_files, self.val_files = list(train.file_paths), list(val.file_paths)
-            self._train, self._val = self._finish(train, training=True), self._finish(val, training=False)
+            self.train_files = list(train.file_paths)
+            self.val_files = list(val.file_paths)
+            self._train = self._finish(train, training=True)
+            self._val = self._finish(val, training=False)
         if stage in ("test", "predict") and self._test is None and self.test_root is not None:
             classes = _check_tree(self.test_root, "test_root")
             if self.class_names is not None and classes != self.class_names:

@@ -109,7 +109,8 @@ class Source:
         in order, ``queue`` batches ahead. Skipping to a resumed position reads no batch."""
         per_epoch = min(limit, self.num_batches) if limit is not None else self.num_batches
         first_epoch, skip = divmod(skip, per_epoch) if per_epoch else (0, 0)
-        pipeline, read = self.fetcher.new_pipeline(), self.fetcher.read
+        pipeline = self.fetcher.new_pipeline()
+        read = self.fetcher.read
         epochs = tf.data.Dataset.range(first_epoch, 2**62 if repeat else first_epoch + 1)
         ds = epochs.flat_map(lambda epoch: tf.data.Dataset.zip(
             tf.data.Dataset.from_tensors(epoch).repeat(per_epoch),

@@ -49,7 +49,8 @@ class _Printer:
     """Writes whole lines from several threads; the lock keeps lines from interleaving."""
 
     def __init__(self, output) -> None:
-        self.output, self.lock = output, threading.Lock()
+        self.output = output
+        self.lock = threading.Lock()
         self.recent: collections.defaultdict[int, collections.deque[str]] = (
             collections.defaultdict(lambda: collections.deque(maxlen=_KEPT_LINES)))
 
@@ -98,11 +99,13 @@ def _terminate(workers, grace: float) -> None:
 
 def _supervise(workers, ready_dir, start_timeout, kill_grace, printer, received):
     """Watches one attempt until it ends. Returns ``(exit code, whether a restart may help)``."""
-    deadline, ready = time.monotonic() + start_timeout, set()
+    deadline = time.monotonic() + start_timeout
+    ready = set()
     forwarded_at = preempted_at = None
     while True:
         time.sleep(_POLL)
-        now, codes = time.monotonic(), [w.proc.poll() for w in workers]
+        now = time.monotonic()
+        codes = [w.proc.poll() for w in workers]
         if received:  # the launcher got SIGTERM/SIGINT: let the workers save, then end
             if forwarded_at is None:
                 printer.say(f"received {signal.Signals(received[0]).name}; stopping the workers")
@@ -156,10 +159,13 @@ def _supervise(workers, ready_dir, start_timeout, kill_grace, printer, received)
 
 def _attempt(argv, nproc, attempt, start_timeout, kill_grace, printer, received,
              collective_timeout=None, nodes=None):
-    ready_dir, workers = tempfile.mkdtemp(prefix="kt-launch-"), []
+    ready_dir = tempfile.mkdtemp(prefix="kt-launch-")
+    workers = []
     try:
         # New ports on every attempt: the old ones may still be held.
-        ports, addresses, first = free_ports(nproc), None, 0
+        ports = free_ports(nproc)
+        addresses = None
+        first = 0
         if nodes is not None:  # other hosts connect: every interface, and the nodes' addresses
             ports = free_ports(nproc, host="")
             printer.say(f"node {nodes.rank} of {nodes.count}: meeting the other nodes at "
@@ -268,7 +274,9 @@ def launch(command, *, nproc: int, max_restarts: int = 0, start_timeout: float =
     """
     argv = _check_launch(list(command), nproc, max_restarts, start_timeout, kill_grace,
                          bootstrap, collective_timeout, nodes)
-    printer, received, previous = _Printer(output or sys.stdout), [], {}
+    printer = _Printer(output or sys.stdout)
+    received = []
+    previous = {}
     if threading.current_thread() is threading.main_thread():  # signal.signal works only there
         for signum in (signal.SIGTERM, signal.SIGINT):  # recorded; _supervise forwards it
             previous[signum] = signal.signal(signum, lambda number, _: received.append(number))

@@ -95,7 +95,8 @@ def finalize(loggers, error=None) -> None:
     """Tells every logger the run ended (see :func:`status_of`); each one flushes what it can,
     even when another one fails. Without an error on its way, the first failure is raised after
     all were tried."""
-    status, first = status_of(error), None
+    status = status_of(error)
+    first = None
     for logger in loggers:
         try:
             guarded(error, f"{type(logger).__name__}.finalize", logger.finalize, status)

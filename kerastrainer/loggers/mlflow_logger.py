@@ -88,7 +88,8 @@ class MLFlowLogger(Logger):
     def run_id(self) -> str:
         """The MLflow run's id (the run is made on first use)."""
         if self._run_id is None:
-            self._run_id, self._open = self._create_run(), True
+            self._run_id = self._create_run()
+            self._open = True
         return self._run_id
 
     def _active_run(self) -> str:

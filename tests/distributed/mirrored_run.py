@@ -63,7 +63,7 @@ def train(strategy, as_dataset, rows=331, several=False):
     metrics = {k: v for k, v in trainer.callback_metrics.items() if isinstance(v, float)}
     return {"weights": [w.tolist() for w in module.get_weights()], "feeds": sorted(feeds),
             "metrics": metrics, "world_size": trainer.world_size, "steps": trainer.global_step,
-            "jit": trainer.tuner.reason}
+            "jit": trainer.step_tuner.reason}
 
 
 def xla_warnings():

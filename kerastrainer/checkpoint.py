@@ -333,14 +333,58 @@ def _best_in_newest(callbacks, default_root_dir, loggers) -> list:
             and os.path.isfile(state["best_model_path"])]
 
 
-def load_module(cls, path, overrides: dict, *, saved_class: bool = False):
+def _subclasses(base) -> list:
+    """Every subclass of ``base`` alive in this process, depth first."""
+    found = []
+    for sub in base.__subclasses__():
+        found.append(sub)
+        found += _subclasses(sub)
+    return found
+
+
+def saved_module_class(base, name, path, *, safe_mode: bool) -> type:
+    """The subclass of ``base`` (``TrainModule``) that a checkpoint at ``path`` names as ``name``
+    (``module.qualname``): one already imported; with ``safe_mode=False``, or one found by
+    importing its module. Nothing else is imported or called: the file is untrusted input.
+
+    Raises:
+        ValueError: ``name`` is no such class; the message says what the file names and the fix.
+    """
+    where = f"kt.TrainModule.load_from_checkpoint({str(path)!r})"
+    named = str(name)
+    matches = [c for c in _subclasses(base) if f"{c.__module__}.{c.__qualname__}" == named]
+    if matches:
+        return matches[-1]  # the newest definition, as a re-run cell or script would use
+    module_name, _, qualname = named.rpartition(".")
+    if safe_mode:
+        raise ValueError(
+            f"{where} refuses: the file names the class {named!r}, which is not a TrainModule "
+            "subclass imported in this process, and safe_mode=True imports nothing a file names. "
+            f"Import its module first, or call {qualname or named}.load_from_checkpoint(...) on "
+            "the class itself; pass safe_mode=False only for a file you trust (its module is then "
+            f"imported, which runs its code). Received: class={named!r}")
+    found = None
+    try:
+        found = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError, ValueError):
+        found = None
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ValueError(
+            f"{where} refuses: the file names the class {named!r}, which is not a TrainModule "
+            "subclass that can be imported; nothing it names was called. Load it with the class "
+            f"it was saved from: MyModule.load_from_checkpoint(...). Received: class={named!r}")
+    return found
+
+
+def load_module(cls, path, overrides: dict, *, saved_class: bool = False, safe_mode: bool = True):
     """``cls.load_from_checkpoint(path, **overrides)``: ``cls(**hparams, **overrides)``, built as
     it was built in its run, its weights loaded; with ``saved_class``, the class the checkpoint
-    names (imported from where it was defined) instead of ``cls``."""
+    names (`saved_module_class`) instead of ``cls``."""
     tree = read_checkpoint(path)
     if saved_class:
-        module_name, _, qualname = tree["module"]["class"].rpartition(".")
-        cls = getattr(importlib.import_module(module_name), qualname)
+        cls = saved_module_class(cls, tree["module"].get("class"), path, safe_mode=safe_mode)
     hparams = dict(tree["module"].get("hparams", {}))
     params = inspect.signature(cls.__init__).parameters.values()
     if not any(p.kind == p.VAR_KEYWORD for p in params):

@@ -278,13 +278,21 @@ class TrainModule(ModuleHooks, keras.Model):
         object.__setattr__(self, "_kt_hparams", normalize_hparams(names, frame, ignore))
 
     @classmethod
-    def load_from_checkpoint(cls, path: str | os.PathLike, **overrides: Any) -> TrainModule:
+    def load_from_checkpoint(cls, path: str | os.PathLike, *, safe_mode: bool = True,
+                             **overrides: Any) -> TrainModule:
         """Rebuilds a module from a checkpoint: ``cls(**hparams, **overrides)``, built as in its
-        run, weights loaded; no Trainer or data needed. ``kt.TrainModule.load_from_checkpoint``
-        rebuilds the class the checkpoint names. Full and ``save_weights_only`` checkpoints work.
+        run, weights loaded; no Trainer or data needed. Full and ``save_weights_only`` checkpoints
+        work.
+
+        ``kt.TrainModule.load_from_checkpoint`` rebuilds the class the checkpoint names, which must
+        be a ``TrainModule`` subclass already imported in this process (a file is untrusted input:
+        nothing it names is imported or called); ``safe_mode=False`` lets it import the module the
+        file names, for files you trust. A subclass's ``load_from_checkpoint`` (``Clf.load_from_checkpoint``)
+        builds that class and never looks at the name in the file.
 
         Args:
             path: the checkpoint file.
+            safe_mode: with ``kt.TrainModule``, import nothing the file names (Keras's ``safe_mode``).
             **overrides: hyperparameters to change or supply (e.g. ones that were not saved).
 
         Returns:
@@ -294,13 +302,15 @@ class TrainModule(ModuleHooks, keras.Model):
             FileNotFoundError: no such file.
             ValueError: a corrupted file, or variables that do not match (all of them listed).
             TypeError: the saved hyperparameters do not fit ``cls.__init__``.
+            ValueError: with ``kt.TrainModule``, the file names a class that is not an imported
+                ``TrainModule`` subclass (with ``safe_mode=False``: none after importing its module).
 
         Examples:
             >>> module = DigitClassifier.load_from_checkpoint("checkpoints/last.ckpt")  # doctest: +SKIP
         """
         from kerastrainer.checkpoint import load_module
 
-        return load_module(cls, path, overrides, saved_class=cls is TrainModule)
+        return load_module(cls, path, overrides, saved_class=cls is TrainModule, safe_mode=safe_mode)
 
     @classmethod
     def from_keras(cls, model: keras.Model, *, loss: Any, optimizer: Any = "rmsprop",

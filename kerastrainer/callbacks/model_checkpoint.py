@@ -10,6 +10,7 @@ import math
 import os
 import re
 import time
+import warnings
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, monitored_value
@@ -205,6 +206,33 @@ class ModelCheckpoint(Callback):
         self.best_k_models = {path: float(score) for path, score in state_dict["best_k_models"]}
         self._recent = list(state_dict["recent"])
         self._last_global_step_saved = int(state_dict["last_global_step_saved"])
+        if self.dirpath is not None:  # else once setup knows the folder
+            self._forget_files_elsewhere()
+
+    def _forget_files_elsewhere(self) -> None:
+        """Drops, with a warning, every file of a restored book that is not in this callback's
+        folder: the book says which files a later save deletes, and a checkpoint is untrusted
+        input (a crafted one could name any file)."""
+        folder = os.path.realpath(self.dirpath)
+
+        def inside(path) -> bool:
+            if not isinstance(path, str) or not path:
+                return False
+            return os.path.commonpath([folder, os.path.realpath(path)]) == folder
+
+        named = [self.best_model_path, self.last_model_path, *self.best_k_models, *self._recent]
+        foreign = sorted({str(p) for p in named if p and not inside(p)})
+        if not foreign:
+            return
+        warnings.warn(f"ModelCheckpoint: the restored checkpoint state names files outside its folder "
+                      f"{self.dirpath!r}, which it will neither use nor delete: {foreign}")
+        self.best_k_models = {p: score for p, score in self.best_k_models.items() if inside(p)}
+        self._recent = [p for p in self._recent if inside(p)]
+        if not inside(self.best_model_path):
+            self.best_model_path = ""
+            self.best_model_score = None
+        if not inside(self.last_model_path):
+            self.last_model_path = ""
 
     # ------------------------------------------------------------------ triggers
     def setup(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
@@ -218,6 +246,7 @@ class ModelCheckpoint(Callback):
             root = (trainer.log_dir if trainer.loggers and trainer.num_workers == 1
                     else trainer.default_root_dir)
             self.dirpath = os.path.join(str(root), "checkpoints")
+            self._forget_files_elsewhere()  # a book restored before the folder was known
         if trainer.is_global_zero:  # what killed writers of earlier runs left (never a live one's)
             remove_stale_temporaries(self.dirpath)
         # Several workers keep one book, so they must name files alike: one worker could see a

@@ -11,6 +11,34 @@ import re
 from kerastrainer.checkpoint_io import atomic_write_text
 
 
+def path_component(owner: str, argument: str, value):
+    """Checks that a logger's ``name`` or ``version`` is one folder name inside its parent: a
+    version may come from a checkpoint (untrusted input), and ``..``, a separator or an absolute
+    path would put the run's files elsewhere.
+
+    Raises:
+        ValueError: ``value`` is not a single path component; the message names it.
+        TypeError: ``value`` is neither a string nor (for a version) an int.
+    """
+    if argument == "version" and (value is None or (isinstance(value, int) and not isinstance(value, bool))):
+        if value is not None and value < 0:
+            raise ValueError(f"{owner}: `version` must be an int >= 0, a folder name or None. "
+                             f"Received: version={value!r}")
+        return value
+    if not isinstance(value, str):
+        kinds = "an int, a folder name or None" if argument == "version" else "a folder name (a str)"
+        raise TypeError(f"{owner}: `{argument}` must be {kinds}. Received: {argument}={value!r}")
+    if argument == "name" and value == "":
+        return value  # no experiment folder: runs sit in save_dir itself (Lightning's rule)
+    separators = {sep for sep in (os.sep, os.altsep, "/") if sep}
+    if value in ("", ".", "..") or any(sep in value for sep in separators) or "\0" in value \
+            or os.path.isabs(value):
+        raise ValueError(f"{owner}: `{argument}` must be a single folder name (no '..', path separator "
+                         "or absolute path): it names a folder inside the logger's save_dir. "
+                         f"Received: {argument}={value!r}")
+    return value
+
+
 def next_version(root: str) -> int:
     """The first ``N`` such that ``<root>/version_N`` does not exist yet (never reuse a run)."""
     taken = [int(m.group(1)) for entry in (os.listdir(root) if os.path.isdir(root) else [])
@@ -50,8 +78,8 @@ class Logger:
     def __init__(self, save_dir: str | os.PathLike | None = None, *, name: str = "kt_logs",
                  version: int | str | None = None) -> None:
         self._save_dir = os.fspath(save_dir) if save_dir is not None else None
-        self._name = name
-        self._version = version
+        self._name = path_component(type(self).__name__, "name", name)
+        self._version = path_component(type(self).__name__, "version", version)
 
     def attach(self, default_root_dir: str) -> None:
         """Called by the Trainer: fills in ``save_dir`` when it was not given."""
@@ -76,7 +104,7 @@ class Logger:
 
     @version.setter
     def version(self, value: int | str | None) -> None:
-        self._version = value
+        self._version = path_component(type(self).__name__, "version", value)
 
     @property
     def has_version(self) -> bool:
@@ -125,4 +153,6 @@ class Logger:
         return {"version": self.version}
 
     def load_state_dict(self, state: dict) -> None:
-        self._version = state["version"]
+        """Resumes the run's version (a checkpoint's: checked, as any untrusted input)."""
+        self._version = path_component(f"{type(self).__name__} (restored from a checkpoint)", "version",
+                                       state["version"])

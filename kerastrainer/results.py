@@ -36,9 +36,12 @@ class Results:
         strategy: the run's ``tf.distribute.Strategy`` (accumulators are created in its scope).
         agreement: the workers' `Agreement` (``None``
             or a solo one: a single worker).
+        compile_reader: the compile site's ``CompiledSteps.compile_reader``, with which a
+            single-device run reads a stage's values in one compiled call and one transfer (see
+            `StageReaders`); ``None`` (``run_eagerly``): always plainly.
     """
 
-    def __init__(self, *, strategy=None, agreement=None) -> None:
+    def __init__(self, *, strategy=None, agreement=None, compile_reader=None) -> None:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.scope = self.strategy.scope
         self.agreement = agreement
@@ -57,7 +60,9 @@ class Results:
         self._dirty: set[str] = set()
         self._taken_metrics: set[int] = set()
         self._pending: dict[str, np.ndarray] = {}  # restored values of variables not created yet
-        self.readers = StageReaders(None)  # plain reads until compiled steps exist (use_compiler)
+        several = self.synced_reads or self.strategy.num_replicas_in_sync != 1 or isinstance(
+            self.strategy, tf.distribute.MirroredStrategy)
+        self.readers = StageReaders(None if several else compile_reader)  # replicas: read one by one
 
     def configure(self, stages, make_metrics) -> None:
         """Creates the accumulators of each of ``stages`` once, with the metrics ``make_metrics()``
@@ -321,13 +326,6 @@ class Results:
                 self._read(stage.name)
             values.update(self._values.get(stage.name, {}))
         return values
-
-    def use_compiler(self, compile_reader) -> None:
-        """Lets a single-device run read a stage's values with one compiled call and one transfer
-        (see `StageReaders`); ``compile_reader`` is ``CompiledSteps.compile_reader``, ``None``: never."""
-        several = self.synced_reads or self.strategy.num_replicas_in_sync != 1 or isinstance(
-            self.strategy, tf.distribute.MirroredStrategy)
-        self.readers = StageReaders(None if several else compile_reader)  # replicas: read one by one
 
     def _read(self, stage: str) -> None:
         values = self.readers.read(self.stages[stage])

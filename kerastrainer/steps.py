@@ -125,7 +125,6 @@ class CompiledSteps:
         self.run_eagerly = run_eagerly
         self.detect_anomaly = detect_anomaly
         self.trace_counts: Counter = Counter()
-        results.use_compiler(None if run_eagerly else self.compile_reader)
         self._loops: dict = {}
         self._n_cache: dict = {}
         self.signature = trainable_signature(module)
@@ -176,10 +175,9 @@ class CompiledSteps:
     def _train_step(self, batch):
         self.trace_counts[TRAIN.name] += 1
         module = self.module
-        state = self.results.stages[TRAIN.name]
         where = f"{type(module).__name__}.training_step"
         size = batch_size_of(batch)
-        with self.results.recording(TRAIN, size):
+        with self.results.recording(TRAIN, size) as state:
             if module.automatic_optimization:
                 with tf.GradientTape() as tape:
                     # A layer frozen before it was built got TF variables created non-trainable,
@@ -263,9 +261,8 @@ class CompiledSteps:
     def _eval_step(self, stage: Stage, batch):
         self.trace_counts[stage.name] += 1
         module = self.module
-        state = self.results.stages[stage.name]
         size = batch_size_of(batch)
-        with self.results.recording(stage, size):
+        with self.results.recording(stage, size) as state:
             outputs = call_step(getattr(module, stage.step), batch, state.batch_idx.value(),
                                 stage.dataloader_idx)
             loss = _loss_of(outputs, f"{type(module).__name__}.{stage.step}", required=False)

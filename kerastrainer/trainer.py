@@ -85,7 +85,7 @@ class Trainer(TrainerFlags, TrainerViews):
         if self.deterministic:
             make_deterministic()
         self.progress = Progress()
-        self.results = Results(strategy=self.strategy, agreement=self._agreement)
+        self.results = self._new_results()
         self.should_stop = self.sanity_checking = False
         self.stage = self.module = self.step_tuner = self.dataloader_idx = None  # run, module, tuner, dataset
         self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
@@ -388,11 +388,16 @@ class Trainer(TrainerFlags, TrainerViews):
         check_module(module)
         if module is not self.module:
             self.module, self._steps = module, None
-            self.results = Results(strategy=self.strategy, agreement=self._agreement)
+            self.results = self._new_results()
         module.trainer = self
         dispatch.claim_run_folders(self.loggers)  # as the run starts
         self.callbacks = with_module_callbacks(self.callbacks, module)  # its configure_callbacks()
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self, profiler=self.profiler)
+
+    def _new_results(self):
+        """The `Results` of a module's runs; its compiled reads come from the one compile site."""
+        return Results(strategy=self.strategy, agreement=self._agreement,
+                       compile_reader=None if self.run_eagerly else CompiledSteps.compile_reader)
 
     def _prepare(self, stage, source, stages):
         """Builds the module, configures the metrics of ``stages`` once; training: a fresh optimizer."""

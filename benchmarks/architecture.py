@@ -10,10 +10,10 @@
    packed assignments that hide a call (``a, b = x, f()``);
 5. import cycles between package modules (Tarjan's SCCs), imports inside functions included;
 6. a walk of one batch: ``sys.setprofile`` over a one-batch ``Trainer.fit`` (after an untraced
-   warm-up fit), counting the kerastrainer files and functions entered and the calls made (set-up
-   included); and the path itself: the kerastrainer frames on the stack from ``Trainer.fit`` to the
-   optimizer update (traced into the compiled step) and to the device read behind the progress
-   bar's number.
+   warm-up fit), counting the kerastrainer files and functions entered, the calls made and the file
+   switches (set-up included), the same for a fit of one ten-batch epoch; and the path itself: the
+   kerastrainer frames on the stack from ``Trainer.fit`` to the optimizer update (traced into the
+   compiled step) and to the device read behind the progress bar's number.
 Parts 1-5 read the source only; part 6 imports kerastrainer and TensorFlow (``--no-trace``: skip).
 """
 
@@ -213,8 +213,11 @@ def tarjan(graph):
     return sorted(s for s in sccs if len(s) > 1)
 
 
-def walk_one_batch():
-    """{(file, qualname, first line): calls} of kerastrainer code during a one-batch fit."""
+def walk_one_batch(rows=32):
+    """{(file, qualname, first line): calls} of kerastrainer code during a fit of ``rows`` rows
+    (batches of 32: one batch by default; ``rows=320`` is an epoch of ten batches), the paths, and
+    the file switches (kerastrainer calls made from another kerastrainer file than the one last
+    entered)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, ROOT)
     import keras
@@ -242,8 +245,11 @@ def walk_one_batch():
             return keras.optimizers.SGD(0.01)
 
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")
+    x = rng.normal(size=(rows, 3)).astype("float32")
+    y = rng.normal(size=(rows, 1)).astype("float32")
     calls, converted = collections.Counter(), collections.Counter()
+    last_file = [None]
+    switches = [0]
     paths = {}  # "optimizer update" / "bar's number": the kerastrainer frames on the stack then
 
     def key(code):
@@ -273,6 +279,9 @@ def walk_one_batch():
             paths.setdefault("optimizer update", stack(frame.f_back))
         if code.co_filename.startswith(pkg_dir):
             calls[key(code)] += 1
+            if code.co_filename != last_file[0]:
+                switches[0] += 1
+                last_file[0] = code.co_filename
             if name == "StageState.read" and "bar's number" not in paths and any(
                     "RichProgressBar" in q for _, q, _ in stack(frame)):
                 paths["bar's number"] = stack(frame)
@@ -310,10 +319,10 @@ def walk_one_batch():
             one_fit(trace=True)
         finally:
             os.chdir(cwd)
-    return calls, converted, paths
+    return calls, converted, paths, switches[0]
 
 
-def report_walk(figure, report, calls, converted, paths):
+def report_walk(figure, report, calls, converted, paths, switches):
     by_file = collections.defaultdict(list)
     for (f, q, first), c in sorted(calls.items()):
         n = converted.get((f, q, first))
@@ -322,6 +331,7 @@ def report_walk(figure, report, calls, converted, paths):
     figure("walk_functions", len(calls))
     figure("walk_calls", sum(calls.values()))
     figure("walk_calls_via_autograph", sum(converted.values()))
+    figure("walk_file_switches", switches)
     figure("walk_functions_by_file", "", [line for f, entries in by_file.items() for line in [
         f"{f} ({len(entries)} functions, {sum(c for k, c in calls.items() if k[0] == f)} calls)"]
         + [f"  {e}" for e in entries]])
@@ -387,11 +397,16 @@ def main():
 
     if not args.no_trace:
         try:
-            calls, converted, paths = walk_one_batch()
+            calls, converted, paths, switches = walk_one_batch()
         except Exception as e:  # a package that does not import or fit: parts 1-5 still count
             figure("walk_error", f"{type(e).__name__}: {e}")
         else:
-            report_walk(figure, report, calls, converted, paths)
+            report_walk(figure, report, calls, converted, paths, switches)
+            calls, _, _, switches = walk_one_batch(rows=320)
+            figure("epoch_walk_files", len({f for f, _, _ in calls}))
+            figure("epoch_walk_functions", len(calls))
+            figure("epoch_walk_calls", sum(calls.values()))
+            figure("epoch_walk_file_switches", switches)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)

@@ -3,7 +3,7 @@
 The chunk size (training steps per compiled call) grows until one call takes about
 `TARGET_CALL_SECONDS`: long enough that the Python work per call (hooks, dispatch) is noise,
 short enough that the progress bar, ``max_time`` and a SIGTERM are served promptly. The
-`BatchPlan` then caps each chunk at the next point a hook, logger or
+`FitLoop` then caps each chunk at the next point a hook, logger or
 validation needs.
 
 XLA is tried only where it can pay off: on a GPU it is used whenever the step compiles; on a CPU it is

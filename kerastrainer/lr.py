@@ -121,7 +121,7 @@ class Scheduler:
         """Acts after ``epoch`` (from 0) ends when its interval is ``"epoch"`` and the epochs done
         are a multiple of its frequency. ``monitored()`` reads the value a `ReduceLROnPlateau`
         watches (``None``: not logged this epoch); nothing else calls it."""
-        if self.interval == "epoch" and (epoch + 1) % self.frequency == 0:
+        if self.scheduler is not None and self.interval == "epoch" and (epoch + 1) % self.frequency == 0:
             self._act(optimizer, epoch, monitored)
 
     def after_steps(self, optimizer, global_step: int, steps: int,
@@ -129,12 +129,11 @@ class Scheduler:
         """Acts when its interval is ``"step"`` and the ``steps`` optimizer steps that ended at
         ``global_step`` reached a multiple of its frequency (once, however many they reached: a
         compiled call of several steps is followed by one action, at its last step)."""
-        if self.interval == "step" and steps and crossed_multiple(global_step, steps, self.frequency):
+        if self.scheduler is not None and self.interval == "step" and crossed_multiple(
+                global_step, steps, self.frequency):
             self._act(optimizer, global_step, monitored)
 
     def _act(self, optimizer, index: int, monitored) -> None:
-        if self.scheduler is None:
-            return
         if isinstance(self.scheduler, ReduceLROnPlateau):
             value = monitored()
             if value is not None:

@@ -27,9 +27,12 @@ class PassThroughProfiler:
         """A context manager timing ``action``."""
         return _NULL
 
-    def after_optimizer_steps(self, *, global_step: int, log_dir: str) -> None:
+    def start(self, *, log_dir: str) -> None:
+        """Called when fit starts training, with the run's folder."""
+
+    def after_optimizer_steps(self, global_step: int) -> None:
         """Called by the loop after each compiled training call that took optimizer steps, with
-        the ``global_step`` reached and the run's folder."""
+        the ``global_step`` reached."""
 
     def stop(self) -> None:
         """Called when fit ends: stop any trace still running."""
@@ -114,16 +117,21 @@ class TFProfiler(SimpleProfiler):
         self.start_step = start_step
         self.num_steps = num_steps
         self.trace_dir: str | None = None
+        self._log_dir = "."
         self._active = False
         self._done = False
 
-    def after_optimizer_steps(self, *, global_step: int, log_dir: str) -> None:
+    def start(self, *, log_dir: str) -> None:
+        """Remembers where the trace goes: ``<log_dir>/tf_profile``."""
+        self._log_dir = log_dir
+
+    def after_optimizer_steps(self, global_step: int) -> None:
         """Starts the trace at ``start_step`` and stops it ``num_steps`` later."""
         import tensorflow as tf
 
         step = global_step
         if not self._active and not self._done and step >= self.start_step:
-            self.trace_dir = os.path.join(log_dir, "tf_profile")
+            self.trace_dir = os.path.join(self._log_dir, "tf_profile")
             tf.profiler.experimental.start(self.trace_dir)
             self._active = True
             self._stop_at = step + self.num_steps

@@ -16,8 +16,9 @@ def crossed_multiple(global_step: int, steps: int, every: int) -> bool:
 class Progress:
     """The position of a fit: epoch, optimizer steps, batches done in the epoch, and its history.
 
-    ``trainer.current_epoch``, ``trainer.global_step`` and ``trainer.history`` read it. A checkpoint
-    stores `state_dict`, so a resumed fit continues at exactly this position.
+    ``trainer.current_epoch``, ``trainer.global_step`` and ``trainer.history`` read it; the fit's
+    `FitLoop <kerastrainer.fit_loop.FitLoop>` alone moves it. A checkpoint stores `state_dict`, so a
+    resumed fit continues at exactly this position.
 
     Attributes:
         epoch: the current (or last finished) epoch, from 0.
@@ -47,30 +48,6 @@ class Progress:
     def resume_batch(self) -> int:
         """The batch of `first_epoch` a fit starting from this position runs first."""
         return 0 if self.epoch_done else self.batch
-
-    def start_epoch(self, epoch: int) -> bool:
-        """Enters ``epoch``; returns ``True`` when it continues an epoch a checkpoint left mid-way."""
-        resumed = epoch == self.epoch and not self.epoch_done and self.batch > 0
-        self.epoch, self.epoch_done = epoch, False
-        if not resumed:
-            self.batch, self.validated_at = 0, None
-        return resumed
-
-    def advance(self, batches: int, batches_per_step: int) -> int:
-        """Counts ``batches`` more training batches; returns the optimizer steps they completed."""
-        before = self.batch
-        self.batch += batches
-        steps = self.batch // batches_per_step - before // batches_per_step
-        self.global_step += steps
-        return steps
-
-    def add_step(self) -> None:
-        """Counts one optimizer step outside `advance` (an epoch's leftover accumulation)."""
-        self.global_step += 1
-
-    def end_epoch(self) -> None:
-        """Marks the epoch finished (a checkpoint saved from now on resumes with the next one)."""
-        self.epoch_done = True
 
     def record_epoch(self, metrics: dict) -> None:
         """Appends the finished epoch's ``metrics`` (floats) to `history`."""

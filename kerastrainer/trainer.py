@@ -24,16 +24,15 @@ from kerastrainer.callbacks.finders import finders
 from kerastrainer.callbacks.monitor import monitored_value
 from kerastrainer.checkpoint_writer import CheckpointWriter
 from kerastrainer.data.datamodule import DataModule
-from kerastrainer.data.feeds import FitFeeds, concatenate, eval_loaders, loader_stages
+from kerastrainer.data.feeds import concatenate, eval_loaders, loader_stages
 from kerastrainer.data.resolve import eval_sources, fit_sources
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.workers import mark_ready
-from kerastrainer.fit_loop import FitLoop, planned_steps
+from kerastrainer.fit_loop import FitLoop, limit_batches, needs_every_batch, planned_steps, step_intervals
 from kerastrainer.flags import TrainerFlags
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
 from kerastrainer.optimization import configure_optimization, step_counter
-from kerastrainer.plan import BatchPlan, limit_batches, needs_every_batch, step_intervals, total_batches
 from kerastrainer.precision import precision_scope
 from kerastrainer.profiler import make_profiler
 from kerastrainer.progress import Progress
@@ -186,10 +185,10 @@ class Trainer(TrainerFlags, TrainerViews):
         n_vals = self._count_batches(VAL, vals, self.overfit_batches or self.limit_val_batches)
         self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
         self.step_tuner = self._make_step_tuner(fit=True, num_batches=n_train, data=train)  # may measure
-        plan = self._make_plan(num_batches=n_train, num_val_batches=total_batches(n_vals))
+        self.progress = Progress()  # a new run; ckpt_path continues one
+        loop = self._make_loop(num_batches=n_train, num_val_batches=n_vals)
         train.seed = self._agreement.from_chief(train.seed)
         train.keep_iterator_state = self.save_input_state
-        self.progress = Progress()  # a new run; ckpt_path continues one
         self.should_stop = False
         if checkpoint is not None:
             ckpt.restore_training_state(module, *checkpoint, owners=self._state_owners())
@@ -197,18 +196,17 @@ class Trainer(TrainerFlags, TrainerViews):
         self.progress.watch_optimizer(step_counter(module))
         dispatch.start_fit(self.loggers, module, self._datamodule,
                            resumed_at=self.global_step if checkpoint is not None else None)
-        feeds = FitFeeds(train, vals, n_train, n_vals, strategy=self.strategy, num_workers=self.num_workers,
-                         start=(self.progress.first_epoch, self.progress.resume_batch))
-        loop = FitLoop(plan=plan, feeds=feeds, progress=self.progress)
+        feeds = loop.open_feeds(train, vals, strategy=self.strategy, num_workers=self.num_workers)
         bus.call("on_fit_start")
-        if plan.num_val_batches != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
+        if loop.num_val_batches != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
             self._sanity_check(feeds)
         bus.call("on_train_start")
-        plan.start()  # the max_time clock
-        with plan.catching_signals():
+        loop.start()  # the max_time clock
+        self.profiler.start(log_dir=self.log_dir)
+        with loop.catching_signals():
             for epoch in loop.epochs():
                 self._train_epoch(epoch, loop)
-                if self._stop(plan, epoch):
+                if self._stop(loop, epoch):
                     break
         bus.call("on_train_end")
         bus.call("on_fit_end")
@@ -216,7 +214,7 @@ class Trainer(TrainerFlags, TrainerViews):
     def _train_epoch(self, epoch, loop):
         bus = self._bus
         if not loop.begin_epoch(epoch):
-            self.results.start_epoch(validates=loop.plan.validating)  # no stale val_* values
+            self.results.start_epoch(validates=loop.validating)  # no stale val_* values
             bus.call("on_train_epoch_start")
         elif loop.validation_pending():
             self._validate(loop, row=True)  # the checkpoint was saved at a validation point
@@ -234,22 +232,23 @@ class Trainer(TrainerFlags, TrainerViews):
             log_now = loop.logs_after(advance)
             if log_now:
                 self.results.sync()  # several workers read here, at the same step
-            bus.call("on_train_batch_end", outputs, loop.batch - 1)
+            bus.call("on_train_batch_end", outputs, chunk.start + advance.batches - 1)
             if self.loggers and log_now:
                 self._log_row(self.results.read(TRAIN) | self.results.take_fresh_hook_values())
             if advance.steps:
                 self._after_optimizer_steps(advance.steps)
             if loop.validates_now():
                 self._validate(loop, row=loop.more())  # mid-epoch: its own row
-            if self._stop(loop.plan, epoch) or advance.short:
+            if self._stop(loop, epoch) or advance.short:
                 break
         self._end_train_epoch(epoch, loop)
 
     def _after_optimizer_steps(self, steps):
         """What acts on optimizer steps, not on compiled calls: the profiler's trace window and a
         step-wise LR scheduler."""
-        self.profiler.after_optimizer_steps(global_step=self.global_step, log_dir=self.log_dir)
-        self._lr_scheduler.after_steps(self.module.optimizer, self.global_step, steps, self._monitored)
+        global_step = self.progress.global_step
+        self.profiler.after_optimizer_steps(global_step)
+        self._lr_scheduler.after_steps(self.module.optimizer, global_step, steps, self._monitored)
 
     def _end_train_epoch(self, epoch, loop):
         self.should_stop |= loop.ran_dry()
@@ -268,7 +267,7 @@ class Trainer(TrainerFlags, TrainerViews):
         with self.profiler.profile("logger write"):
             dispatch.log_row(self.loggers, metrics, self.global_step, epoch=epoch)
             dispatch.end_epoch(self.loggers, self.module, epoch)
-        self.should_stop = self.should_stop and loop.plan.may_stop(epoch)  # min_epochs wins over it
+        self.should_stop = self.should_stop and loop.may_stop(epoch)  # min_epochs wins over it
 
     def _monitored(self):
         """The value a ``ReduceLROnPlateau`` scheduler watches (read only when it acts)."""
@@ -443,21 +442,22 @@ class Trainer(TrainerFlags, TrainerViews):
                          varying_shapes=data is not None and varying_shapes(data.element_spec),
                          unknown_length=fit and num_batches is None)
 
-    def _make_plan(self, *, num_batches, num_val_batches):
-        """The `BatchPlan` of a fit, from its flags; with ``steps_per_execution="auto"`` chunks also
-        end at the loggers' interval (with several workers always: they read values together
-        there), at every callback's ``step_interval`` and at a step-wise scheduler's frequency."""
+    def _make_loop(self, *, num_batches, num_val_batches):
+        """The `FitLoop` of a fit, from its flags and position. With ``steps_per_execution="auto"``
+        chunks also end at the loggers' interval (with several workers always: they read values
+        together there), at every callback's ``step_interval`` and at a step-wise scheduler's
+        frequency."""
         intervals = step_intervals(steps_per_execution=self.steps_per_execution,
                                    log_every_n_steps=self.log_every_n_steps,
                                    logs=bool(self.loggers) or self.num_workers > 1,
                                    callback_intervals=(c.step_interval(self) for c in self.callbacks),
                                    scheduler=self._lr_scheduler)
-        return BatchPlan(num_batches=num_batches, num_val_batches=num_val_batches,
-                         val_check_interval=self.val_check_interval,
-                         check_val_every_n_epoch=self.check_val_every_n_epoch,
-                         max_epochs=self.max_epochs, max_steps=self.max_steps,
-                         log_every_n_steps=self.log_every_n_steps, min_epochs=self.min_epochs,
-                         max_time=self.max_time, step_intervals=intervals)
+        return FitLoop(progress=self.progress, num_batches=num_batches, num_val_batches=num_val_batches,
+                       val_check_interval=self.val_check_interval,
+                       check_val_every_n_epoch=self.check_val_every_n_epoch,
+                       max_epochs=self.max_epochs, max_steps=self.max_steps,
+                       log_every_n_steps=self.log_every_n_steps, min_epochs=self.min_epochs,
+                       max_time=self.max_time, step_intervals=intervals)
 
     def _count_batches(self, stage, sources, flag=None):
         """Each source's batches after the stage's ``limit_*`` flag; also ``num_<stage>_batches``."""
@@ -466,16 +466,16 @@ class Trainer(TrainerFlags, TrainerViews):
         return counts
 
     def _describe_profile(self):
+        """The profiler's report, into the run's folder (read only now: the run may have failed)."""
         self.profiler.describe(log_dir=self.log_dir, chief=self.is_global_zero)
 
     def _log_row(self, metrics):
         with self.profiler.profile("logger write"):
             dispatch.log_row(self.loggers, metrics, self.global_step, hidden=self.results.hidden_keys)
 
-    def _stop(self, plan, epoch) -> bool:
+    def _stop(self, loop, epoch) -> bool:
         """Whether the fit ends here, alike on every worker; SIGTERM/SIGINT: last.ckpt, SystemExit."""
-        stop, self.should_stop, received = self._agreement.decide_stop(
-            *plan.ends(self.global_step, epoch, self.should_stop))
+        stop, self.should_stop, received = self._agreement.decide_stop(*loop.ends(epoch, self.should_stop))
         if received:
             self.save_checkpoint(ckpt.last_checkpoint_path(self.callbacks, self.default_root_dir))
             raise SystemExit(EXIT_CODES[received])

@@ -7,20 +7,6 @@ from kerastrainer.progress import Progress
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
 
-def test_a_fresh_epoch_starts_at_batch_zero_and_a_saved_one_continues():
-    progress = Progress()
-    assert progress.start_epoch(0) is False
-    assert progress.advance(5, batches_per_step=2) == 2 and progress.global_step == 2
-    saved = progress.state_dict()
-    resumed = Progress()
-    resumed.load_state_dict(saved)
-    assert (resumed.first_epoch, resumed.resume_batch) == (0, 5)
-    assert resumed.start_epoch(0) is True and resumed.batch == 5
-    resumed.end_epoch()
-    assert (resumed.first_epoch, resumed.resume_batch) == (1, 0)
-    assert resumed.start_epoch(1) is False and resumed.batch == 0
-
-
 def test_history_holds_none_for_values_an_epoch_did_not_log():
     progress = Progress()
     progress.record_epoch({"loss": 1.0})

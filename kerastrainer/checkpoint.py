@@ -259,9 +259,20 @@ def last_checkpoint_path(callbacks, default_root_dir) -> str:
 
 def find_checkpoint(ckpt_path, callbacks, default_root_dir, loggers=(), *, required: bool = False):
     """``(tree, path)`` of the checkpoint ``ckpt_path`` names (see `resolve_ckpt_path`), read
-    and verified, or ``None`` when there is none to load (``required``: an error instead)."""
+    and verified, or ``None`` when there is none to load (``required``: an error instead).
+
+    With ``"last"``, a damaged newest file is skipped with a warning for the newest one that reads.
+    """
     path = resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers, required=required)
-    return (read_checkpoint(path), path) if path is not None else None
+    if path is None:
+        return None
+    candidates = _last_candidates(callbacks, default_root_dir, loggers) if ckpt_path == "last" else [path]
+    for candidate in candidates[:-1]:
+        try:
+            return read_checkpoint(candidate), candidate
+        except ValueError as error:
+            warnings.warn(f'ckpt_path="last": {str(error).splitlines()[0]} Trying the next newest.')
+    return read_checkpoint(candidates[-1]), candidates[-1]
 
 
 def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=(), *, required: bool = False):
@@ -294,11 +305,7 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=(), *, req
         return best[0]
     if ckpt_path == "last":
         folders = _every_checkpoint_dir(callbacks, default_root_dir, loggers)
-        found = [c.last_model_path for c in callbacks
-                 if isinstance(c, ModelCheckpoint) and c.last_model_path]
-        for folder in folders:
-            found += glob.glob(os.path.join(folder, "last*.ckpt"))
-        found = [path for path in found if os.path.isfile(path)]
+        found = _last_candidates(callbacks, default_root_dir, loggers)
         if not found and required:
             raise FileNotFoundError(
                 f'ckpt_path="last" found no last checkpoint (last*.ckpt) in {folders}, so there are '
@@ -308,8 +315,16 @@ def resolve_ckpt_path(ckpt_path, callbacks, default_root_dir, loggers=(), *, req
             warnings.warn(f'ckpt_path="last" found no last checkpoint in {folders}; training starts '
                           "from scratch.")
             return None
-        return max(found, key=os.path.getmtime)
+        return found[0]
     return os.fspath(ckpt_path)
+
+
+def _last_candidates(callbacks, default_root_dir, loggers) -> list:
+    """Every last checkpoint (``last*.ckpt``) of the checkpoint folders, newest first."""
+    found = [c.last_model_path for c in callbacks if isinstance(c, ModelCheckpoint) and c.last_model_path]
+    for folder in _every_checkpoint_dir(callbacks, default_root_dir, loggers):
+        found += glob.glob(os.path.join(folder, "last*.ckpt"))
+    return sorted({path for path in found if os.path.isfile(path)}, key=os.path.getmtime, reverse=True)
 
 
 def _every_checkpoint_dir(callbacks, default_root_dir, loggers) -> list:

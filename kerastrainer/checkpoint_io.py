@@ -21,6 +21,13 @@ import numpy as np
 
 CHECKSUM = "checksum"
 
+#: Bytes reserved at the start of every checkpoint (HDF5's user block, which HDF5 itself skips). They
+#: hold `_MAGIC`, the file's size and the SHA-256 of every byte after the block, checked before h5py
+#: parses the file: a damaged file can make h5py fail with errors that do not say so, or never return.
+USER_BLOCK = 512
+_MAGIC = b"kerastrainer checkpoint\n"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
 
 def _is_array(value) -> bool:
     return isinstance(value, np.ndarray)
@@ -142,11 +149,59 @@ def write_checkpoint(path: str, tree: dict) -> None:
     tree = dict(tree)
     tree[CHECKSUM] = checksum(tree)
     with _atomically(path, "the checkpoint") as temp:
-        with h5py.File(temp, "w") as file:
+        with h5py.File(temp, "w", userblock_size=USER_BLOCK) as file:
             _write_group(file, tree)
             file.flush()
         with open(temp, "rb+") as raw:
+            raw.seek(0, os.SEEK_END)
+            header = _MAGIC + f"size {raw.tell()}\nsha256 {_digest_after_block(raw)}\n".encode()
+            raw.seek(0)
+            raw.write(header)
+            raw.flush()
             os.fsync(raw.fileno())
+
+
+def _digest_after_block(raw) -> str:
+    """The SHA-256 of an open file's bytes after the user block."""
+    digest = hashlib.sha256()
+    raw.seek(USER_BLOCK)
+    for piece in iter(lambda: raw.read(1 << 20), b""):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def _check_bytes(path: str) -> None:
+    """Compares a checkpoint's bytes with the size and SHA-256 its user block holds (files written
+    before it held them start with HDF5's signature: they are left to the parse and the content
+    checksum).
+
+    Raises:
+        ValueError: the file is shorter or longer than written, or its bytes differ.
+    """
+    with open(path, "rb") as raw:
+        header = raw.read(USER_BLOCK)
+        if header.startswith(_HDF5_SIGNATURE):
+            return  # no user block: written before it held the digest; the content checksum remains
+        if not header.startswith(_MAGIC):
+            raise ValueError(
+                f"Checkpoint {path!r} cannot be read: the file is damaged or not a checkpoint (it "
+                "starts with neither a kerastrainer header nor HDF5's signature). Use another "
+                "checkpoint (for example the previous one).")
+        fields = dict(line.split(" ", 1) for line in
+                      header[len(_MAGIC):].split(b"\0", 1)[0].decode("ascii", "replace").splitlines()
+                      if " " in line)
+        raw.seek(0, os.SEEK_END)
+        size = raw.tell()
+        if fields.get("size") != str(size):
+            raise ValueError(
+                f"Checkpoint {path!r} cannot be read: the file is damaged (truncated or extended: "
+                f"{size} bytes, written as {fields.get('size')}). Use another checkpoint (for "
+                "example the previous one).")
+        if fields.get("sha256") != _digest_after_block(raw):
+            raise ValueError(
+                f"Checkpoint {path!r} is corrupted: the file is damaged (its bytes do not match the "
+                "checksum it was written with: altered or partly overwritten). Use another "
+                "checkpoint (for example the previous one).")
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -172,7 +227,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.fsync(out.fileno())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -194,7 +250,7 @@ def remove_stale_temporaries(folder: str) -> list:
     host = socket.gethostname()
     for entry in os.listdir(folder) if os.path.isdir(folder) else ():
         match = _TEMP.fullmatch(entry)
-        if not match or match["host"] != host or _alive(int(match["pid"])):
+        if not match or match["host"] != host or process_alive(int(match["pid"])):
             continue
         with contextlib.suppress(FileNotFoundError):  # another run's sweep got it first
             os.remove(os.path.join(folder, entry))
@@ -239,18 +295,20 @@ def read_checkpoint(path) -> dict:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a readable HDF5 checkpoint, or its checksum does not match.
+        ValueError: the file is damaged (its bytes differ from what was written), not a readable
+            HDF5 checkpoint, or its checksum does not match; the message names it.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}. Check the path (ckpt_path=...).")
+    _check_bytes(path)
     try:
         with h5py.File(path, "r") as file:
             tree = _read_group(file)
-    except (OSError, ValueError, json.JSONDecodeError) as error:
+    except Exception as error:  # noqa: BLE001 - h5py reports damage as any type (TypeError, KeyError, ...)
         raise ValueError(
-            f"Checkpoint {path!r} cannot be read as an HDF5 checkpoint (truncated or not a "
-            f"checkpoint): {error}"
+            f"Checkpoint {path!r} cannot be read: the file is damaged or not a checkpoint (not "
+            f"readable as HDF5): {type(error).__name__}: {error}"
         ) from error
     stored = tree.get(CHECKSUM)
     if stored is None or stored != checksum(tree):

@@ -37,6 +37,7 @@ from kerastrainer.precision import precision_scope
 from kerastrainer.profiler import make_profiler
 from kerastrainer.progress import Progress
 from kerastrainer.results import Results
+from kerastrainer.run_lock import RunLock
 from kerastrainer.seed import GlobalRNG, make_deterministic
 from kerastrainer.signals import EXIT_CODES
 from kerastrainer.stages import EVALUATED, PREDICT, TEST, TRAIN, VAL
@@ -90,6 +91,7 @@ class Trainer(TrainerFlags, TrainerViews):
         self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
         self._steps = self._bus = self._lr_scheduler = None  # compiled steps, hooks, LR scheduler
         self._datamodule = self._fit_batch_size = self._train_source = None  # the fit's (see _evaluate)
+        self._run_locks: list[RunLock] = []  # the fit's, released when it ends
 
     def fit(self, module: TrainModule, train_data: Any = None, val_data: Any = None, *,
             datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
@@ -181,6 +183,7 @@ class Trainer(TrainerFlags, TrainerViews):
     def _fit(self, train, vals, checkpoint):
         bus = self._bus
         module = self.module
+        self._lock_run_folders()  # before anything is written there
         n_train = self._count_batches(TRAIN, [train], self.overfit_batches or self.limit_train_batches)[0]
         n_vals = self._count_batches(VAL, vals, self.overfit_batches or self.limit_val_batches)
         self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
@@ -380,8 +383,13 @@ class Trainer(TrainerFlags, TrainerViews):
             if stage is TRAIN:
                 self.profiler.stop()
                 dispatch.guarded(failure, "the profiler's report", self._describe_profile)
-            dispatch.guarded(failure, "a checkpoint write", self.checkpoint_io.close)  # before loggers upload
-            dispatch.finalize(self.loggers, failure)
+            try:
+                dispatch.guarded(failure, "a checkpoint write", self.checkpoint_io.close)  # before loggers upload
+                dispatch.finalize(self.loggers, failure)
+            finally:  # the last file is on disk: another fit may write the folders now
+                for lock in self._run_locks:
+                    lock.release()
+                self._run_locks = []
 
     def _attach(self, module):
         check_module(module)
@@ -464,6 +472,18 @@ class Trainer(TrainerFlags, TrainerViews):
         counts = limit_batches(getattr(self, stage.limit) if flag is None else flag, sources, stage.limit)
         setattr(self, stage.count, counts[0] if len(counts) == 1 else counts or 0)
         return counts
+
+    def _lock_run_folders(self):
+        """Takes the run folder's lock for the fit (the chief's: the only writer): the loggers'
+        ``version_N``, else each checkpoint folder. Raises ``RuntimeError`` naming the holder when
+        another live fit writes there."""
+        if not self.is_global_zero:
+            return
+        folders = [self.log_dir] if self.loggers else sorted({c.dirpath for c in self.checkpoint_callbacks})
+        for folder in folders:
+            lock = RunLock(folder=folder)
+            lock.acquire()
+            self._run_locks.append(lock)
 
     def _describe_profile(self):
         """The profiler's report, into the run's folder (read only now: the run may have failed)."""

@@ -4,8 +4,10 @@ Each crafted file is a real checkpoint rewritten with ``write_checkpoint`` (so i
 valid: the checksum detects damage, it authenticates nothing).
 """
 
+import os
 import sys
 
+import numpy as np
 import pytest
 
 import kerastrainer as kt
@@ -171,3 +173,46 @@ def test_a_checkpoint_whose_logger_version_climbs_out_is_refused_before_anything
         _fit_with_checkpoints(tmp_path / "run", 3, ckpt_path=last)
     assert not (tmp_path / "outside").exists()
     assert not (tmp_path / "run" / "outside").exists()
+
+
+def _damage(path, how):
+    data = bytearray(path.read_bytes())
+    if how == "random 4 KiB":
+        start = len(data) // 3
+        data[start:start + 4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    else:  # 64 bytes flipped at this fraction of the file
+        start = int(len(data) * how)
+        data[start:start + 64] = bytes(b ^ 0xFF for b in data[start:start + 64])
+    path.write_bytes(bytes(data))
+
+
+DAMAGES = [0.05, 0.1, 0.3, 0.9, "random 4 KiB"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_every_damaged_file_is_named_as_damaged(tmp_path, how):
+    path = _saved(tmp_path)
+    _damage(path, how)
+    with pytest.raises(ValueError, match=rf"^Checkpoint '{path}' (cannot be read: the file is damaged|"
+                                         r"is corrupted)"):
+        BoringModule.load_from_checkpoint(path)
+    with pytest.raises(ValueError, match=rf"^Checkpoint '{path}' (cannot be read: the file is damaged|"
+                                         r"is corrupted)"):
+        quiet_trainer().validate(BoringModule(), data=regression_data(16), batch_size=8, ckpt_path=path)
+
+
+def test_last_falls_back_to_the_newest_readable_last_checkpoint(tmp_path):
+    folder = tmp_path / "ckpts"
+    callback = kt.callbacks.ModelCheckpoint(dirpath=folder, save_top_k=-1, save_last=True,
+                                            filename="{epoch}")
+    trainer = quiet_trainer(max_epochs=2, callbacks=[callback])
+    trainer.fit(BoringModule(), train_data=regression_data(16), batch_size=8)
+    older = folder / "last-old.ckpt"
+    older.write_bytes((folder / "epoch=0.ckpt").read_bytes())  # an older last checkpoint that reads
+    os.utime(older, (1, 1))
+    _damage(folder / "last.ckpt", 0.3)
+    resumed = quiet_trainer(max_epochs=3, callbacks=[kt.callbacks.ModelCheckpoint(dirpath=folder)])
+    with pytest.warns(UserWarning, match=r'ckpt_path="last": Checkpoint .*last\.ckpt.* (damaged|corrupted).* '
+                                         r"Trying the next newest"):
+        resumed.fit(BoringModule(), train_data=regression_data(16), batch_size=8, ckpt_path="last")
+    assert resumed.global_step == 6  # from epoch 0's end (2 steps), then epochs 1 and 2

@@ -240,13 +240,18 @@ class FitLoop:
         with SignalCatcher() as self._signals:
             yield
 
+    @property
+    def signal_received(self) -> int | None:
+        """The SIGTERM/SIGINT received while `catching_signals`, if any."""
+        return self._signals.received if self._signals is not None else None
+
     def ends(self, epoch: int, should_stop: bool) -> tuple:
         """Whether the fit ends after this point of ``epoch``: ``(stop, should_stop, signal)``.
 
         ``max_time`` sets ``should_stop``; ``should_stop`` counts from ``min_epochs`` on; ``signal``
         is the SIGTERM/SIGINT received, if any (the fit saves and exits then).
         """
-        received = self._signals.received if self._signals is not None else None
+        received = self._signals.received if self._signals is not None else None  # after every chunk
         if 0 <= self.max_steps <= self.progress.global_step:
             return True, should_stop, received
         if self.max_time is not None and time.monotonic() - self._started >= self.max_time:

@@ -206,13 +206,16 @@ class Trainer(TrainerFlags, TrainerViews):
         bus.call("on_train_start")
         loop.start()  # the max_time clock
         self.profiler.start(log_dir=self.log_dir)
-        with loop.catching_signals():
+        with loop.catching_signals():  # until the last checkpoint is on disk
             for epoch in loop.epochs():
                 self._train_epoch(epoch, loop)
                 if self._stop(loop, epoch):
                     break
-        bus.call("on_train_end")
-        bus.call("on_fit_end")
+            bus.call("on_train_end")
+            bus.call("on_fit_end")
+            self.checkpoint_io.wait()  # a background write still going: a signal now waits for it
+        if loop.signal_received:  # after training ended: its checkpoints are written, exit as asked
+            raise SystemExit(EXIT_CODES[loop.signal_received])
 
     def _train_epoch(self, epoch, loop):
         bus = self._bus

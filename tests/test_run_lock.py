@@ -121,4 +121,5 @@ def test_two_resumes_of_one_checkpoint_at_once_one_is_refused(tmp_path):
     assert first.returncode == 0, output[-2000:]
     rows = (folder / "metrics.csv").read_text().splitlines()[1:]
     assert rows and len(rows) == len(set(rows))  # one writer: no row written twice
+    assert [p.name for p in (folder / "checkpoints").iterdir() if "-v" in p.name] == []  # nor a file twice
 

@@ -310,8 +310,10 @@ class ModelCheckpoint(Callback):
                 saved = self._save_top_k(trainer, metrics, current)
         if self.save_last:
             last = self._path(metrics, self.CHECKPOINT_NAME_LAST)
-            trainer.save_checkpoint(last, weights_only=self.save_weights_only)
-            self.last_model_path, saved = last, True
+            book = self.state_dict()
+            self.last_model_path = last  # in the file's own book: a run resumed from it replaces it
+            self._write(trainer, last, book)
+            saved = True
         for logger in trainer.loggers if saved else ():  # the chief's only; once the files are in place
             trainer.checkpoint_io.after_pending(functools.partial(logger.after_save_checkpoint, self))
         self._saved_at = time.monotonic()

@@ -146,6 +146,20 @@ def test_a_file_knows_itself_as_best_and_a_resumed_run_keeps_only_the_top_k(tmp_
     assert resumed.best_model_path == str(tmp_path / "checkpoints" / "epoch=3.ckpt")
 
 
+def test_last_knows_itself_so_a_run_resumed_from_its_first_save_replaces_it(tmp_path):
+    folder = tmp_path / "checkpoints"
+    first = kt.callbacks.ModelCheckpoint(dirpath=str(folder), save_last=True, filename="{epoch}")
+    quiet_trainer(max_epochs=1, callbacks=[first]).fit(BoringModule(), train_data=regression_data(8),
+                                                       batch_size=4)
+    book = next(state for key, state in read_checkpoint(str(folder / "last.ckpt"))["callbacks"].items()
+                if key.startswith("ModelCheckpoint"))
+    assert book["last_model_path"] == str(folder / "last.ckpt")
+    resumed = kt.callbacks.ModelCheckpoint(dirpath=str(folder), save_last=True, filename="{epoch}")
+    quiet_trainer(max_epochs=3, callbacks=[resumed]).fit(BoringModule(), train_data=regression_data(8),
+                                                         batch_size=4, ckpt_path="last")
+    assert sorted(os.listdir(folder)) == ["epoch=2.ckpt", "last.ckpt"]  # no last-v1.ckpt beside it
+
+
 @pytest.mark.parametrize("counter, expected", [
     (True, ["epoch=0-v1.ckpt", "epoch=0.ckpt", "epoch=1-v1.ckpt", "epoch=1.ckpt"]),
     (False, ["epoch=0.ckpt", "epoch=1.ckpt"]),

@@ -6,8 +6,10 @@ from typing import Any
 
 import os
 import re
+import socket
 import time
 import warnings
+from urllib.parse import urlsplit
 
 from kerastrainer.loggers.base import Logger
 from kerastrainer.loggers.remote import CheckpointUploads, check_log_model, flatten, require
@@ -16,6 +18,30 @@ from kerastrainer.loggers.remote import CheckpointUploads, check_log_model, flat
 RUN_STATUS = {"success": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 _BAD_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9_\-. :/]")
 _MAX_PARAM_VALUE = 6000  # MLflow's limit on a parameter's length (500 before 2.x servers)
+
+
+#: Seconds a tracking server gets to accept a connection when a run first uses it.
+REACH_TIMEOUT_SECONDS = 5.0
+
+
+def check_reachable(tracking_uri: str, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
+    """Connects once to an ``http(s)`` tracking server, so that a wrong or stopped one fails in
+    seconds with its URI named; other stores (files, databases) are not checked.
+
+    Raises:
+        ConnectionError: nothing accepts a connection at the URI's host and port.
+    """
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(
+            f"MLFlowLogger: the tracking server {tracking_uri!r} cannot be reached ({error}). Start "
+            "it, or pass the address of a running one as `tracking_uri` (or MLFLOW_TRACKING_URI). "
+            f"Received: tracking_uri={tracking_uri!r}") from None
 
 
 class MLFlowLogger(Logger):
@@ -77,6 +103,7 @@ class MLFlowLogger(Logger):
     def experiment(self) -> Any:
         """The ``mlflow.tracking.MlflowClient`` (Lightning's ``logger.experiment``)."""
         if self._client is None:
+            check_reachable(self.tracking_uri)  # before MLflow's own retries (minutes of silence)
             self._client = self._mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 

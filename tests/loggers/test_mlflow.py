@@ -126,3 +126,10 @@ def test_a_refused_folder_store_says_what_to_do(tmp_path, monkeypatch):
         assert "MLFLOW_ALLOW_FILE_STORE=true" in str(error) and "tracking_uri" in str(error)
     else:
         pytest.skip(f"MLflow {mlflow.__version__} still takes folder stores")
+
+
+def test_an_unreachable_tracking_server_fails_at_once_naming_its_uri(tmp_path):
+    logger = MLFlowLogger("exp", tracking_uri="http://127.0.0.1:9")  # the discard port: nothing listens
+    with pytest.raises(ConnectionError, match=r"^MLFlowLogger: the tracking server 'http://127\.0\.0\.1:9' "
+                                              r"cannot be reached"):
+        logged_fit(tmp_path, loggers=[logger])

@@ -251,7 +251,7 @@ class FitLoop:
         ``max_time`` sets ``should_stop``; ``should_stop`` counts from ``min_epochs`` on; ``signal``
         is the SIGTERM/SIGINT received, if any (the fit saves and exits then).
         """
-        received = self._signals.received if self._signals is not None else None  # after every chunk
+        received = self.signal_received
         if 0 <= self.max_steps <= self.progress.global_step:
             return True, should_stop, received
         if self.max_time is not None and time.monotonic() - self._started >= self.max_time:

@@ -37,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import kerastrainer as kt  # noqa: E402
+from kerastrainer.host_reads import StageReaders  # noqa: E402
 from kerastrainer.stages import TRAIN  # noqa: E402
 from kerastrainer.steps import CompiledSteps  # noqa: E402
 
@@ -278,13 +279,13 @@ def read_row(root, repeats) -> dict:
     def per_read(n=2000):
         def reads():
             for _ in range(n):
-                results.mark_dirty(TRAIN)
+                results.recorder.changed(TRAIN)
                 results.read(TRAIN)
         return timed(reads) / n
 
-    results.use_compiler(None)
+    results.readers = StageReaders(None)
     plain = statistics.median(per_read() for _ in range(repeats))
-    results.use_compiler(CompiledSteps.compile_reader)
+    results.readers = StageReaders(CompiledSteps.compile_reader)
     per_read(20)  # the plain reads before a reader is made, and its trace
     compiled = statistics.median(per_read() for _ in range(repeats))
     return {"value": compiled / plain,

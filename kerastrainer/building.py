@@ -72,7 +72,7 @@ def batch_size_of(batch):
     return tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32)
 
 
-def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
+def ensure_built(module, stage, element_spec, *, base, recorder=None) -> None:
     """Builds the module's variables for ``stage`` from the data's spec (before anything is
     compiled): by calling it on the inputs for a default step, by tracing the step otherwise.
 
@@ -81,7 +81,7 @@ def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
         stage: the `stages` stage whose step will consume the batches.
         element_spec: the spec of one batch.
         base: the class whose step is the default one (``TrainModule``).
-        results: the run's `Results` (``self.log`` in a traced step).
+        recorder: the run's `StepRecorder` (``self.log`` in the traced step creates its variables).
 
     Raises:
         ValueError: a default step cannot find the inputs in the batch structure.
@@ -97,7 +97,7 @@ def ensure_built(module, stage, element_spec, *, base, results=None) -> None:
         build_from_spec(module, x_spec)
         return
     if module.build_recipe is None:
-        trace_step(module, stage, element_spec, results)
+        trace_step(module, stage, element_spec, recorder)
     module.set_input_signature(unpack_or_whole(element_spec, where),
                                build_recipe={"step": stage.step, "batch": element_spec})
 
@@ -126,15 +126,15 @@ def _refuse_text_targets(y_spec, where: str) -> None:
             "keras.layers.StringLookup in the tf.data pipeline. Received: y of dtype string")
 
 
-def trace_step(module, stage, element_spec, results=None) -> None:
+def trace_step(module, stage, element_spec, recorder=None) -> None:
     """Traces ``stage``'s step of ``module`` once on placeholders of ``element_spec``, without
     running it, so that every variable the step creates exists (layers are built on first use,
     optimizers on their first ``apply``); the module then counts as built."""
-    step = getattr(module, stage.step)
+    step = stage.step_fn(module)
 
     def one_step(batch):
-        recording = (results.recording(stage, batch_size_of(batch))
-                     if results is not None and stage.name in results.stages  # not prediction
+        recording = (recorder.recording(stage, batch_size_of(batch))
+                     if recorder is not None and stage.name in recorder.stages  # not prediction
                      else contextlib.nullcontext())
         with recording:
             call_step(step, batch, tf.constant(0, tf.int64))

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.data.feeds import FitFeeds
-from kerastrainer.hooks import overrides
+from kerastrainer.hooks import overridden
 from kerastrainer.module import TrainModule
-from kerastrainer.progress import Progress, crossed_multiple
+from kerastrainer.loop_position import LoopPosition, crossed_multiple
 from kerastrainer.signals import SignalCatcher
 
 #: Batch hooks that, when overridden, make automatic chunks one batch long.
@@ -37,13 +37,14 @@ def total_batches(counts) -> int | None:
     return None if any(n is None for n in counts) else sum(counts)
 
 
-def limit_batches(flag, sources, flag_name: str) -> list:
+def limit_batches(flag, sources, *, flag_name: str, data_name: str) -> list:
     """Each source's batches per epoch/run after a ``limit_*`` flag (`limit_source`)."""
-    return [limit_source(flag, source, flag_name) for source in sources]
+    return [limit_source(flag, source, flag_name=flag_name, data_name=data_name) for source in sources]
 
 
-def limit_source(flag, source, flag_name: str) -> int | None:
+def limit_source(flag, source, *, flag_name: str, data_name: str) -> int | None:
     """Batches per epoch/run after a ``limit_*`` flag; ``None`` means unknown length (run to the end).
+    ``flag_name`` and ``data_name`` are what the errors call the flag and the data.
 
     Raises:
         ValueError: a fraction of data of unknown or infinite length, or one that gives 0 batches.
@@ -62,11 +63,8 @@ def limit_source(flag, source, flag_name: str) -> int | None:
     if n is None:
         return None
     if n == 0:
-        data = {"limit_train_batches": "train_data", "overfit_batches": "train_data",
-                "limit_val_batches": "val_data", "limit_test_batches": "test_data",
-                "limit_predict_batches": "the prediction data"}.get(flag_name, "the data")
-        raise ValueError(f"{data} has no batches: the dataset is empty (a filter or take(0) that "
-                         f"leaves nothing?). Pass data with at least one batch. Received: {data} of "
+        raise ValueError(f"{data_name} has no batches: the dataset is empty (a filter or take(0) that "
+                         f"leaves nothing?). Pass data with at least one batch. Received: {data_name} of "
                          f"0 batches")
     limited = int(n * flag)
     if limited == 0 and flag > 0:
@@ -116,9 +114,9 @@ def step_intervals(*, steps_per_execution, log_every_n_steps: int, logs: bool, c
 def needs_every_batch(callbacks, module) -> bool:
     """Whether automatic chunks must be one batch long: a callback that is not ``chunk_aware`` (or
     the module) overrides a batch hook, and sees every batch as it would in Lightning."""
-    return any(overrides(module, hook, TrainModule) for hook in BATCH_HOOKS) or any(
-        not c.chunk_aware and any(overrides(c, hook, Callback) for hook in BATCH_HOOKS)
-        for c in callbacks)
+    if overridden(module, BATCH_HOOKS, TrainModule):
+        return True
+    return any(not c.chunk_aware and overridden(c, BATCH_HOOKS, Callback) for c in callbacks)
 
 
 def planned_steps(num_batches: int | None, *, max_epochs: int, max_steps: int,
@@ -165,7 +163,7 @@ class FitLoop:
     after each chunk.
 
     Args:
-        progress: the fit's `Progress` (the position a checkpoint saves), which this loop alone
+        position: the fit's `LoopPosition` (the position a checkpoint saves), which this loop alone
             advances.
         num_batches: training batches per epoch (``None``: unknown length, run to the end).
         num_val_batches: per validation dataset, its batches per run (``None``: unknown, ``0``:
@@ -193,11 +191,11 @@ class FitLoop:
 
     feeds: FitFeeds  # set by open_feeds
 
-    def __init__(self, *, progress: Progress, num_batches, num_val_batches, val_check_interval,
+    def __init__(self, *, position: LoopPosition, num_batches, num_val_batches, val_check_interval,
                  check_val_every_n_epoch: int, max_epochs: int, max_steps: int,
                  log_every_n_steps: int, min_epochs: int = 0, max_time: float | None = None,
                  step_intervals=()) -> None:
-        self.progress = progress
+        self.position = position
         self.num_batches = num_batches
         self.val_counts = list(num_val_batches)
         self.num_val_batches = total_batches(self.val_counts)
@@ -220,7 +218,7 @@ class FitLoop:
         loop stands (a resumed fit skips what came before); returns them (also `feeds`)."""
         self.feeds = FitFeeds(train, vals, self.num_batches, self.val_counts, strategy=strategy,
                               num_workers=num_workers,
-                              start=(self.progress.first_epoch, self.progress.resume_batch))
+                              start=(self.position.first_epoch, self.position.resume_batch))
         return self.feeds
 
     # ------------------------------------------------------------------ the fit
@@ -228,7 +226,7 @@ class FitLoop:
         """The epochs this fit runs, from where its position stands (none without training batches)."""
         if self.num_batches == 0:
             return range(0)
-        return range(self.progress.first_epoch, self.max_epochs if self.max_epochs >= 0 else sys.maxsize)
+        return range(self.position.first_epoch, self.max_epochs if self.max_epochs >= 0 else sys.maxsize)
 
     def start(self) -> None:
         """Starts the ``max_time`` clock (when training starts, after the sanity check)."""
@@ -252,7 +250,7 @@ class FitLoop:
         is the SIGTERM/SIGINT received, if any (the fit saves and exits then).
         """
         received = self.signal_received
-        if 0 <= self.max_steps <= self.progress.global_step:
+        if 0 <= self.max_steps <= self.position.global_step:
             return True, should_stop, received
         if self.max_time is not None and time.monotonic() - self._started >= self.max_time:
             return True, True, received
@@ -266,35 +264,35 @@ class FitLoop:
     def begin_epoch(self, epoch: int) -> bool:
         """Enters ``epoch``; returns ``True`` when it continues one a checkpoint left mid-way."""
         self.validating = self.num_val_batches != 0 and (epoch + 1) % self.check_val_every_n_epoch == 0
-        progress = self.progress
-        resumed = epoch == progress.epoch and not progress.epoch_done and progress.batch > 0
-        progress.epoch = epoch
-        progress.epoch_done = False
+        position = self.position
+        resumed = epoch == position.epoch and not position.epoch_done and position.batch > 0
+        position.epoch = epoch
+        position.epoch_done = False
         if not resumed:
-            progress.batch = 0
-            progress.validated_at = None
+            position.batch = 0
+            position.validated_at = None
         return resumed
 
     def training_feed(self, epoch: int):
         """The feed of ``epoch``'s training batches, from the loop's position on."""
-        return self.feeds.training(epoch, self.progress.batch)
+        return self.feeds.training(epoch, self.position.batch)
 
     def more(self) -> bool:
         """Whether the epoch has batches after the loop's position (always, for unknown length)."""
-        return self.num_batches is None or self.progress.batch < self.num_batches
+        return self.num_batches is None or self.position.batch < self.num_batches
 
     def chunks(self, largest: Callable[[], int]) -> Iterator[Chunk]:
         """Yields the epoch's chunks until its batches are done. ``largest()`` is the size the
         compiled calls may have now; each chunk ends at the next point something must look, and
         is computed after `advance` counted the one before."""
         while self.more():
-            yield Chunk(start=self.progress.batch, size=self.chunk_size(largest()))
+            yield Chunk(start=self.position.batch, size=self.chunk_size(largest()))
 
     def chunk_size(self, size: int) -> int:
         """The size of the chunk starting at the loop's position: at most ``size``, ending at the
         next point something must look."""
-        batch = self.progress.batch
-        global_step = self.progress.global_step
+        batch = self.position.batch
+        global_step = self.position.global_step
         per_step = self.batches_per_step
         for interval in self.step_intervals:  # the next multiple of each interval
             size = min(size, (interval - global_step % interval) * per_step - batch % per_step)
@@ -310,38 +308,38 @@ class FitLoop:
         """Counts what ``chunk`` trained. ``ran`` is the call's count of steps run; it is read
         (a device sync) only when the data's length is unknown, where a call may come up short."""
         batches = chunk.size if self.num_batches is not None else int(ran)
-        before = self.progress.batch
-        self.progress.batch += batches
-        steps = self.progress.batch // self.batches_per_step - before // self.batches_per_step
-        self.progress.global_step += steps
+        before = self.position.batch
+        self.position.batch += batches
+        steps = self.position.batch // self.batches_per_step - before // self.batches_per_step
+        self.position.global_step += steps
         return Advance(batches=batches, steps=steps, short=batches < chunk.size)
 
     def logs_after(self, advance: Advance) -> bool:
         """Whether ``advance``'s steps reached the loggers' interval."""
-        return crossed_multiple(self.progress.global_step, advance.steps, self.log_every_n_steps)
+        return crossed_multiple(self.position.global_step, advance.steps, self.log_every_n_steps)
 
     def validates_now(self) -> bool:
         """Whether a validation run is due at the loop's position."""
-        return bool(self.validating and self.val_every and self.progress.batch % self.val_every == 0)
+        return bool(self.validating and self.val_every and self.position.batch % self.val_every == 0)
 
     def validation_pending(self) -> bool:
         """Whether a resumed epoch starts at a validation point that did not validate yet (the
         checkpoint was saved there, before the validation run)."""
-        return self.validates_now() and self.progress.validated_at != self.progress.batch
+        return self.validates_now() and self.position.validated_at != self.position.batch
 
     def validates_at_epoch_end(self) -> bool:
         """Whether the epoch validates at its end (data of unknown length)."""
-        return self.validating and self.val_every is None and self.progress.validated_at != self.progress.batch
+        return self.validating and self.val_every is None and self.position.validated_at != self.position.batch
 
     def mark_validated(self) -> None:
-        self.progress.validated_at = self.progress.batch
+        self.position.validated_at = self.position.batch
 
     def leftover_step(self) -> bool:
         """Counts the optimizer step that applies an epoch's leftover accumulated batches; returns
         whether there was one (the caller applies it)."""
-        if self.batches_per_step == 1 or self.progress.batch % self.batches_per_step == 0:
+        if self.batches_per_step == 1 or self.position.batch % self.batches_per_step == 0:
             return False
-        self.progress.global_step += 1
+        self.position.global_step += 1
         return True
 
     def ran_dry(self) -> bool:
@@ -350,9 +348,9 @@ class FitLoop:
         Raises:
             ValueError: it gave none in the fit's first epoch either: the data is empty.
         """
-        if self.num_batches is not None or self.progress.batch:
+        if self.num_batches is not None or self.position.batch:
             return False
-        if self.progress.global_step == 0:
+        if self.position.global_step == 0:
             raise ValueError("train_data gave no batches: the dataset or generator is empty (a "
                              "filter that keeps nothing, a generator already used up?). Pass data "
                              "with at least one batch.")
@@ -362,4 +360,4 @@ class FitLoop:
 
     def end_epoch(self) -> None:
         """Marks the epoch finished (a checkpoint saved from now on resumes with the next one)."""
-        self.progress.epoch_done = True
+        self.position.epoch_done = True

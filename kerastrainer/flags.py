@@ -3,11 +3,12 @@ flag, shows what was received and says the fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import difflib
 import math
 import numbers
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from kerastrainer.precision import normalize_precision
@@ -153,7 +154,7 @@ def one_of(name: str, value, choices: tuple):
     return value
 
 
-@dataclass(kw_only=True, eq=False, repr=False)
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class TrainerFlags:
     """The flags of [`Trainer`][kerastrainer.Trainer], all keyword-only, checked when it is built.
 
@@ -257,44 +258,70 @@ class TrainerFlags:
     profiler: Any = None
 
     def __post_init__(self) -> None:
-        """Checks every flag and normalises it in place (``fast_dev_run`` applied)."""
-        self.max_steps = int_at_least("max_steps", self.max_steps, -1, "-1 means no limit")
-        if self.max_epochs is None:
-            self.max_epochs = 1000 if self.max_steps == -1 else -1
-        self.max_epochs = int_at_least("max_epochs", self.max_epochs, -1, "-1 means no limit")
-        self.min_epochs = optional_int("min_epochs", self.min_epochs, 0) or 0
-        self.max_time = max_time_seconds(self.max_time)
-        for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
-                     "limit_predict_batches"):
-            setattr(self, name, batches_or_fraction(name, getattr(self, name)))
-        self.val_check_interval = check_val_check_interval(self.val_check_interval)
-        self.check_val_every_n_epoch = int_at_least("check_val_every_n_epoch",
-                                                    self.check_val_every_n_epoch, 1)
-        self.num_sanity_val_steps = int_at_least("num_sanity_val_steps", self.num_sanity_val_steps,
-                                                 -1, "-1 runs all validation batches")
-        self.fast_dev_run = check_fast_dev_run(self.fast_dev_run)
-        self.overfit_batches = batches_or_fraction("overfit_batches", self.overfit_batches)
-        if self.steps_per_execution != "auto":
-            self.steps_per_execution = int_at_least("steps_per_execution", self.steps_per_execution,
-                                                    1, "or 'auto'")
-        self.jit_compile = boolean_or_auto("jit_compile", self.jit_compile)
-        for name in ("run_eagerly", "deterministic"):
-            setattr(self, name, boolean(name, getattr(self, name)))
-        self.accumulate_grad_batches = int_at_least("accumulate_grad_batches",
-                                                    self.accumulate_grad_batches, 1)
-        self.gradient_clip_val = clip_value(self.gradient_clip_val)
-        self.gradient_clip_algorithm = one_of("gradient_clip_algorithm",
-                                              self.gradient_clip_algorithm, ("norm", "value"))
-        self.detect_anomaly = boolean("detect_anomaly", self.detect_anomaly)
-        self.precision = normalize_precision(self.precision)
-        self.log_every_n_steps = int_at_least("log_every_n_steps", self.log_every_n_steps, 1)
-        for name in ("enable_progress_bar", "enable_checkpointing", "async_checkpointing", "save_input_state",
-                     "enable_model_summary"):
-            setattr(self, name, boolean(name, getattr(self, name)))
-        self.default_root_dir = folder("default_root_dir", self.default_root_dir)
-        if self.fast_dev_run:  # n batches of every stage, once, as a smoke test
-            n = self.fast_dev_run
-            self.max_epochs, self.max_steps, self.num_sanity_val_steps = 1, n, 0
-            self.val_check_interval = 1.0
-            self.limit_train_batches = self.limit_val_batches = n
-            self.limit_test_batches = self.limit_predict_batches = n
+        """Checks every flag and normalises it (``fast_dev_run`` applied), once: the flags are a
+        frozen value from here on."""
+        for name, value in checked(self).items():
+            object.__setattr__(self, name, value)  # the one write of a frozen dataclass's field
+
+
+#: The flags' names, in their order (what ``Trainer(...)`` accepts).
+FLAG_NAMES = tuple(field.name for field in dataclasses.fields(TrainerFlags))
+
+
+def check_names(given: dict) -> None:
+    """Refuses a keyword that is not a flag, naming the closest flag.
+
+    Raises:
+        TypeError: an unknown keyword.
+    """
+    for name, value in given.items():
+        if name not in FLAG_NAMES:
+            close = difflib.get_close_matches(name, FLAG_NAMES, n=1)
+            hint = f"Did you mean `{close[0]}`? " if close else ""
+            raise TypeError(f"Trainer has no flag `{name}`. {hint}The flags are listed in "
+                            f"kerastrainer.flags.TrainerFlags. Received: {name}={value!r}")
+
+
+def checked(flags: TrainerFlags) -> dict[str, Any]:
+    """The flags' checked, normalised values (``fast_dev_run`` applied), by name."""
+    values = {name: getattr(flags, name) for name in FLAG_NAMES}
+    values["max_steps"] = int_at_least("max_steps", values["max_steps"], -1, "-1 means no limit")
+    if values["max_epochs"] is None:
+        values["max_epochs"] = 1000 if values["max_steps"] == -1 else -1
+    values["max_epochs"] = int_at_least("max_epochs", values["max_epochs"], -1, "-1 means no limit")
+    values["min_epochs"] = optional_int("min_epochs", values["min_epochs"], 0) or 0
+    values["max_time"] = max_time_seconds(values["max_time"])
+    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                 "limit_predict_batches", "overfit_batches"):
+        values[name] = batches_or_fraction(name, values[name])
+    values["val_check_interval"] = check_val_check_interval(values["val_check_interval"])
+    values["check_val_every_n_epoch"] = int_at_least("check_val_every_n_epoch",
+                                                     values["check_val_every_n_epoch"], 1)
+    values["num_sanity_val_steps"] = int_at_least("num_sanity_val_steps", values["num_sanity_val_steps"],
+                                                  -1, "-1 runs all validation batches")
+    values["fast_dev_run"] = check_fast_dev_run(values["fast_dev_run"])
+    if values["steps_per_execution"] != "auto":
+        values["steps_per_execution"] = int_at_least("steps_per_execution", values["steps_per_execution"],
+                                                     1, "or 'auto'")
+    values["jit_compile"] = boolean_or_auto("jit_compile", values["jit_compile"])
+    values["accumulate_grad_batches"] = int_at_least("accumulate_grad_batches",
+                                                     values["accumulate_grad_batches"], 1)
+    values["gradient_clip_val"] = clip_value(values["gradient_clip_val"])
+    values["gradient_clip_algorithm"] = one_of("gradient_clip_algorithm",
+                                               values["gradient_clip_algorithm"], ("norm", "value"))
+    values["precision"] = normalize_precision(values["precision"])
+    values["log_every_n_steps"] = int_at_least("log_every_n_steps", values["log_every_n_steps"], 1)
+    for name in ("run_eagerly", "deterministic", "detect_anomaly", "enable_progress_bar",
+                 "enable_checkpointing", "async_checkpointing", "save_input_state", "enable_model_summary"):
+        values[name] = boolean(name, values[name])
+    values["default_root_dir"] = folder("default_root_dir", values["default_root_dir"])
+    if values["fast_dev_run"]:
+        values.update(fast_dev_run_flags(values["fast_dev_run"]))
+    return values
+
+
+def fast_dev_run_flags(batches: int) -> dict[str, Any]:
+    """What ``fast_dev_run=n`` sets: ``n`` batches of every stage, once, as a smoke test."""
+    return {"max_epochs": 1, "max_steps": batches, "num_sanity_val_steps": 0, "val_check_interval": 1.0,
+            "limit_train_batches": batches, "limit_val_batches": batches,
+            "limit_test_batches": batches, "limit_predict_batches": batches}

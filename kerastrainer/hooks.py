@@ -19,3 +19,19 @@ def overrides(obj, hook: str, base: type) -> bool:
     if hook in getattr(obj, "__dict__", {}):
         return True
     return getattr(type(obj), hook, None) is not getattr(base, hook, None)
+
+
+def overridden(obj, hooks, base: type) -> set:
+    """The names among ``hooks`` that ``obj`` implements itself (`overrides`, for many hooks at once).
+
+    Examples:
+        >>> from kerastrainer import Callback
+        >>> class Prints(Callback):
+        ...     def on_fit_start(self, trainer, module):
+        ...         print("fit")
+        >>> sorted(overridden(Prints(), ["on_fit_start", "on_fit_end"], Callback))
+        ['on_fit_start']
+    """
+    own = getattr(obj, "__dict__", {})
+    cls = type(obj)
+    return {hook for hook in hooks if hook in own or getattr(cls, hook, None) is not getattr(base, hook, None)}

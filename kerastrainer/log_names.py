@@ -3,6 +3,8 @@ must not take a key something else reports, or one value would replace the other
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import tensorflow as tf
 
@@ -49,3 +51,27 @@ def check_names(states, hook_values, state=None, keys=()) -> None:
                 f"self.log({key!r}) in {where} would replace {taken} (or be replaced by it). "
                 f"Log it under a name of its own, e.g. 'my_{key}', or 'val_{key}' in "
                 "validation_step (names are used as given)."))
+
+
+@dataclass
+class LogKeys:
+    """The keys ``self.log`` calls report under, sorted by what they asked for.
+
+    Attributes:
+        user: every logged key (the bar shows losses and metrics, and of these only ``prog_bar``).
+        prog_bar: the keys logged with ``prog_bar=True``.
+        hidden: the keys logged with ``logger=False``.
+    """
+
+    user: set = field(default_factory=set)
+    prog_bar: set = field(default_factory=set)
+    hidden: set = field(default_factory=set)
+
+    def remember(self, keys, *, suffix: str = "", prog_bar: bool, logger: bool) -> None:
+        """Adds ``keys`` (each with ``suffix``: one of several datasets') logged with these options."""
+        for key in (key + suffix for key in keys):
+            self.user.add(key)
+            if prog_bar:
+                self.prog_bar.add(key)
+            if not logger:
+                self.hidden.add(key)

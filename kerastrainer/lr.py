@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from kerastrainer.callbacks.monitor import check_mode, improved
-from kerastrainer.progress import crossed_multiple
+from kerastrainer.loop_position import crossed_multiple
 
 
 class ReduceLROnPlateau:

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import keras
 
-from kerastrainer import compile_args, losses
+from kerastrainer import compile_args, losses, recorder
 from kerastrainer.building import rebuilding, unpack_batch
 from kerastrainer.hooks import overrides
 from kerastrainer.module_hooks import ModuleHooks
@@ -207,8 +207,9 @@ class TrainModule(ModuleHooks, keras.Model):
 
     def update_metrics(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Updates this stage's ``configure_metrics()`` objects; call it from your own step overrides."""
-        if self.trainer is not None:
-            self.trainer.results.update_metrics(y_true, y_pred, sample_weight)  # else: building
+        recording = recorder.active()
+        if recording is not None:  # outside a traced step (a hook, building the module): nothing to do
+            recording.update_metrics(y_true, y_pred, sample_weight)
 
     def log(self, name: str, value: Any, *, on_step: bool | None = None,
             on_epoch: bool | None = None, prog_bar: bool = False, logger: bool = True,
@@ -241,10 +242,13 @@ class TrainModule(ModuleHooks, keras.Model):
                 f"{type(self).__name__}.log({name!r}, ...) was called outside a Trainer run. Call it "
                 "from a step or a hook while trainer.fit/validate/test runs."
             )
-        self.trainer.results.log(
-            name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
-            reduce_fx=reduce_fx, sync_dist=sync_dist,
-        )
+        recorder.check_log_call(name, value, reduce_fx)
+        recording = recorder.active()
+        if recording is None:  # a hook or a callback
+            self.trainer.results.log_from_hook(name, value, prog_bar=prog_bar, logger=logger)
+            return
+        recording.log(name, value, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, logger=logger,
+                      reduce_fx=reduce_fx, sync_dist=sync_dist)
 
     def log_dict(self, values: dict, **kwargs) -> None:
         """Calls `log` for every item of ``values`` with the same options."""

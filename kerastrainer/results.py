@@ -1,36 +1,33 @@
 """A run's results: logged values and metrics live in device variables; Python reads them when asked.
 
 During a compiled step, ``module.log(...)``, the running loss, ``update_metrics`` and the step's scalar
-outputs are written into ``tf.Variable`` accumulators (created once, on the first trace). The trainer
-marks a stage dirty after each compiled call, and the first reader of ``trainer.callback_metrics``
-(a callback, the progress bar, a logger) pays for the transfer: on one device a single one for all
-of a stage's values (``host_reads``). Nothing is read per step otherwise.
+outputs are written into ``tf.Variable`` accumulators (created once, on the first trace) by the
+`StepRecorder` the compile site holds. Each compiled call marks its stage changed, and the first
+reader of ``trainer.callback_metrics`` (a callback, the progress bar, a logger) pays for the
+transfer: on one device a single one for all of a stage's values (``host_reads``). Nothing is read
+per step otherwise.
 """
 
 from __future__ import annotations
-
-import contextlib
-import threading
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastrainer.accumulators import (INITIAL, NUMPY_REDUCTIONS, REDUCTIONS, LogEntry, StageState,
-                                       clone_if_shared, pick, route_metrics)
+from kerastrainer.accumulators import NUMPY_REDUCTIONS, StageState, clone_if_shared, route_metrics
 from kerastrainer.checkpoint_io import flatten, nest
 from kerastrainer.host_reads import StageReaders
-from kerastrainer.log_names import check_names, is_text
-from kerastrainer.refusals import refusal
+from kerastrainer.log_names import LogKeys, check_names
+from kerastrainer.recorder import StepRecorder, scalar_from_hook
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
 
 
 class Results:
-    """Collects ``self.log`` calls, metrics and losses per stage, and reads them lazily.
+    """Holds a run's accumulators per stage and reads them lazily; keeps the values hooks log.
 
-    The Trainer holds one as ``trainer.results``; ``TrainModule.log`` and ``update_metrics`` write
-    into it, and ``trainer.callback_metrics`` reads it.
+    The Trainer holds one as ``trainer.results`` and ``trainer.callback_metrics`` reads it. The
+    compiled steps write the accumulators through ``recorder`` (a `StepRecorder`), which the
+    Trainer hands to the compile site; ``TrainModule.log`` in a hook comes to `log_from_hook`.
 
     Args:
         strategy: the run's ``tf.distribute.Strategy`` (accumulators are created in its scope).
@@ -51,15 +48,14 @@ class Results:
         self.stages: dict[str, StageState] = {}  # by Stage.name
         self.hook_values: dict[str, float] = {}
         self._fresh_hooks: set[str] = set()  # hook values logged since the last step row
-        self.prog_bar_keys: set[str] = set()
-        self.hidden_keys: set[str] = set()
-        self.user_keys: set[str] = set()
-        # Per thread: MirroredStrategy traces each replica's step in its own thread.
-        self._local = threading.local()
+        self.keys = LogKeys()
         self._values: dict[str, dict] = {}
         self._dirty: set[str] = set()
         self._taken_metrics: set[int] = set()
         self._pending: dict[str, np.ndarray] = {}  # restored values of variables not created yet
+        # What the compiled steps write with (the compile site holds it): these accumulators.
+        self.recorder = StepRecorder(stages=self.stages, keys=self.keys, hook_values=self.hook_values,
+                                     pending=self._pending, dirty=self._dirty, strategy=self.strategy)
         several = self.synced_reads or self.strategy.num_replicas_in_sync != 1 or isinstance(
             self.strategy, tf.distribute.MirroredStrategy)
         self.readers = StageReaders(None if several else compile_reader)  # replicas: read one by one
@@ -85,182 +81,18 @@ class Results:
             )
         # Made now rather than in the first trace: a variable created while tracing makes
         # tf.function trace the step a second time.
-        self.stages[stage.name].outputs["loss"] = self._variable(0.0, f"{stage.name}/out/loss")
+        self.stages[stage.name].outputs["loss"] = self.recorder.variable(0.0, f"{stage.name}/out/loss")
 
-    # ----------------------------------------------------------------- inside compiled steps
-    @property
-    def _recording(self) -> Any:  # (stage state, batch size) while a step is traced, else None
-        return getattr(self._local, "recording", None)
-
-    @_recording.setter
-    def _recording(self, value) -> None:
-        self._local.recording = value
-
-    @contextlib.contextmanager
-    def recording(self, stage: Stage, batch_size):
-        """Routes ``module.log`` / ``update_metrics`` calls made while tracing to ``stage``."""
-        previous = self._recording
-        self._recording = (self.stages[stage.name], batch_size)
-        try:
-            yield self.stages[stage.name]
-        finally:
-            self._recording = previous
-        check_names(self.stages.values(), self.hook_values, self.stages[stage.name])  # all known now
-
-    def _variable(self, initial: float, key: str, aggregation="mean") -> tf.Variable:
-        def create(*_):
-            # init_scope lifts creation out of the function being traced, so the variable is
-            # created once, eagerly, even when the first trace happens inside a while loop or an
-            # XLA-compiled step. A value restored from a checkpoint before the first trace is used
-            # as the initial value. Under a distribution strategy every replica updates its own
-            # copy (no collective per step); a read from the host combines them (see _combine).
-            value = self._pending.pop(key, initial)
-            with tf.init_scope(), self.scope():
-                return tf.Variable(
-                    value, dtype=tf.float32, trainable=False, name=key.replace("/", "_"),
-                    synchronization=tf.VariableSynchronization.ON_READ,
-                    aggregation=(tf.VariableAggregation.SUM if aggregation == "sum"
-                                 else tf.VariableAggregation.MEAN))
-
-        if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
-            # first logged inside strategy.run: the replicas meet and one of them creates it
-            return tf.distribute.get_replica_context().merge_call(create)
-        return create()
-
-    def log(self, name, value, *, on_step, on_epoch, prog_bar, logger, reduce_fx,
-            sync_dist=False) -> None:
-        """Implements ``TrainModule.log`` (see there)."""
-        if not isinstance(name, str) or not name:
-            raise refusal(TypeError(
-                f"self.log() needs a non-empty string name. Received: name={name!r}"))
-        if is_text(value):
-            raise refusal(TypeError(
-                f"self.log({name!r}, value) needs a number or a numeric tensor, not text. "
-                f"Received: value={value!r}. Log a number (print text from a hook)."))
-        if reduce_fx not in REDUCTIONS:
-            raise refusal(ValueError(
-                f"self.log({name!r}, ...) got an unknown reduce_fx. Use one of {REDUCTIONS}. "
-                f"Received: reduce_fx={reduce_fx!r}"
-            ))
-        if self._recording is None:
-            self._log_from_hook(name, value, prog_bar=prog_bar, logger=logger)
-            return
-        state, batch_size = self._recording
-        stage = state.stage.name
-        on_step = (state.stage is TRAIN) if on_step is None else bool(on_step)
-        on_epoch = (state.stage is not TRAIN) if on_epoch is None else bool(on_epoch)
-        value = tf.cast(tf.convert_to_tensor(value), tf.float32)
-        if value.shape.rank not in (None, 0) and value.shape.num_elements() != 1:
-            raise refusal(ValueError(
-                f"self.log({name!r}, value) needs a scalar value. Received a tensor of shape "
-                f"{tuple(value.shape)}: reduce it first, e.g. keras.ops.mean(value)."
-            ))
-        value = tf.reshape(value, [])
-        entry = state.entries.get(name)
-        if entry is None:
-            entry = LogEntry(
-                on_step, on_epoch, bool(prog_bar), bool(logger), reduce_fx, bool(sync_dist),
-                last=self._variable(0.0, f"{stage}/log/{name}/last",
-                                    "sum" if reduce_fx == "sum" else "mean"),
-                total=self._variable(INITIAL[reduce_fx], f"{stage}/log/{name}/total",
-                                     "sum" if reduce_fx in ("mean", "sum") else "mean"),
-                weight=self._variable(0.0, f"{stage}/log/{name}/weight", "sum"),
-            )
-            state.entries[name] = entry
-            self._remember_keys(name, entry, state.stage.suffix)
-        elif (entry.on_step, entry.on_epoch, entry.reduce_fx, entry.sync_dist) != (
-                on_step, on_epoch, reduce_fx, bool(sync_dist)):
-            raise refusal(ValueError(
-                f"self.log({name!r}, ...) was called with different on_step/on_epoch/reduce_fx/"
-                "sync_dist in the same step function. Use the same options for a name, or another "
-                "name."
-            ))
-        if on_step:
-            entry.last.assign(self._unless_empty(batch_size, value, entry.last))
-        if on_epoch:
-            if reduce_fx == "mean":
-                entry.total.assign_add(self._unless_empty(batch_size, value * batch_size, 0.0))
-                entry.weight.assign_add(batch_size)
-            else:
-                combine = {"sum": tf.add, "max": tf.maximum, "min": tf.minimum}[reduce_fx]
-                entry.total.assign(self._unless_empty(batch_size, combine(entry.total, value),
-                                                      entry.total))
-                entry.weight.assign_add(self._unless_empty(batch_size, 1.0, 0.0))
-
-    # do_not_convert: plain Python over static shapes that calls no user code; AutoGraph rewriting it
-    # only made the first trace of every process slower (docs/performance.md, "First epoch").
-    @tf.autograph.experimental.do_not_convert
-    def _unless_empty(self, batch_size, value, otherwise):
-        """``value``, except on a replica whose share of the global batch is empty (a last batch
-        with fewer rows than replicas): its mean is NaN, which must not reach the accumulators."""
-        if self.strategy.num_replicas_in_sync == 1:
-            return value
-        value = tf.convert_to_tensor(value, tf.float32)
-        return tf.where(batch_size > 0, value, tf.cast(otherwise, tf.float32))
-
-    def _remember_keys(self, name: str, entry: LogEntry, suffix: str) -> None:
-        for key in (key + suffix for key in entry.keys(name)):
-            self.user_keys.add(key)
-            if entry.prog_bar:
-                self.prog_bar_keys.add(key)
-            if not entry.logger:
-                self.hidden_keys.add(key)
-
-    def _log_from_hook(self, name, value, *, prog_bar, logger) -> None:
-        # Outside a compiled step (a hook or a callback): the caller already is at a sync point.
-        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)
-        if array.size != 1:
-            raise ValueError(
-                f"self.log({name!r}, value) needs a scalar value. Received shape {array.shape}."
-            )
+    # ----------------------------------------------------------------- hooks
+    def log_from_hook(self, name, value, *, prog_bar, logger) -> None:
+        """``TrainModule.log`` outside a compiled step (a hook or a callback, already at a sync
+        point): the value is read now."""
+        number = scalar_from_hook(name, value)
         if name not in self.hook_values:
             check_names(self.stages.values(), self.hook_values, keys=[name])
-        self.hook_values[name] = float(array.reshape(()))
+        self.hook_values[name] = number
         self._fresh_hooks.add(name)
-        self.user_keys.add(name)
-        if prog_bar:
-            self.prog_bar_keys.add(name)
-        if not logger:
-            self.hidden_keys.add(name)
-
-    def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
-        """Updates the current stage's ``configure_metrics()`` objects (no-op outside a step)."""
-        if self._recording is None:
-            return
-        state = self._recording[0]
-        for route, metric in zip(state.routes, state.metrics):
-            metric.update_state(pick(y_true, route, "targets"), pick(y_pred, route, "predictions"),
-                                sample_weight=pick(sample_weight, route, "sample weights"))
-
-    @tf.autograph.experimental.do_not_convert
-    def track_loss(self, loss, batch_size) -> None:
-        """Adds the step loss to the running, batch-size-weighted mean reported as ``loss``."""
-        state = self._recording[0]
-        state.has_loss = True
-        loss = self._unless_empty(batch_size, tf.cast(loss, tf.float32), 0.0)
-        state.loss.update_state(loss, sample_weight=batch_size)
-
-    @tf.autograph.experimental.do_not_convert
-    def record_outputs(self, outputs) -> None:
-        """Keeps the step's scalar outputs in variables, for ``on_*_batch_end(outputs=...)``."""
-        if outputs is None:
-            return
-        if not isinstance(outputs, dict):
-            outputs = {"loss": outputs}
-        state = self._recording[0]
-        for key, value in outputs.items():
-            if not tf.is_tensor(value) or value.shape.rank != 0 or not value.dtype.is_floating:
-                continue
-            if key not in state.outputs:
-                state.outputs[key] = self._variable(0.0, f"{state.stage.name}/out/{key}")
-            state.outputs[key].assign(tf.cast(value, tf.float32))
-            state.recorded.add(key)
-
-    @tf.autograph.experimental.do_not_convert
-    def output_values(self, stage: Stage) -> dict:
-        """Reads the output variables inside the compiled call (still tensors, no host transfer)."""
-        state = self.stages[stage.name]
-        return {key: var.read_value() for key, var in state.outputs.items() if key in state.recorded}
+        self.keys.remember([name], prog_bar=prog_bar, logger=logger)
 
     # ----------------------------------------------------------------- host side
     def reset(self, stage: Stage) -> None:
@@ -306,9 +138,10 @@ class Results:
             self.reset(stage)
             self._dirty.discard(stage.name)
 
-    def mark_dirty(self, stage: Stage) -> None:
-        """Notes that a compiled call changed ``stage``'s accumulators (read them at the next ask)."""
-        self._dirty.add(stage.name)
+    @property
+    def hidden_keys(self) -> set:
+        """The keys logged with ``logger=False`` (the loggers skip them)."""
+        return self.keys.hidden
 
     def take_fresh_hook_values(self) -> dict:
         """The values hooks and callbacks logged since the last call (a step row of the loggers
@@ -401,4 +234,4 @@ class Results:
     def progress_bar_metrics(self) -> dict:
         """Losses, metrics and the values logged with ``prog_bar=True``."""
         return {k: v for k, v in self.callback_metrics().items()
-                if k in self.prog_bar_keys or k not in self.user_keys}
+                if k in self.keys.prog_bar or k not in self.keys.user}

@@ -7,6 +7,7 @@ other module maps ``"val"`` to ``"validation"`` or builds a flag name from a str
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,10 @@ class Stage:
         entry: the Trainer method that runs it (and the ``stage`` passed to ``setup``/``teardown``).
         hook: the infix of its hooks: ``on_<hook>_start``, ``on_<hook>_batch_end``, ...
         prefix: what its metric names start with (``val_loss``, ``test_acc``).
-        step: the ``TrainModule`` method computing one batch.
-        dataset: the ``DataModule`` method giving its data.
-        limit: the Trainer flag limiting its batches.
-        count: the Trainer attribute holding its number of batches.
+        step: the name of the ``TrainModule`` method computing one batch (`step_fn` finds it).
+        dataset: the name of the ``DataModule`` method giving its data (`data_from` calls it).
+        limit_flag: the name of the Trainer flag limiting its batches (`limit` reads it).
+        data_name: what errors call its data (``val_data``).
         dataloader_idx: which of several datasets of the stage this is (``None``: the only one).
     """
 
@@ -31,8 +32,8 @@ class Stage:
     prefix: str
     step: str
     dataset: str
-    limit: str
-    count: str
+    limit_flag: str
+    data_name: str
     dataloader_idx: int | None = None
 
     @property
@@ -45,19 +46,31 @@ class Stage:
         """The stage run on the ``index``-th of several datasets: its own accumulators and step."""
         return replace(self, name=f"{self.name}_dataloader_{index}", dataloader_idx=index)
 
+    def step_fn(self, module: Any) -> Callable:
+        """The module's step method for this stage (``module.training_step``, ...)."""
+        return getattr(module, self.step)
+
+    def data_from(self, datamodule: Any) -> Any:
+        """What the DataModule's method for this stage returns (``datamodule.val_dataset()``)."""
+        return getattr(datamodule, self.dataset)()
+
+    def limit(self, flags: Any) -> int | float:
+        """The stage's ``limit_*_batches`` among ``flags`` (a `TrainerFlags`)."""
+        return getattr(flags, self.limit_flag)
+
     def hook_name(self, event: str) -> str:
         """``hook_name("batch_end")`` -> ``"on_validation_batch_end"``."""
         return f"on_{self.hook}_{event}"
 
 
-TRAIN = Stage("train", "fit", "train", "", "training_step", "train_dataset",
-              "limit_train_batches", "num_training_batches")
-VAL = Stage("val", "validate", "validation", "val_", "validation_step", "val_dataset",
-            "limit_val_batches", "num_val_batches")
-TEST = Stage("test", "test", "test", "test_", "test_step", "test_dataset",
-             "limit_test_batches", "num_test_batches")
+TRAIN = Stage("train", "fit", "train", "", "training_step", "train_dataset", "limit_train_batches",
+              "train_data")
+VAL = Stage("val", "validate", "validation", "val_", "validation_step", "val_dataset", "limit_val_batches",
+            "val_data")
+TEST = Stage("test", "test", "test", "test_", "test_step", "test_dataset", "limit_test_batches",
+             "test_data")
 PREDICT = Stage("predict", "predict", "predict", "", "predict_step", "predict_dataset",
-                "limit_predict_batches", "num_predict_batches")
+                "limit_predict_batches", "the prediction data")
 
 #: The stages whose values are accumulated on the device (prediction returns outputs instead).
 EVALUATED = (TRAIN, VAL, TEST)

@@ -96,7 +96,8 @@ class CompiledSteps:
 
     Args:
         module: the ``TrainModule``.
-        results: the trainer's `Results`.
+        recorder: the `StepRecorder` its steps write logged values, the loss, metrics and
+            outputs with (``trainer.results.recorder``: the accumulators `Results` reads).
         bus: the ``CallbackBus`` (for ``on_before_optimizer_step``, traced into the step).
         run_eagerly: skip ``tf.function`` entirely (debugging).
         accumulate: ``accumulate_grad_batches`` when the steps are built (more than 1: the
@@ -110,7 +111,7 @@ class CompiledSteps:
             traces, so its time says nothing about the step's speed).
     """
 
-    def __init__(self, *, module, results, bus, run_eagerly: bool, accumulate: int = 1,
+    def __init__(self, *, module, recorder, bus, run_eagerly: bool, accumulate: int = 1,
                  detect_anomaly: bool = False, strategy=None) -> None:
         self.module = module
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -120,7 +121,7 @@ class CompiledSteps:
                 "accumulate_grad_batches > 1 is not supported with a distribution strategy of "
                 f"{self.world_size} replicas yet: raise the global batch size instead. Received: "
                 f"accumulate_grad_batches={accumulate}")
-        self.results = results
+        self.recorder = recorder
         self.bus = bus
         self.run_eagerly = run_eagerly
         self.detect_anomaly = detect_anomaly
@@ -177,7 +178,8 @@ class CompiledSteps:
         module = self.module
         where = f"{type(module).__name__}.training_step"
         size = batch_size_of(batch)
-        with self.results.recording(TRAIN, size) as state:
+        with self.recorder.recording(TRAIN, size) as recording:
+            batch_idx = recording.state.batch_idx
             if module.automatic_optimization:
                 with tf.GradientTape() as tape:
                     # A layer frozen before it was built got TF variables created non-trainable,
@@ -186,7 +188,7 @@ class CompiledSteps:
                               if isinstance(v.value, tf.Variable) and not v.value.trainable]
                     if hidden:
                         tape.watch(hidden)
-                    outputs = call_step(module.training_step, batch, state.batch_idx.value())
+                    outputs = call_step(module.training_step, batch, batch_idx.value())
                     loss = _loss_of(outputs, where, required=True)
                     scaled = (module.optimizer.scale_loss(loss) if isinstance(
                         module.optimizer, keras.optimizers.LossScaleOptimizer) else loss)
@@ -210,12 +212,12 @@ class CompiledSteps:
                     module.optimizer.apply_gradients(
                         [(g, v) for g, v in zip(gradients, variables) if g is not None])
             else:
-                outputs = call_step(module.training_step, batch, state.batch_idx.value())
+                outputs = call_step(module.training_step, batch, batch_idx.value())
                 loss = _loss_of(outputs, where, required=False)
             if loss is not None:
-                self.results.track_loss(loss, size)
-            self.results.record_outputs(_with_loss(outputs, loss))
-        state.batch_idx.assign_add(1)
+                recording.track_loss(loss)
+            recording.record_outputs(_with_loss(outputs, loss))
+        batch_idx.assign_add(1)
 
     def _assert_finite(self, loss, gradients, variables):
         # In-graph checks: the step fails with the values named, and nothing reaches the host
@@ -262,14 +264,15 @@ class CompiledSteps:
         self.trace_counts[stage.name] += 1
         module = self.module
         size = batch_size_of(batch)
-        with self.results.recording(stage, size) as state:
-            outputs = call_step(getattr(module, stage.step), batch, state.batch_idx.value(),
+        with self.recorder.recording(stage, size) as recording:
+            batch_idx = recording.state.batch_idx
+            outputs = call_step(stage.step_fn(module), batch, batch_idx.value(),
                                 stage.dataloader_idx)
             loss = _loss_of(outputs, f"{type(module).__name__}.{stage.step}", required=False)
             if loss is not None:
-                self.results.track_loss(loss, size)
-            self.results.record_outputs(_with_loss(outputs, loss))
-        state.batch_idx.assign_add(1)
+                recording.track_loss(loss)
+            recording.record_outputs(_with_loss(outputs, loss))
+        batch_idx.assign_add(1)
 
     # ------------------------------------------------------------------ many steps per call
     def _compile(self, fn, *, jit: bool):
@@ -296,7 +299,7 @@ class CompiledSteps:
         # tf.function there fails to capture the replicas' values).
         step = self._step_fn(stage) if self.world_size > 1 else self._compile(self._step_fn(stage),
                                                                               jit=jit)
-        results = self.results
+        recorder = self.recorder
 
         def run_steps(iterator, n):
             def keep_going(i, more):
@@ -319,7 +322,7 @@ class CompiledSteps:
                 keep_going, one_more, (tf.constant(0, tf.int64), tf.constant(True)),
                 parallel_iterations=1,
             )
-            return ran, results.output_values(stage)
+            return ran, recorder.output_values(stage)
 
         self._loops[key] = self._compile(run_steps, jit=False)
         return self._loops[key]
@@ -334,7 +337,7 @@ class CompiledSteps:
         if key in self._loops:
             return self._loops[key]
         step = self._step_fn(stage)
-        results = self.results
+        recorder = self.recorder
         if self.world_size > 1:
             step = self._replica_share(step)
 
@@ -356,7 +359,7 @@ class CompiledSteps:
 
             (ran,) = tf.while_loop(lambda i: i < n, one_more, (tf.constant(0, tf.int64),),
                                    parallel_iterations=1)
-            return ran, results.output_values(stage)
+            return ran, recorder.output_values(stage)
 
         self._loops[key] = self._compile(run_slices, jit=jit)
         return self._loops[key]
@@ -422,7 +425,7 @@ class CompiledSteps:
 
         The stage's accumulators changed: the results read them again when next asked.
         """
-        self.results.mark_dirty(stage)
+        self.recorder.changed(stage)
         try:  # no context manager: this runs for every compiled call
             if feed.in_memory:
                 return self._run_memory(stage, feed, n, batch_idx, jit)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import itertools
 import math
 import os
@@ -29,13 +30,13 @@ from kerastrainer.data.resolve import eval_sources, fit_sources
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.workers import mark_ready
 from kerastrainer.fit_loop import FitLoop, limit_batches, needs_every_batch, planned_steps, step_intervals
-from kerastrainer.flags import TrainerFlags
+from kerastrainer.flags import TrainerFlags, check_names
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
 from kerastrainer.optimization import configure_optimization, step_counter
 from kerastrainer.precision import precision_scope
 from kerastrainer.profiler import make_profiler
-from kerastrainer.progress import Progress
+from kerastrainer.loop_position import LoopPosition
 from kerastrainer.results import Results
 from kerastrainer.run_lock import RunLock
 from kerastrainer.seed import GlobalRNG, make_deterministic
@@ -46,51 +47,74 @@ from kerastrainer.trainer_views import TrainerViews
 from kerastrainer.tuner import Tuner
 
 
-class Trainer(TrainerFlags, TrainerViews):
+class Trainer(TrainerViews):
     """Runs a [`TrainModule`][kerastrainer.TrainModule]: the epoch/batch loop, compiled steps, metrics,
     callbacks and progress.
 
-    Its keyword-only arguments are the flags of [`TrainerFlags`][kerastrainer.flags.TrainerFlags] (each one
-    also an attribute); ``docs/trainer.md`` tabulates them with their defaults.
+    Its keyword-only arguments are the flags of [`TrainerFlags`][kerastrainer.flags.TrainerFlags],
+    kept as the frozen value ``trainer.flags`` and readable as attributes (``trainer.max_epochs``);
+    ``docs/trainer.md`` tabulates them with their defaults. The objects a run uses are attributes of
+    their own: ``strategy`` (a ``tf.distribute.Strategy``), ``callbacks``, ``loggers`` and ``logger``
+    (the first), ``profiler``, and ``accumulate_grad_batches``, the batches per optimizer step now
+    (the flag's value when a run starts; a ``GradientAccumulationScheduler`` changes it).
+
+    Args:
+        **flags: the flags (see [`TrainerFlags`][kerastrainer.flags.TrainerFlags]).
 
     Raises:
-        TypeError, ValueError: a flag of the wrong type or range; the message names it.
+        TypeError, ValueError: an unknown flag, or a flag of the wrong type or range; the message
+            names it.
 
     Examples:
         >>> trainer = Trainer(max_epochs=3, enable_progress_bar=False)  # doctest: +SKIP
         >>> trainer.fit(module, train_data=(x, y), val_data=(x_val, y_val))  # doctest: +SKIP
     """
 
+    #: What ``inspect.signature(Trainer)`` (``help``, IDEs) shows: the flags, not ``**flags``.
+    __signature__ = inspect.signature(TrainerFlags)
+
     _datamodule: DataModule | None  # the fit's, which validate and test reuse (as in Lightning)
     _fit_batch_size: int | None
     _bus: Any  # the run's CallbackBus (None until a run starts)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()  # checks the flags
-        self.strategy = strategies.make_strategy(self.strategy)
-        self.world_size, self.num_workers, self.global_rank = strategies.topology(self.strategy)
+    def __init__(self, **flags: Any) -> None:
+        check_names(flags)
+        self.flags = TrainerFlags(**flags)  # checked, then frozen
+        self.strategy = strategies.make_strategy(self.flags.strategy)
+        topology = strategies.topology(self.strategy)
+        self.world_size = topology[0]
+        self.num_workers = topology[1]
+        self.global_rank = topology[2]
         self.is_global_zero = self.global_rank == 0  # the chief, which prints and writes files
         self._agreement = strategies.Agreement(self.strategy)  # the workers' common decisions
         mark_ready()  # tells `kerastrainer launch` this worker is up (no-op otherwise)
-        self.loggers = dispatch.configure_loggers(  # only the chief writes files
-            self.logger if not self.fast_dev_run and self.is_global_zero else False,
-            str(self.default_root_dir))
-        self.logger = self.loggers[0] if self.loggers else None  # the flag's value until here
-        self.profiler = make_profiler(self.profiler)
-        self.checkpoint_io = CheckpointWriter(background=self.async_checkpointing)  # Lightning's name
+        writes_logs = self.flags.logger if not self.flags.fast_dev_run and self.is_global_zero else False
+        self.loggers = dispatch.configure_loggers(writes_logs, str(self.flags.default_root_dir))  # the chief's
+        self.logger = self.loggers[0] if self.loggers else None
+        self.profiler = make_profiler(self.flags.profiler)
+        self.checkpoint_writer = CheckpointWriter(background=self.flags.async_checkpointing)
         self.callbacks = configure_callbacks(
-            self.callbacks, chief=self.is_global_zero, progress_bar=self.enable_progress_bar,
-            model_summary=self.enable_model_summary and not self.fast_dev_run,
-            checkpointing=self.enable_checkpointing and not self.fast_dev_run)
-        if self.deterministic:
+            self.flags.callbacks, chief=self.is_global_zero, progress_bar=self.flags.enable_progress_bar,
+            model_summary=self.flags.enable_model_summary and not self.flags.fast_dev_run,
+            checkpointing=self.flags.enable_checkpointing and not self.flags.fast_dev_run)
+        if self.flags.deterministic:
             make_deterministic()
-        self.progress = Progress()
+        self.accumulate_grad_batches = self.flags.accumulate_grad_batches
+        self.position = LoopPosition()
         self.results = self._new_results()
-        self.should_stop = self.sanity_checking = False
-        self.stage = self.module = self.step_tuner = self.dataloader_idx = None  # run, module, tuner, dataset
-        self.num_training_batches = self.num_val_batches = self.num_test_batches = self.num_predict_batches = None
-        self._steps = self._bus = self._lr_scheduler = None  # compiled steps, hooks, LR scheduler
-        self._datamodule = self._fit_batch_size = self._train_source = None  # the fit's (see _evaluate)
+        self.should_stop = False
+        self.sanity_checking = False
+        self.stage = None  # the Stage of the run going on (TRAIN in a fit, its validations too)
+        self.module = None
+        self.step_tuner = None
+        self.dataloader_idx = None  # the dataset an evaluation is on, of several
+        self._batch_counts: dict[str, Any] = {}  # each stage's, by name, as its last run counted them
+        self._steps = None  # the compiled steps
+        self._bus = None
+        self._lr_scheduler = None
+        self._datamodule = None  # the fit's (see _evaluate)
+        self._fit_batch_size = None
+        self._train_source = None
         self._run_locks: list[RunLock] = []  # the fit's, released when it ends
 
     def fit(self, module: TrainModule, train_data: Any = None, val_data: Any = None, *,
@@ -120,12 +144,12 @@ class Trainer(TrainerFlags, TrainerViews):
         for finder in finders(self.callbacks) if ckpt_path is None else []:  # a resumed run keeps its own
             finder.tune(Tuner(self), module, data)  # before the data is batched: it may re-batch it
         train, vals = fit_sources(train_data, val_data, datamodule, batch_size=data["batch_size"], shuffle=shuffle,
-                                  overfit=bool(self.overfit_batches), validates=can_run(module, VAL),
+                                  overfit=bool(self.flags.overfit_batches), validates=can_run(module, VAL),
                                   validation_split=validation_split, class_weight=class_weight)
         self._datamodule = datamodule
         self._fit_batch_size = data["batch_size"]
         self._train_source = train
-        checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir, self.loggers)
+        checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.flags.default_root_dir, self.loggers)
         if checkpoint is not None:  # before any folder is used: resume in the same run
             ckpt.load_states(checkpoint[0], {"loggers": self.loggers})
         return self._run(TRAIN, module, datamodule, lambda: self._fit(train, vals, checkpoint))
@@ -162,9 +186,9 @@ class Trainer(TrainerFlags, TrainerViews):
                 weights_only=weights_only, datamodule=self._datamodule)
             if not weights_only:
                 self._bus.call("on_save_checkpoint", tree)
-            self.checkpoint_io.write(ckpt.save_checkpoint_file, path, tree, self.is_global_zero)
-        if self.stage != TRAIN.entry:  # outside a fit, the file is in place on return
-            self.checkpoint_io.wait()
+            self.checkpoint_writer.write(ckpt.save_checkpoint_file, path, tree, self.is_global_zero)
+        if self.stage != TRAIN:  # outside a fit, the file is in place on return
+            self.checkpoint_writer.wait()
 
     @property
     def train_dataset(self) -> Any:
@@ -173,6 +197,43 @@ class Trainer(TrainerFlags, TrainerViews):
         ``StochasticWeightAveraging`` does for BatchNormalization statistics."""
         source = self._train_source
         return None if source is None else source.dataset(limit=self.num_training_batches)
+
+    @property
+    def num_training_batches(self) -> int | None:
+        """Training batches per epoch (after ``limit_train_batches``); ``None``: unknown length."""
+        return self._batch_counts.get(TRAIN.name)
+
+    @property
+    def num_val_batches(self) -> int | list | None:
+        """Batches per validation run, a list with several datasets (``0``: no validation)."""
+        return self._batch_counts.get(VAL.name)
+
+    @property
+    def num_test_batches(self) -> int | list | None:
+        """Batches of the last test run, a list with several datasets."""
+        return self._batch_counts.get(TEST.name)
+
+    @property
+    def num_predict_batches(self) -> int | None:
+        """Batches of the last prediction run."""
+        return self._batch_counts.get(PREDICT.name)
+
+    @property
+    def estimated_stepping_batches(self) -> int | float:
+        """The optimizer steps the fit will take, for schedules over the whole run (OneCycle-style):
+        ``max_steps`` when set, else ``max_epochs`` times the steps per epoch (batches over
+        ``accumulate_grad_batches``, a partial accumulation counting as one); ``inf`` when the
+        data has unknown length and no ``max_steps`` bounds it. Known from the start of ``fit``,
+        so ``configure_optimizer`` can read it (``self.trainer.estimated_stepping_batches``).
+
+        Example:
+            >>> trainer = kt.Trainer(max_epochs=3)  # doctest: +SKIP
+            >>> trainer.fit(module, train_data=(x, y), batch_size=32)  # 10 batches  # doctest: +SKIP
+            >>> trainer.estimated_stepping_batches  # doctest: +SKIP
+            30
+        """
+        return planned_steps(self.num_training_batches, max_epochs=self.flags.max_epochs or 0,
+                             max_steps=self.flags.max_steps, accumulate=self.accumulate_grad_batches)
 
     @property
     def trace_counts(self) -> dict[str, int]:
@@ -184,24 +245,24 @@ class Trainer(TrainerFlags, TrainerViews):
         bus = self._bus
         module = self.module
         self._lock_run_folders()  # before anything is written there
-        n_train = self._count_batches(TRAIN, [train], self.overfit_batches or self.limit_train_batches)[0]
-        n_vals = self._count_batches(VAL, vals, self.overfit_batches or self.limit_val_batches)
+        n_train = self._count_batches(TRAIN, [train], self.flags.overfit_batches or self.flags.limit_train_batches)[0]
+        n_vals = self._count_batches(VAL, vals, self.flags.overfit_batches or self.flags.limit_val_batches)
         self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
         self.step_tuner = self._make_step_tuner(fit=True, num_batches=n_train, data=train)  # may measure
-        self.progress = Progress()  # a new run; ckpt_path continues one
+        self.position = LoopPosition()  # a new run; ckpt_path continues one
         loop = self._make_loop(num_batches=n_train, num_val_batches=n_vals)
         train.seed = self._agreement.from_chief(train.seed)
-        train.keep_iterator_state = self.save_input_state
+        train.keep_iterator_state = self.flags.save_input_state
         self.should_stop = False
         if checkpoint is not None:
             ckpt.restore_training_state(module, *checkpoint, owners=self._state_owners())
             bus.call("on_load_checkpoint", checkpoint[0])
-        self.progress.watch_optimizer(step_counter(module))
+        self.position.watch_optimizer(step_counter(module))
         dispatch.start_fit(self.loggers, module, self._datamodule,
                            resumed_at=self.global_step if checkpoint is not None else None)
         feeds = loop.open_feeds(train, vals, strategy=self.strategy, num_workers=self.num_workers)
         bus.call("on_fit_start")
-        if loop.num_val_batches != 0 and self.num_sanity_val_steps != 0 and checkpoint is None:
+        if loop.num_val_batches != 0 and self.flags.num_sanity_val_steps != 0 and checkpoint is None:
             self._sanity_check(feeds)
         bus.call("on_train_start")
         loop.start()  # the max_time clock
@@ -213,7 +274,7 @@ class Trainer(TrainerFlags, TrainerViews):
                     break
             bus.call("on_train_end")
             bus.call("on_fit_end")
-            self.checkpoint_io.wait()  # a background write still going: a signal now waits for it
+            self.checkpoint_writer.wait()  # a background write still going: a signal now waits for it
         if loop.signal_received:  # after training ended: its checkpoints are written, exit as asked
             raise SystemExit(EXIT_CODES[loop.signal_received])
 
@@ -252,7 +313,7 @@ class Trainer(TrainerFlags, TrainerViews):
     def _after_optimizer_steps(self, steps):
         """What acts on optimizer steps, not on compiled calls: the profiler's trace window and a
         step-wise LR scheduler."""
-        global_step = self.progress.global_step
+        global_step = self.position.global_step
         self.profiler.after_optimizer_steps(global_step)
         self._lr_scheduler.after_steps(self.module.optimizer, global_step, steps, self._monitored)
 
@@ -267,9 +328,9 @@ class Trainer(TrainerFlags, TrainerViews):
         self.results.sync()
         self._bus.call("on_train_epoch_end")
         self._lr_scheduler.after_epoch(self.module.optimizer, epoch, self._monitored)
-        self.progress.check_optimizer(step_counter(self.module))
+        self.position.check_optimizer(step_counter(self.module))
         metrics = {k: v for k, v in self.logged_metrics.items() if isinstance(v, float)}
-        self.progress.record_epoch(metrics)  # trainer.history
+        self.position.record_epoch(metrics)  # trainer.history
         with self.profiler.profile("logger write"):
             dispatch.log_row(self.loggers, metrics, self.global_step, epoch=epoch)
             dispatch.end_epoch(self.loggers, self.module, epoch)
@@ -289,7 +350,7 @@ class Trainer(TrainerFlags, TrainerViews):
             self._log_row(self.results.read(*loop.feeds.val_stages))
 
     def _sanity_check(self, feeds):
-        loaders = feeds.sanity(self.num_sanity_val_steps)
+        loaders = feeds.sanity(self.flags.num_sanity_val_steps)
         self.sanity_checking = True
         self._bus.call("on_sanity_check_start")
         self._eval_loop(VAL, loaders)
@@ -355,7 +416,7 @@ class Trainer(TrainerFlags, TrainerViews):
         def body():
             stages = loader_stages(stage, len(sources))  # several datasets: values of each
             self._prepare(stage, sources[0], (VAL, TEST, *(stages if stage is not PREDICT else ())))
-            checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.default_root_dir,
+            checkpoint = ckpt.find_checkpoint(ckpt_path, self.callbacks, self.flags.default_root_dir,
                                               self.loggers, required=True)  # never untrained weights
             if checkpoint is not None:
                 ckpt.restore_weights(self.module, *checkpoint)
@@ -373,9 +434,10 @@ class Trainer(TrainerFlags, TrainerViews):
     def _run(self, stage, module, datamodule, body):
         """Runs ``body`` between the setup and teardown hooks; the loggers learn how it ended."""
         self._attach(module)
-        self.stage, failure = stage.entry, None
+        self.stage = stage
+        failure = None
         try:
-            with self.profiler.profile(stage.entry), precision_scope(self.precision, module), \
+            with self.profiler.profile(stage.entry), precision_scope(self.flags.precision, module), \
                     self._bus.run(stage.entry, datamodule):
                 return body()
         except BaseException as error:
@@ -387,7 +449,7 @@ class Trainer(TrainerFlags, TrainerViews):
                 self.profiler.stop()
                 dispatch.guarded(failure, "the profiler's report", self._describe_profile)
             try:
-                dispatch.guarded(failure, "a checkpoint write", self.checkpoint_io.close)  # before loggers upload
+                dispatch.guarded(failure, "a checkpoint write", self.checkpoint_writer.close)  # before loggers upload
                 dispatch.finalize(self.loggers, failure)
             finally:  # the last file is on disk: another fit may write the folders now
                 for lock in self._run_locks:
@@ -400,6 +462,7 @@ class Trainer(TrainerFlags, TrainerViews):
             self.module, self._steps = module, None
             self.results = self._new_results()
         module.trainer = self
+        self.accumulate_grad_batches = self.flags.accumulate_grad_batches  # a callback's setup may change it
         dispatch.claim_run_folders(self.loggers)  # as the run starts
         self.callbacks = with_module_callbacks(self.callbacks, module)  # its configure_callbacks()
         self._bus = CallbackBus(callbacks=self.callbacks, module=module, trainer=self, profiler=self.profiler)
@@ -407,7 +470,7 @@ class Trainer(TrainerFlags, TrainerViews):
     def _new_results(self):
         """The `Results` of a module's runs; its compiled reads come from the one compile site."""
         return Results(strategy=self.strategy, agreement=self._agreement,
-                       compile_reader=None if self.run_eagerly else CompiledSteps.compile_reader)
+                       compile_reader=None if self.flags.run_eagerly else CompiledSteps.compile_reader)
 
     def _prepare(self, stage, source, stages):
         """Builds the module, configures the metrics of ``stages`` once; training: a fresh optimizer."""
@@ -415,20 +478,25 @@ class Trainer(TrainerFlags, TrainerViews):
         with self.strategy.scope():
             self.results.configure(stages, module.configure_metrics)
             build = functools.partial(ensure_built, module, stage, source.element_spec,
-                                      base=TrainModule, results=self.results)
+                                      base=TrainModule, recorder=self.results.recorder)
             if stage is TRAIN:  # built once the optimizer exists: a custom step may apply it
                 module.optimizer, self._lr_scheduler = configure_optimization(
-                    module, build=build, clip_val=self.gradient_clip_val,
-                    clip_algorithm=self.gradient_clip_algorithm, loss_scaling=self.precision == "mixed_float16")
+                    module, build=build, clip_val=self.flags.gradient_clip_val,
+                    clip_algorithm=self.flags.gradient_clip_algorithm, loss_scaling=self.flags.precision == "mixed_float16")
             else:
                 build()
         if stage is TRAIN or self._steps is None:
-            self._steps = CompiledSteps(module=module, results=self.results, bus=self._bus,
-                                        run_eagerly=self.run_eagerly,
+            self._steps = CompiledSteps(module=module, recorder=self.results.recorder, bus=self._bus,
+                                        run_eagerly=self.flags.run_eagerly,
                                         accumulate=self.accumulate_grad_batches,
-                                        detect_anomaly=self.detect_anomaly, strategy=self.strategy)
+                                        detect_anomaly=self._detects_anomaly(), strategy=self.strategy)
         if stage is not TRAIN:  # a fit makes its own, which measures
             self.step_tuner = self._make_step_tuner(fit=False)
+
+    def _detects_anomaly(self):
+        """Whether the compiled step checks the loss and gradients are finite: the flag, or a
+        callback that asks for it (`TerminateOnNaN`)."""
+        return self.flags.detect_anomaly or any(c.checks_finite for c in self.callbacks)
 
     def _make_step_tuner(self, *, fit, num_batches=None, data=None):
         """The `StepTuner` of a run. Only a fit measures XLA (knowing its ``num_batches`` per
@@ -437,16 +505,16 @@ class Trainer(TrainerFlags, TrainerViews):
         the fit's training source, whose batch spec says whether shapes vary."""
         planned = None
         if fit:  # at most this many training batches: the planned optimizer steps' worth
-            steps = planned_steps(num_batches, max_epochs=self.max_epochs, max_steps=self.max_steps,
+            steps = planned_steps(num_batches, max_epochs=self.flags.max_epochs, max_steps=self.flags.max_steps,
                                   accumulate=self.accumulate_grad_batches)
             planned = None if steps == math.inf else steps * self.accumulate_grad_batches
-        measure = fit and not (self.deterministic or self.detect_anomaly or self.run_eagerly
+        measure = fit and not (self.flags.deterministic or self._detects_anomaly() or self.flags.run_eagerly
                                or self.num_workers > 1)
-        if fit and self.world_size > 1 and self.jit_compile is True:
+        if fit and self.world_size > 1 and self.flags.jit_compile is True:
             warnings.warn(f"jit_compile=True is ignored under a strategy of {self.world_size} "
                           "replicas: the distributed step runs without XLA. Pass jit_compile=False "
                           "(or 'auto') to silence this.", stacklevel=5)
-        return StepTuner(steps_per_execution=self.steps_per_execution, jit_compile=self.jit_compile,
+        return StepTuner(steps_per_execution=self.flags.steps_per_execution, jit_compile=self.flags.jit_compile,
                          planned_batches=planned, fixed_rule=not measure, world_size=self.world_size,
                          workers=self.num_workers,
                          every_batch=needs_every_batch(self.callbacks, self.module),
@@ -458,22 +526,23 @@ class Trainer(TrainerFlags, TrainerViews):
         chunks also end at the loggers' interval (with several workers always: they read values
         together there), at every callback's ``step_interval`` and at a step-wise scheduler's
         frequency."""
-        intervals = step_intervals(steps_per_execution=self.steps_per_execution,
-                                   log_every_n_steps=self.log_every_n_steps,
+        intervals = step_intervals(steps_per_execution=self.flags.steps_per_execution,
+                                   log_every_n_steps=self.flags.log_every_n_steps,
                                    logs=bool(self.loggers) or self.num_workers > 1,
                                    callback_intervals=(c.step_interval(self) for c in self.callbacks),
                                    scheduler=self._lr_scheduler)
-        return FitLoop(progress=self.progress, num_batches=num_batches, num_val_batches=num_val_batches,
-                       val_check_interval=self.val_check_interval,
-                       check_val_every_n_epoch=self.check_val_every_n_epoch,
-                       max_epochs=self.max_epochs, max_steps=self.max_steps,
-                       log_every_n_steps=self.log_every_n_steps, min_epochs=self.min_epochs,
-                       max_time=self.max_time, step_intervals=intervals)
+        return FitLoop(position=self.position, num_batches=num_batches, num_val_batches=num_val_batches,
+                       val_check_interval=self.flags.val_check_interval,
+                       check_val_every_n_epoch=self.flags.check_val_every_n_epoch,
+                       max_epochs=self.flags.max_epochs, max_steps=self.flags.max_steps,
+                       log_every_n_steps=self.flags.log_every_n_steps, min_epochs=self.flags.min_epochs,
+                       max_time=self.flags.max_time, step_intervals=intervals)
 
     def _count_batches(self, stage, sources, flag=None):
         """Each source's batches after the stage's ``limit_*`` flag; also ``num_<stage>_batches``."""
-        counts = limit_batches(getattr(self, stage.limit) if flag is None else flag, sources, stage.limit)
-        setattr(self, stage.count, counts[0] if len(counts) == 1 else counts or 0)
+        counts = limit_batches(stage.limit(self.flags) if flag is None else flag, sources,
+                               flag_name=stage.limit_flag, data_name=stage.data_name)
+        self._batch_counts[stage.name] = counts[0] if len(counts) == 1 else counts or 0
         return counts
 
     def _lock_run_folders(self):
@@ -500,12 +569,12 @@ class Trainer(TrainerFlags, TrainerViews):
         """Whether the fit ends here, alike on every worker; SIGTERM/SIGINT: last.ckpt, SystemExit."""
         stop, self.should_stop, received = self._agreement.decide_stop(*loop.ends(epoch, self.should_stop))
         if received:
-            self.save_checkpoint(ckpt.last_checkpoint_path(self.callbacks, self.default_root_dir))
+            self.save_checkpoint(ckpt.last_checkpoint_path(self.callbacks, self.flags.default_root_dir))
             raise SystemExit(EXIT_CODES[received])
         return stop
 
     def _state_owners(self) -> dict:
         """Who owns each piece of a checkpoint's state (see ``checkpoint.build_checkpoint``)."""
-        return {"trainer": self.progress, "tuner": self.step_tuner, "data": self._train_source,
+        return {"trainer": self.position, "tuner": self.step_tuner, "data": self._train_source,
                 "accumulation": self._steps, "lr_scheduler": self._lr_scheduler, "rng": GlobalRNG(),
                 "logs": self.results, "callbacks": self._bus, "datamodule": self._datamodule}

@@ -1,7 +1,7 @@
 """The Trainer's read-only views of its run: metrics, progress and the run folder, typed.
 
 A base class of `kerastrainer.Trainer`; each view reads an owner the Trainer holds (`Results`,
-`Progress`, the loggers) and changes nothing.
+`LoopPosition`, the loggers) and changes nothing.
 """
 
 from __future__ import annotations
@@ -10,30 +10,78 @@ from typing import TYPE_CHECKING, Any
 
 from kerastrainer.callbacks.early_stopping import EarlyStopping
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
-from kerastrainer.callbacks.progress import RichProgressBar
-from kerastrainer.fit_loop import planned_steps
+from kerastrainer.callbacks.progress_bar import RichProgressBar
 
 if TYPE_CHECKING:
     from kerastrainer.callbacks.base import Callback
+    from kerastrainer.flags import TrainerFlags
     from kerastrainer.loggers.base import Logger
     from kerastrainer.module import TrainModule
-    from kerastrainer.progress import Progress
+    from kerastrainer.loop_position import LoopPosition
     from kerastrainer.results import Results
+
+
+class FlagView:
+    """A read-only attribute of the Trainer that reads the flag of its name in ``trainer.flags``
+    (Lightning's ``trainer.max_epochs``); assigning to it is an error, not a silent no-op."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return getattr(instance.flags, self.name)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        raise AttributeError(
+            f"`trainer.{self.name}` is a flag, fixed when the Trainer is built: pass "
+            f"kt.Trainer({self.name}=...) instead. Received: trainer.{self.name}={value!r}")
 
 
 class TrainerViews:
     """Properties of `kerastrainer.Trainer` (see there)."""
 
+    # The flags that name no run-time object of their own (``strategy``, ``callbacks``, ``logger``,
+    # ``profiler`` and ``accumulate_grad_batches`` are the Trainer's attributes), each read from
+    # ``trainer.flags``.
+    max_epochs = FlagView()
+    min_epochs = FlagView()
+    max_steps = FlagView()
+    max_time = FlagView()
+    limit_train_batches = FlagView()
+    limit_val_batches = FlagView()
+    limit_test_batches = FlagView()
+    limit_predict_batches = FlagView()
+    val_check_interval = FlagView()
+    check_val_every_n_epoch = FlagView()
+    num_sanity_val_steps = FlagView()
+    fast_dev_run = FlagView()
+    overfit_batches = FlagView()
+    steps_per_execution = FlagView()
+    jit_compile = FlagView()
+    run_eagerly = FlagView()
+    deterministic = FlagView()
+    gradient_clip_val = FlagView()
+    gradient_clip_algorithm = FlagView()
+    detect_anomaly = FlagView()
+    precision = FlagView()
+    log_every_n_steps = FlagView()
+    enable_progress_bar = FlagView()
+    enable_checkpointing = FlagView()
+    async_checkpointing = FlagView()
+    save_input_state = FlagView()
+    enable_model_summary = FlagView()
+    default_root_dir = FlagView()
+
+    flags: TrainerFlags
+
     results: Results
-    progress: Progress
+    position: LoopPosition
     loggers: list[Logger]
     callbacks: list[Callback]
     module: TrainModule | None
-    default_root_dir: str | None
-    max_epochs: int | None
-    max_steps: int
     accumulate_grad_batches: int
-    num_training_batches: int | None
     is_global_zero: bool
 
     @property
@@ -54,22 +102,22 @@ class TrainerViews:
     @property
     def current_epoch(self) -> int:
         """The current (or last finished) epoch, from 0."""
-        return self.progress.epoch
+        return self.position.epoch
 
     @property
     def global_step(self) -> int:
         """Optimizer steps taken in this fit (not batches)."""
-        return self.progress.global_step
+        return self.position.global_step
 
     @property
     def history(self) -> dict[str, list]:
         """One list per logged value, one entry per epoch (Keras's ``History``)."""
-        return self.progress.history
+        return self.position.history
 
     @property
     def log_dir(self) -> str:
         """This run's folder: the first logger's ``version_N``, else ``default_root_dir``."""
-        return self.loggers[0].log_dir if self.loggers else str(self.default_root_dir)
+        return self.loggers[0].log_dir if self.loggers else str(self.flags.default_root_dir)
 
     @property
     def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
@@ -103,23 +151,6 @@ class TrainerViews:
         if optimizer is None:
             return []
         return list(optimizer.values()) if isinstance(optimizer, dict) else [optimizer]
-
-    @property
-    def estimated_stepping_batches(self) -> int | float:
-        """The optimizer steps the fit will take, for schedules over the whole run (OneCycle-style):
-        ``max_steps`` when set, else ``max_epochs`` times the steps per epoch (batches over
-        ``accumulate_grad_batches``, a partial accumulation counting as one); ``inf`` when the
-        data has unknown length and no ``max_steps`` bounds it. Known from the start of ``fit``,
-        so ``configure_optimizer`` can read it (``self.trainer.estimated_stepping_batches``).
-
-        Example:
-            >>> trainer = kt.Trainer(max_epochs=3)  # doctest: +SKIP
-            >>> trainer.fit(module, train_data=(x, y), batch_size=32)  # 10 batches  # doctest: +SKIP
-            >>> trainer.estimated_stepping_batches  # doctest: +SKIP
-            30
-        """
-        return planned_steps(self.num_training_batches, max_epochs=self.max_epochs or 0,
-                             max_steps=self.max_steps, accumulate=self.accumulate_grad_batches)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on the chief only (one line per job, not one per worker), as Lightning's."""

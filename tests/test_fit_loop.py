@@ -4,14 +4,14 @@ no TensorFlow run)."""
 import pytest
 
 from kerastrainer.fit_loop import Chunk, FitLoop, total_batches
-from kerastrainer.progress import Progress, crossed_multiple
+from kerastrainer.loop_position import LoopPosition, crossed_multiple
 
 
 def _plan(batch=0, global_step=0, **overrides):
     flags = dict(num_batches=20, num_val_batches=[4], val_check_interval=1.0,
                  check_val_every_n_epoch=1, max_epochs=3, max_steps=-1, log_every_n_steps=50)
     flags.update(overrides)
-    return FitLoop(progress=Progress(batch=batch, global_step=global_step), **flags)
+    return FitLoop(position=LoopPosition(batch=batch, global_step=global_step), **flags)
 
 
 @pytest.mark.parametrize(("overrides", "batch", "global_step", "per_step", "expected"), [
@@ -34,12 +34,12 @@ def test_chunks_end_where_something_looks(overrides, batch, global_step, per_ste
 def test_validation_points_and_epochs_that_skip_validation():
     plan = _plan(val_check_interval=0.5, check_val_every_n_epoch=2)
     plan.begin_epoch(0)
-    plan.progress.batch = 10
+    plan.position.batch = 10
     assert not plan.validates_now()
     plan.begin_epoch(1)
     due = []
     for batch in range(1, 21):
-        plan.progress.batch = batch
+        plan.position.batch = batch
         if plan.validates_now():
             due.append(batch)
     assert due == [10, 20]
@@ -55,7 +55,7 @@ def test_the_loggers_interval_counts_optimizer_steps():
 def test_a_fit_ends_at_max_steps_and_should_stop_counts_from_min_epochs():
     plan = _plan(global_step=8, max_steps=8, min_epochs=2)
     assert plan.ends(0, False) == (True, False, None)
-    plan.progress.global_step = 3
+    plan.position.global_step = 3
     assert plan.ends(0, True) == (False, True, None)   # min_epochs wins
     assert plan.ends(1, True) == (True, True, None)
 
@@ -74,7 +74,7 @@ def test_each_chunk_counts_the_optimizer_steps_it_completed():
     steps = [loop.advance(chunk, ran=None).steps for chunk in loop.chunks(lambda: 1)]
     assert steps == [0, 1, 0, 1, 0]
     assert loop.leftover_step()
-    assert loop.progress.global_step == 3
+    assert loop.position.global_step == 3
 
 
 def test_a_chunk_of_data_of_unknown_length_reads_what_ran():
@@ -88,12 +88,12 @@ def test_a_fresh_epoch_starts_at_batch_zero_and_a_saved_one_continues():
     loop = _plan(num_batches=None, num_val_batches=[])
     assert loop.begin_epoch(0) is False
     loop.batches_per_step = 2
-    assert loop.advance(Chunk(start=0, size=5), ran=5).steps == 2 and loop.progress.global_step == 2
-    saved = loop.progress.state_dict()
+    assert loop.advance(Chunk(start=0, size=5), ran=5).steps == 2 and loop.position.global_step == 2
+    saved = loop.position.state_dict()
     resumed = _plan(num_batches=None, num_val_batches=[])
-    resumed.progress.load_state_dict(saved)
-    assert (resumed.progress.first_epoch, resumed.progress.resume_batch) == (0, 5)
-    assert resumed.begin_epoch(0) is True and resumed.progress.batch == 5
+    resumed.position.load_state_dict(saved)
+    assert (resumed.position.first_epoch, resumed.position.resume_batch) == (0, 5)
+    assert resumed.begin_epoch(0) is True and resumed.position.batch == 5
     resumed.end_epoch()
-    assert (resumed.progress.first_epoch, resumed.progress.resume_batch) == (1, 0)
-    assert resumed.begin_epoch(1) is False and resumed.progress.batch == 0
+    assert (resumed.position.first_epoch, resumed.position.resume_batch) == (1, 0)
+    assert resumed.begin_epoch(1) is False and resumed.position.batch == 0

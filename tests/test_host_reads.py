@@ -74,9 +74,9 @@ def test_a_fit_logs_the_same_rows_with_compiled_reads_as_with_plain_ones(tmp_pat
 
 def test_run_eagerly_never_compiles_a_reader():
     trainer = _fit(run_eagerly=True, log_every_n_steps=1, logger=False)
-    trainer.results.mark_dirty(TRAIN)
+    trainer.results.recorder.changed(TRAIN)
     for _ in range(host_reads.PLAIN_READS + 2):
-        trainer.results.mark_dirty(TRAIN)
+        trainer.results.recorder.changed(TRAIN)
         assert "loss" in trainer.results.read(TRAIN)
     assert trainer.results.readers.compiled == 0
 

@@ -1,4 +1,6 @@
+import dataclasses
 import datetime
+import inspect
 import time
 
 import keras
@@ -7,6 +9,8 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
+from kerastrainer.flags import FLAG_NAMES
+from kerastrainer.stages import TEST, TRAIN, VAL
 from tests.helpers import (BoringClassifier, BoringModule, classification_data, quiet_trainer,
                            regression_data)
 
@@ -71,6 +75,64 @@ def test_a_module_that_skipped_super_init_is_named():
 def test_flags_are_keyword_only():
     with pytest.raises(TypeError):
         kt.Trainer(3)
+
+
+def test_an_unknown_flag_is_named_with_the_closest_one():
+    with pytest.raises(TypeError, match=r"^Trainer has no flag `max_epoch`\. Did you mean `max_epochs`\?.*"
+                                        r"Received: max_epoch=3"):
+        kt.Trainer(max_epoch=3)
+
+
+def test_the_signature_lists_the_flags():
+    parameters = inspect.signature(kt.Trainer).parameters
+    assert parameters["max_epochs"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert list(parameters) == list(FLAG_NAMES)
+
+
+def test_flags_are_a_frozen_value_beside_the_run_objects():
+    trainer = quiet_trainer(max_epochs=2, fast_dev_run=True)
+    assert trainer.flags.max_epochs == trainer.max_epochs == 1  # fast_dev_run applied, once
+    assert trainer.flags.strategy == "auto"
+    assert isinstance(trainer.strategy, tf.distribute.Strategy)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trainer.flags.max_epochs = 5
+    with pytest.raises(AttributeError, match=r"^`trainer.max_epochs` is a flag, fixed when the Trainer is "
+                                             r"built.*Received: trainer.max_epochs=5"):
+        trainer.max_epochs = 5
+    assert dataclasses.replace(trainer.flags, fast_dev_run=False, max_steps=3).max_steps == 3  # checked again
+
+
+def test_a_callback_that_changes_accumulation_leaves_the_flag_alone():
+    schedule = kt.callbacks.GradientAccumulationScheduler({0: 1, 1: 2})
+    trainer = quiet_trainer(max_epochs=2, callbacks=[schedule])
+    trainer.fit(BoringModule(), train_data=regression_data(rows=16), batch_size=4)
+    assert trainer.accumulate_grad_batches == 2
+    assert trainer.global_step == 4 + 2
+    assert trainer.flags.accumulate_grad_batches == 1
+    trainer.validate(data=regression_data(rows=8), batch_size=4)  # a new run starts from the flag
+    assert trainer.accumulate_grad_batches == 1
+
+
+def test_the_stage_is_the_run_s_stage_object():
+    seen = []
+
+    class Record(kt.Callback):
+        def on_train_start(self, trainer, module):
+            seen.append(trainer.stage)
+
+        def on_validation_start(self, trainer, module):
+            seen.append(trainer.stage)
+
+        def on_test_start(self, trainer, module):
+            seen.append(trainer.stage)
+
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0, callbacks=[Record()])
+    data = regression_data(rows=8)
+    trainer.fit(BoringModule(), train_data=data, val_data=data, batch_size=4)
+    trainer.validate(data=data, batch_size=4)
+    trainer.test(data=data, batch_size=4)
+    assert seen == [TRAIN, TRAIN, VAL, TEST]  # the fit's validation runs inside the fit
+    assert trainer.stage is None
 
 
 @pytest.mark.parametrize("max_time", [60, datetime.timedelta(minutes=1), {"minutes": 1}, "00:00:01:00"])

@@ -13,7 +13,7 @@ from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
 from kerastrainer.callbacks.model_summary import ModelSummary, RichModelSummary
 from kerastrainer.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from kerastrainer.callbacks.prediction_writer import BasePredictionWriter, PredictionWriter
-from kerastrainer.callbacks.progress import RichProgressBar
+from kerastrainer.callbacks.progress_bar import RichProgressBar
 from kerastrainer.callbacks.swa import StochasticWeightAveraging
 from kerastrainer.callbacks.terminate_on_nan import TerminateOnNaN
 from kerastrainer.callbacks.throughput import ThroughputMonitor

@@ -36,6 +36,8 @@ class Callback:
             see everything logged, validation included.
         saves_checkpoints: ``True`` for monitors that write checkpoints; they run after the other
             monitors, so a saved file holds the state those reached.
+        checks_finite: ``True`` makes the run's compiled step check that the loss and gradients
+            are finite, as ``Trainer(detect_anomaly=True)`` does (`TerminateOnNaN`).
 
     Examples:
         >>> class PrintEpochs(Callback):
@@ -46,6 +48,7 @@ class Callback:
     chunk_aware: ClassVar[bool] = False
     is_monitor: ClassVar[bool] = False
     saves_checkpoints: ClassVar[bool] = False
+    checks_finite: ClassVar[bool] = False
 
     def step_interval(self, trainer: Trainer) -> int | None:
         """Optimizer steps between the batch ends this callback must see (``None``: any chunking).

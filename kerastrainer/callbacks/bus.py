@@ -7,7 +7,7 @@ import inspect
 from typing import Any
 
 from kerastrainer.callbacks.base import HOOK_NAMES, Callback
-from kerastrainer.hooks import overrides
+from kerastrainer.hooks import overridden
 from kerastrainer.module import TrainModule
 from kerastrainer.refusals import add_note
 
@@ -65,27 +65,22 @@ class CallbackBus:
         # Checkpoint writers go last, so a saved file holds the epoch's other monitors' state too.
         monitors = sorted((c for c in self.callbacks if c.is_monitor),
                           key=lambda c: c.saves_checkpoints)
-        self._handlers: dict[str, list] = {}
-        for name in HOOK_NAMES:
-            handlers = [
-                (f"{type(c).__name__}.{name}", getattr(c, name), True)
-                for c in plain
-                if overrides(c, name, Callback)
-            ]
-            if module is not None and overrides(module, name, TrainModule):
-                handlers.append((f"{type(module).__name__}.{name}", getattr(module, name), False))
-            handlers += [
-                (f"{type(c).__name__}.{name}", getattr(c, name), True)
-                for c in monitors
-                if overrides(c, name, Callback)
-            ]
-            # Lightning's batch hooks take dataloader_idx: those that name it get it
-            self._handlers[name] = [(*h, _names_dataloader_idx(h[1])) for h in handlers]
+        targets = [(c, Callback) for c in plain]
+        if module is not None:
+            targets.append((module, TrainModule))
+        targets += [(c, Callback) for c in monitors]
+        self._handlers: dict[str, list] = {name: [] for name in HOOK_NAMES}
+        for target, base in targets:  # in the calling order
+            for name in overridden(target, HOOK_NAMES, base):
+                fn = getattr(target, name)
+                # Lightning's batch hooks take dataloader_idx: those that name it get it
+                self._handlers[name].append((f"{type(target).__name__}.{name}", fn, base is Callback,
+                                             _names_dataloader_idx(fn)))
         if profiler is not None and profiler.enabled:
             # Timing wrappers only when profiling: the disabled path stays one plain call per hook.
-            for name, targets in self._handlers.items():
+            for name, handlers in self._handlers.items():
                 self._handlers[name] = [(where, _timed(profiler, where, fn), is_callback, takes_idx)
-                                        for where, fn, is_callback, takes_idx in targets]
+                                        for where, fn, is_callback, takes_idx in handlers]
 
     def call(self, hook: str, *args, dataloader_idx: int | None = None) -> Any:
         """Calls ``hook`` on every target that overrides it; ``dataloader_idx`` (which of several

@@ -11,7 +11,7 @@ from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.keras_adapter import KerasCallbackAdapter
 from kerastrainer.callbacks.model_checkpoint import ModelCheckpoint
 from kerastrainer.callbacks.model_summary import ModelSummary
-from kerastrainer.callbacks.progress import RichProgressBar
+from kerastrainer.callbacks.progress_bar import RichProgressBar
 
 
 def configure_callbacks(callbacks, *, chief: bool, progress_bar: bool, model_summary: bool,

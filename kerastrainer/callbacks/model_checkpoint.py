@@ -15,6 +15,7 @@ import warnings
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, monitored_value
 from kerastrainer.checkpoint_io import remove_stale_temporaries
+from kerastrainer.stages import TRAIN
 
 if TYPE_CHECKING:
     from kerastrainer.module import TrainModule
@@ -271,7 +272,7 @@ class ModelCheckpoint(Callback):
             self._save(trainer, module)
 
     def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
-        if not self.save_on_train_epoch_end and trainer.stage == "fit" and \
+        if not self.save_on_train_epoch_end and trainer.stage == TRAIN and \
                 not trainer.sanity_checking and self._epoch_due(trainer):
             self._save(trainer, module)
 
@@ -284,7 +285,7 @@ class ModelCheckpoint(Callback):
         """Whether a save now keeps checkpointing within ``max_overhead`` of the time since the
         last one (epochs shorter than that are saved less often; the fit's last one always). A
         background write counts in full: it competes with the loop for the interpreter."""
-        cost = self._save_cost + trainer.checkpoint_io.last_write_s
+        cost = self._save_cost + trainer.checkpoint_writer.last_write_s
         return cost <= self.max_overhead * (time.monotonic() - self._saved_at + cost)
 
     # ------------------------------------------------------------------ saving
@@ -292,7 +293,7 @@ class ModelCheckpoint(Callback):
         if self._last_global_step_saved == trainer.global_step:
             return  # already saved this exact state (a step trigger at the epoch's last batch)
         started = time.monotonic()
-        trainer.checkpoint_io.wait()  # the previous save's file and follow-ups are done: the book is free
+        trainer.checkpoint_writer.wait()  # the previous save's file and follow-ups are done: the book is free
         current = None
         if self.monitor:
             current = monitored_value(trainer.callback_metrics, self.monitor, "ModelCheckpoint",
@@ -315,7 +316,7 @@ class ModelCheckpoint(Callback):
             self._write(trainer, last, book)
             saved = True
         for logger in trainer.loggers if saved else ():  # the chief's only; once the files are in place
-            trainer.checkpoint_io.after_pending(functools.partial(logger.after_save_checkpoint, self))
+            trainer.checkpoint_writer.after_pending(functools.partial(logger.after_save_checkpoint, self))
         self._saved_at = time.monotonic()
         self._save_cost = self._saved_at - started
 
@@ -349,7 +350,7 @@ class ModelCheckpoint(Callback):
         self._recent = [p for p in self._recent if p not in dropped]
         self._write(trainer, path, book)
         for old in dropped:  # only once the new file is in place
-            trainer.checkpoint_io.after_pending(functools.partial(self._remove, trainer, old))
+            trainer.checkpoint_writer.after_pending(functools.partial(self._remove, trainer, old))
         return True
 
     def _is_top_k(self, current: float) -> bool:
@@ -378,7 +379,7 @@ class ModelCheckpoint(Callback):
         self.best_model_score = self.best_k_models[self.best_model_path]
         self._write(trainer, path, book)
         if worst is not None and worst != path:  # deleted only once the new file is in place
-            trainer.checkpoint_io.after_pending(functools.partial(self._remove, trainer, worst))
+            trainer.checkpoint_writer.after_pending(functools.partial(self._remove, trainer, worst))
         if self.verbose:
             print(f"ModelCheckpoint: saved {path} ({self.monitor}={current:.6g})")
         return True

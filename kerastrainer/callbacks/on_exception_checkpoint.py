@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import os
 
 from kerastrainer.callbacks.base import Callback
+from kerastrainer.stages import TRAIN
 
 if TYPE_CHECKING:
     from kerastrainer.module import TrainModule
@@ -36,5 +37,5 @@ class OnExceptionCheckpoint(Callback):
         return os.path.join(self.dirpath, self.filename + ".ckpt")
 
     def on_exception(self, trainer: Trainer, module: TrainModule, exception: BaseException) -> None:
-        if trainer.stage == "fit" and trainer.module is not None and module.optimizer is not None:
+        if trainer.stage == TRAIN and trainer.module is not None and module.optimizer is not None:
             trainer.save_checkpoint(self.ckpt_path)

@@ -83,7 +83,7 @@ def stage_source(stage, data, datamodule, *, name: str, batch_size, shuffle: boo
         if setup:
             datamodule.prepare_data()
             datamodule.setup(stage.entry)
-        data = getattr(datamodule, stage.dataset)()
+        data = stage.data_from(datamodule)
         if batch_size is None:
             batch_size = getattr(datamodule, "batch_size", None)
         name = f"{type(datamodule).__name__}.{stage.dataset}()"

@@ -48,16 +48,17 @@ def sweep_trainer(trainer, *, max_steps: int, callbacks: list) -> Any:
     """A Trainer for a tuning run: ``trainer``'s numerics (strategy, precision, XLA, clipping),
     no logger, checkpoint, progress bar, summary, validation or user callbacks, one batch per
     compiled call, ``max_steps`` optimizer steps."""
-    jit = trainer.jit_compile
+    flags = trainer.flags
+    jit = flags.jit_compile
     return type(trainer)(  # the trainer's own class: no import of the Trainer here
         max_steps=max_steps, limit_val_batches=0, num_sanity_val_steps=0, steps_per_execution=1,
         jit_compile=False if jit == "auto" else jit,  # a short run: never spend it measuring XLA
-        run_eagerly=trainer.run_eagerly, precision=trainer.precision, strategy=trainer.strategy,
-        gradient_clip_val=trainer.gradient_clip_val,
-        gradient_clip_algorithm=trainer.gradient_clip_algorithm,
-        detect_anomaly=trainer.detect_anomaly, callbacks=callbacks, logger=False,
+        run_eagerly=flags.run_eagerly, precision=flags.precision, strategy=trainer.strategy,
+        gradient_clip_val=flags.gradient_clip_val,
+        gradient_clip_algorithm=flags.gradient_clip_algorithm,
+        detect_anomaly=flags.detect_anomaly, callbacks=callbacks, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=trainer.default_root_dir)
+        default_root_dir=flags.default_root_dir)
 
 
 def find_attribute(module, names: tuple, *, holder=None) -> tuple | None:

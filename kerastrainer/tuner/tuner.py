@@ -40,7 +40,7 @@ class Tuner:
     """
 
     def __init__(self, trainer: Any) -> None:
-        if not isinstance(trainer, TrainerFlags):
+        if not isinstance(getattr(trainer, "flags", None), TrainerFlags):
             raise TypeError(f"Tuner(trainer) needs a kerastrainer.Trainer. Received: trainer={trainer!r}")
         self.trainer = trainer
 

@@ -95,6 +95,23 @@ def test_monitors_run_after_plain_callbacks_and_the_module():
     assert order == ["plain", "module", ("monitor", True)]
 
 
+def test_a_hook_set_on_the_instance_or_inherited_from_a_subclass_is_called():
+    calls = []
+
+    class Parent(kt.Callback):
+        def on_train_start(self, trainer, module):
+            calls.append(type(self).__name__)
+
+    class Child(Parent):
+        pass
+
+    assigned = kt.Callback()
+    assigned.on_train_end = lambda trainer, module: calls.append("assigned")
+    trainer = quiet_trainer(max_epochs=1, callbacks=[Child(), assigned])
+    trainer.fit(BoringModule(), train_data=regression_data(8))
+    assert calls == ["Child", "assigned"]
+
+
 def test_hook_exception_names_callback_and_hook_and_fires_on_exception_first():
     events = []
 

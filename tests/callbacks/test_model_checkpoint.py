@@ -67,7 +67,7 @@ def test_only_the_chief_removes_files_that_leave_the_top_k(tmp_path):
 def test_a_file_already_gone_is_no_error(tmp_path):
     class Vanish(kt.Callback):  # someone else removed the older file first
         def on_train_epoch_start(self, trainer, module):
-            trainer.checkpoint_io.wait()  # the files are in place (a write may be in the background)
+            trainer.checkpoint_writer.wait()  # the files are in place (a write may be in the background)
             for name in os.listdir(tmp_path / "checkpoints") if trainer.current_epoch else ():
                 os.remove(tmp_path / "checkpoints" / name)
 

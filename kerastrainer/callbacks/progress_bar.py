@@ -12,7 +12,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from kerastrainer.callbacks.base import Callback
-from kerastrainer.callbacks.progress_layout import make_progress
+from kerastrainer.callbacks.progress_bar_layout import make_progress
+from kerastrainer.stages import VAL
 
 if TYPE_CHECKING:
     from kerastrainer.module import TrainModule
@@ -181,7 +182,7 @@ class RichProgressBar(Callback):
 
     def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._eval_end()
-        if trainer.stage == "validate":
+        if trainer.stage == VAL:
             self._stop()
             self._print_table(trainer, "Validate metric", "val_")
 

@@ -1,18 +1,18 @@
-"""Progress: the loop position a checkpoint saves, and its agreement with the optimizer."""
+"""LoopPosition: the loop position a checkpoint saves, and its agreement with the optimizer."""
 
 import pytest
 
 import kerastrainer as kt
-from kerastrainer.progress import Progress
+from kerastrainer.loop_position import LoopPosition
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
 
 def test_history_holds_none_for_values_an_epoch_did_not_log():
-    progress = Progress()
-    progress.record_epoch({"loss": 1.0})
-    progress.epoch = 1
-    progress.record_epoch({"loss": 0.5, "val_loss": 0.7})
-    assert progress.history == {"loss": [1.0, 0.5], "val_loss": [None, 0.7], "epoch": [0, 1]}
+    position = LoopPosition()
+    position.record_epoch({"loss": 1.0})
+    position.epoch = 1
+    position.record_epoch({"loss": 0.5, "val_loss": 0.7})
+    assert position.history == {"loss": [1.0, 0.5], "val_loss": [None, 0.7], "epoch": [0, 1]}
 
 
 class StepsBehindTheLoop(kt.Callback):

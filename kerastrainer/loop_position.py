@@ -13,7 +13,7 @@ def crossed_multiple(global_step: int, steps: int, every: int) -> bool:
 
 
 @dataclass
-class Progress:
+class LoopPosition:
     """The position of a fit: epoch, optimizer steps, batches done in the epoch, and its history.
 
     ``trainer.current_epoch``, ``trainer.global_step`` and ``trainer.history`` read it; the fit's

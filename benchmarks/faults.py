@@ -13,9 +13,10 @@ markers and the outside files are checked. Damaged files: bytes flipped at 5-90 
 
 Kills: a child process trains a model of about 4 MB, saving a checkpoint every step, and is killed
 with SIGKILL a few milliseconds after it starts a save (mostly in the middle of the write); the next child resumes from ``last`` and is
-killed again, and a last one finishes. After every kill each checkpoint file is read back with its
+killed again, and a last one finishes a few steps later. After every kill each checkpoint file is read back with its
 checksum verified, and the temp files the killed writer left are counted; when the next run starts
-it must remove them. Starts: N processes build a Trainer with the default logger in one folder at
+it must remove them, and once the last one finished, the folder must hold only the files its book
+keeps (the journal of written files lets a resume remove the rest). Starts: N processes build a Trainer with the default logger in one folder at
 the same moment and fit a step; each must get a run folder of its own.
 """
 
@@ -200,11 +201,22 @@ def kill_trials(root: str, kills: int, rng: random.Random) -> dict:
                 intact += 1
             except ValueError:
                 corrupt += 1
-    final = subprocess.run([sys.executable, "-c", CHILD, root, "1"], cwd=HERE,
-                           capture_output=True, text=True)
+    last = os.path.join(root, "ck", "last.ckpt")
+    reached = read_checkpoint(last)["trainer"]["global_step"] if os.path.exists(last) else 0
+    final = subprocess.run([sys.executable, "-c", CHILD, root, str(reached + 4)], cwd=HERE,
+                           capture_output=True, text=True)  # a few steps past the killed runs' files
     return {"kills": kills, "checked": intact + corrupt, "corrupt": corrupt,
             "temporaries after kills": left, "temporaries after a new start": len(temporaries(root)),
-            "resume exit code": final.returncode}
+            "resume exit code": final.returncode, "beyond the kept set": beyond_kept(root)}
+
+
+def beyond_kept(root: str) -> list[str]:
+    """The checkpoint files in the folder that the finished run's book does not keep."""
+    folder = os.path.join(root, "ck")
+    book = next(state for state in read_checkpoint(os.path.join(folder, "last.ckpt"))["callbacks"].values()
+                if isinstance(state, dict) and "best_k_models" in state)
+    kept = {os.path.basename(path) for path, _ in book["best_k_models"]} | {"last.ckpt"}
+    return sorted(name for name in os.listdir(folder) if name.endswith(".ckpt") and name not in kept)
 
 
 def start_trials(root: str, runs: int) -> dict:
@@ -247,12 +259,16 @@ def main(argv=None) -> int:
          f"{kills['checked'] - kills['corrupt']} of {kills['checked']}", kills["corrupt"] == 0),
         ("temp files left once the next run started", kills["temporaries after a new start"],
          kills["temporaries after a new start"] == 0 and kills["resume exit code"] == 0),
+        (f"files beyond the kept set after {kills['kills']} kills and a finished resume",
+         len(kills["beyond the kept set"]), not kills["beyond the kept set"]),
         (f"run-folder collisions in {starts['runs']} runs started together",
          f"{starts['collisions']} ({starts['finished']} finished)",
          starts["collisions"] == 0 and starts["finished"] == starts["runs"]),
     ]
     print(f"(temp files seen right after the kills, removed later: "
           f"{kills['temporaries after kills']})")
+    if kills["beyond the kept set"]:
+        print(f"(files beyond the kept set: {kills['beyond the kept set']})")
     for name, value, ok in checks:
         print(f"[{'ok' if ok else 'MISSED'}] {name}: {value}")
     return 0

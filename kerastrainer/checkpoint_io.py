@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 
@@ -114,20 +115,41 @@ def _atomically(path: str, what: str):
         finally:
             os.close(directory)
     except BaseException as error:
+        full = _nearly_full(folder)  # before the temp file's space comes back
         with contextlib.suppress(FileNotFoundError):
             os.remove(temp)
         if not isinstance(error, (OSError, RuntimeError)):  # h5py reports a full disk as either
             raise
         code = getattr(error, "errno", None) or _errno_in(str(error))
+        if code not in _FULL and full:  # h5py may name another cause (errno 5, "Slist already enabled?")
+            code = errno.ENOSPC
+        # For a full disk, the OS's words; h5py's own text (a dump of its write call) stays in the cause.
+        reason = os.strerror(code) if code in _FULL else getattr(error, "strerror", None) or error
         fix = ("Free some space or choose another folder" if code in _FULL
                else "Check the folder (permissions, mount) or choose another")
         raise OSError(code or errno.EIO,
-                      f"Could not write {what} {path!r}: {getattr(error, 'strerror', None) or error}. "
+                      f"Could not write {what} {path!r}: {reason}. "
                       f"Nothing was replaced: the earlier files in {folder!r} are intact (the write "
                       f"went to a temporary file, now removed). {fix}, then retry.") from error
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+#: Free bytes under which a failed write is taken for a full disk, whatever the error says.
+NEARLY_FULL = 1 << 20
+
+
+def free_space(folder: str) -> int | None:
+    """The bytes free on the file system of ``folder`` (``None``: it cannot be asked)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _nearly_full(folder: str) -> bool:
+    free = free_space(folder)
+    return free is not None and free < NEARLY_FULL
 
 
 def _errno_in(message: str):
@@ -288,6 +310,19 @@ def _read_group(group: h5py.Group) -> dict:
         if isinstance(tree[key], np.generic):
             tree[key] = np.asarray(tree[key])
     return tree
+
+
+def read_group(path, name: str) -> dict:
+    """One top-level group of a checkpoint (``"callbacks"``), read without the rest of the file and
+    without the checksum check (which reads every byte): ``{}`` when the file or the group cannot be
+    read. For a quick look only; `read_checkpoint` is the reader to trust.
+    """
+    try:
+        with h5py.File(os.fspath(path), "r") as file:
+            group = file.get(name)
+            return _read_group(group) if isinstance(group, h5py.Group) else {}
+    except Exception:  # noqa: BLE001 - a damaged file reads as any error: nothing to see
+        return {}
 
 
 def read_checkpoint(path) -> dict:

@@ -1,6 +1,7 @@
 import gc
 import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,3 +64,18 @@ def run_example(capsys, monkeypatch):
         return capsys.readouterr().out
 
     return run
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs, mounted for the test, to fill up (it needs root: skipped elsewhere)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -1,4 +1,6 @@
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
+from kerastrainer.checkpoint_io import write_checkpoint
 from tests.helpers import BoringModule, quiet_trainer, regression_data
 
 
@@ -186,6 +189,17 @@ def test_a_full_disk_names_the_file_and_keeps_the_earlier_one(tmp_path):
     assert "the earlier files in" in result.stdout and "are intact" in result.stdout
     assert "Free some space" in result.stdout
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["c.ckpt"]
+
+
+@pytest.mark.parametrize("megabytes", [0.5, 16])  # more than is left, and more than the whole disk
+def test_a_tiny_disk_says_no_space_left_whatever_the_library_reports(small_disk, megabytes):
+    path = small_disk / "c.ckpt"
+    with pytest.raises(OSError, match=rf"^\[Errno 28\] Could not write the checkpoint {re.escape(repr(str(path)))}: "
+                                      r"No space left on device.*the earlier files .* are intact.*Free some space"):
+        with open(small_disk / "filler", "wb") as filler:  # the disk all but full: 300 KiB left
+            filler.write(b"x" * (shutil.disk_usage(small_disk).free - 300 * 2**10))
+        write_checkpoint(str(path), {"weights": np.zeros(int(megabytes * 2**18), "float32")})
+    assert sorted(os.listdir(small_disk)) == ["filler"]
 
 
 def test_temp_files_of_killed_writers_are_removed_when_a_run_starts(tmp_path):

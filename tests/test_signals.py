@@ -1,5 +1,6 @@
 """Graceful SIGTERM/SIGINT: the first signal is recorded and served once what is being saved is saved."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,44 @@ def test_a_signal_after_training_waits_for_the_last_checkpoint_then_exits_as_ask
     assert "signalled" in done.stdout and "returned" not in done.stdout
     assert read_checkpoint(tmp_path / "ckpts" / "last.ckpt")["trainer"]["global_step"] == 4
     assert not list((tmp_path / "ckpts").glob(".*.tmp-*"))
+
+
+TERM_ON_A_FULL_DISK = """
+import errno, os, signal, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+from pathlib import Path
+import kerastrainer as kt
+from tests.helpers import BoringModule, quiet_trainer, regression_data
+
+root = Path(sys.argv[1])
+
+class FillThenTerm(kt.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch != 1:
+            return
+        trainer.checkpoint_writer.wait()  # epoch 0's files are in place
+        with open(root / "filler", "wb", buffering=0) as filler:  # then the disk fills up
+            try:
+                while True:
+                    filler.write(b"x" * 4096)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+        os.kill(os.getpid(), signal.SIGTERM)
+
+trainer = quiet_trainer(default_root_dir=root, max_epochs=3, callbacks=[
+    kt.callbacks.ModelCheckpoint(dirpath=root / "ckpts", save_last=True), FillThenTerm()])
+trainer.fit(BoringModule(), train_data=regression_data(16), batch_size=8)
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_on_a_full_disk_says_the_checkpoint_failed_and_the_last_one_is_intact(small_disk):
+    done = subprocess.run([sys.executable, "-c", TERM_ON_A_FULL_DISK, str(small_disk)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr[-2000:]
+    last = small_disk / "ckpts" / "last.ckpt"
+    assert re.search(rf"kerastrainer: a checkpoint write failed as the run exits: OSError: \[Errno 28\] "
+                     rf"Could not write the checkpoint '{re.escape(str(last))}': No space left on device\. "
+                     r"Nothing was replaced: the earlier files .* are intact", done.stderr), done.stderr[-2000:]
+    assert read_checkpoint(last)["trainer"]["global_step"] == 2  # epoch 0's
+    assert not list((small_disk / "ckpts").glob(".*.tmp-*"))

@@ -62,6 +62,11 @@ class Callback:
         """Key under which this callback's ``state_dict`` is stored in checkpoints."""
         return type(self).__qualname__
 
+    @property
+    def stored_key(self) -> str:
+        """`state_key` as a checkpoint file holds it (HDF5 group names cannot hold ``/``)."""
+        return self.state_key.replace("/", "|")
+
     def state_dict(self) -> dict[str, Any]:
         """Returns the callback's state as plain Python values or arrays."""
         return {}

@@ -12,10 +12,6 @@ from kerastrainer.module import TrainModule
 from kerastrainer.refusals import add_note
 
 
-def _state_key(callback) -> str:
-    return callback.state_key.replace("/", "|")  # HDF5 group names cannot hold '/'
-
-
 def _annotate(error: BaseException, where: str) -> None:
     """Prefixes ``error``'s message with the hook that raised it, keeping its type and traceback."""
     if error.args and isinstance(error.args[0], str):
@@ -137,13 +133,13 @@ class CallbackBus:
 
     def state_dict(self) -> dict:
         """Every callback's ``state_dict()``, by its ``state_key``."""
-        return {_state_key(c): c.state_dict() for c in self.callbacks}
+        return {c.stored_key: c.state_dict() for c in self.callbacks}
 
     def load_state_dict(self, state: dict) -> None:
         """Gives each callback its saved state (callbacks the checkpoint does not know keep theirs)."""
         for callback in self.callbacks:
-            if _state_key(callback) in state:
-                callback.load_state_dict(state[_state_key(callback)])
+            if callback.stored_key in state:
+                callback.load_state_dict(state[callback.stored_key])
 
     def on_exception(self, exception: BaseException) -> None:
         """Tells every target about ``exception``; failures here must not hide the original error."""

@@ -10,11 +10,12 @@ import math
 import os
 import re
 import time
+import uuid
 import warnings
 
 from kerastrainer.callbacks.base import Callback
 from kerastrainer.callbacks.monitor import check_mode, monitored_value
-from kerastrainer.checkpoint_io import remove_stale_temporaries
+from kerastrainer.checkpoint_io import read_group, remove_stale_temporaries
 from kerastrainer.stages import TRAIN
 
 if TYPE_CHECKING:
@@ -182,6 +183,9 @@ class ModelCheckpoint(Callback):
         self._recent: list[str] = []  # monitor=None: most recent first
         self._last_global_step_saved = -1
         self._last_time = 0.0  # set when the run starts (setup)
+        self._run = ""  # the fit's id, in the book of every file it writes: new per fit, restored on resume
+        self._restored = False  # a resume's book came in: reconcile the folder with it
+        self._ahead: dict[str, int] = {}  # an interrupted run's files of later steps: path -> step
 
     @property
     def state_key(self) -> str:
@@ -196,6 +200,7 @@ class ModelCheckpoint(Callback):
             "last_model_path": self.last_model_path,
             "best_k_models": [[path, score] for path, score in self.best_k_models.items()],
             "recent": list(self._recent), "last_global_step_saved": self._last_global_step_saved,
+            "run": self._run,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -207,6 +212,10 @@ class ModelCheckpoint(Callback):
         self.best_k_models = {path: float(score) for path, score in state_dict["best_k_models"]}
         self._recent = list(state_dict["recent"])
         self._last_global_step_saved = int(state_dict["last_global_step_saved"])
+        run = state_dict.get("run")
+        if isinstance(run, str) and run:  # a checkpoint of an older version has none: nothing to reconcile
+            self._run = run
+            self._restored = True
         if self.dirpath is not None:  # else once setup knows the folder
             self._forget_files_elsewhere()
 
@@ -250,11 +259,73 @@ class ModelCheckpoint(Callback):
             self._forget_files_elsewhere()  # a book restored before the folder was known
         if trainer.is_global_zero:  # what killed writers of earlier runs left (never a live one's)
             remove_stale_temporaries(self.dirpath)
+        if stage == "fit":  # a new run until a resume restores the interrupted one's id
+            self._run = uuid.uuid4().hex
+            self._restored = False
+            self._ahead = {}
         # Several workers keep one book, so they must name files alike: one worker could see a
         # file another has just written. Versions are for single-worker runs.
         self._versioning = self.enable_version_counter and trainer.num_workers == 1 \
             and trainer.is_global_zero
         self._last_time = time.monotonic()
+
+    def on_fit_start(self, trainer: Trainer, module: TrainModule) -> None:
+        if self._restored and trainer.is_global_zero:
+            self._reconcile()
+
+    def _kept(self) -> set:
+        """The files the book keeps, as absolute paths."""
+        named = (*self.best_k_models, *self._recent, self.best_model_path, self.last_model_path)
+        return {os.path.abspath(path) for path in named if path}
+
+    def _reconcile(self) -> None:
+        """After a resume: the files in the folder that this run wrote and its restored book does
+        not keep (a kill can land after a file was written and before the book that keeps it, or
+        before a file that left the top k was deleted). Those of earlier steps are removed now; those
+        of later steps stay until the resumed run saves past them (it writes them again: nothing of
+        the run is lost if it stops before). A file is this run's when it names itself in this
+        callback's book with this run's id, as each file's book does (see `_write`)."""
+        kept = self._kept()
+        removed = []
+        for name in sorted(os.listdir(self.dirpath)):
+            path = os.path.join(self.dirpath, name)
+            if not name.endswith(self.FILE_EXTENSION) or os.path.abspath(path) in kept:
+                continue
+            step = self._own_step(path)
+            if step is None:
+                continue
+            if step <= self._last_global_step_saved:
+                os.remove(path)
+                removed.append(path)
+            else:
+                self._ahead[path] = step
+        if removed:
+            warnings.warn(f"ModelCheckpoint: removed {len(removed)} checkpoint file(s) this run wrote "
+                          f"that the checkpoint it resumed from no longer keeps (a save was cut off): "
+                          f"{removed}")
+
+    def _own_step(self, path: str) -> int | None:
+        """The step at which this run saved ``path`` when the file holds this callback's book with
+        this run's id and names itself there; else ``None`` (another run's file, or no checkpoint)."""
+        book = read_group(path, "callbacks").get(self.stored_key)
+        if not isinstance(book, dict) or book.get("run") != self._run:
+            return None
+        named = [book.get("last_model_path"), *(book.get("recent") or []),
+                 *(entry[0] for entry in book.get("best_k_models") or [] if entry)]
+        if os.path.abspath(path) not in {os.path.abspath(str(p)) for p in named if p}:
+            return None
+        return int(book.get("last_global_step_saved", -1))
+
+    def _drop_superseded(self, trainer) -> None:
+        """Removes the files of an interrupted run's later steps once this run has saved past them
+        (each is in the book again, or left it), after the new files are in place."""
+        kept = self._kept()
+        for path, step in list(self._ahead.items()):
+            if step > trainer.global_step:
+                continue
+            del self._ahead[path]
+            if os.path.abspath(path) not in kept:
+                trainer.checkpoint_writer.after_pending(functools.partial(self._remove, trainer, path))
 
     def on_train_batch_end(self, trainer: Trainer, module: TrainModule, outputs: Any,
                            batch_idx: int) -> None:
@@ -317,6 +388,7 @@ class ModelCheckpoint(Callback):
             saved = True
         for logger in trainer.loggers if saved else ():  # the chief's only; once the files are in place
             trainer.checkpoint_writer.after_pending(functools.partial(logger.after_save_checkpoint, self))
+        self._drop_superseded(trainer)
         self._saved_at = time.monotonic()
         self._save_cost = self._saved_at - started
 
@@ -325,7 +397,7 @@ class ModelCheckpoint(Callback):
             name = format_checkpoint_name(self.filename or "{epoch}-{step}", metrics,
                                           self.auto_insert_metric_name)
         path = os.path.join(self.dirpath, name + self.FILE_EXTENSION)
-        own = {*self.best_k_models, *self._recent, self.last_model_path}
+        own = {*self.best_k_models, *self._recent, self.last_model_path, *self._ahead}
         version = 1
         while self._versioning and os.path.exists(path) and path not in own:
             path = os.path.join(self.dirpath, f"{name}-v{version}{self.FILE_EXTENSION}")
@@ -334,7 +406,8 @@ class ModelCheckpoint(Callback):
 
     def _write(self, trainer, path, book) -> None:
         """Saves ``path`` with the book already holding it (as Lightning does: a run resumed from
-        this file knows it is the best or the newest); a failed write puts the ``book`` back."""
+        this file knows it is the best or the newest, and a resume after a kill can tell its own
+        files); a failed write puts the ``book`` back."""
         try:
             trainer.save_checkpoint(path, weights_only=self.save_weights_only)
         except BaseException:

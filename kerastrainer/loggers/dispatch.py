@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from kerastrainer.checkpoint_io import remove_stale_temporaries
 from kerastrainer.loggers.base import Logger
 from kerastrainer.loggers.csv_logger import CSVLogger
@@ -76,6 +78,9 @@ def guarded(error, what: str, fn, *args) -> None:
         if error is None:
             raise
         add_note(error, f"{what} also failed: {type(nested).__name__}: {nested}")
+        if isinstance(error, SystemExit):  # an exit prints no traceback, so no note: say it here
+            print(f"kerastrainer: {what} failed as the run exits: {type(nested).__name__}: {nested}",
+                  file=sys.stderr, flush=True)
 
 
 def claim_run_folders(loggers) -> None:

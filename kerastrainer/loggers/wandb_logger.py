@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import os
+import warnings
 
+from kerastrainer.checkpoint_io import NEARLY_FULL, free_space
 from kerastrainer.loggers.base import Logger
 from kerastrainer.loggers.remote import (STATUS_EXIT_CODES, CheckpointUploads, check_log_model,
                                          flatten, require, score_of)
@@ -56,6 +58,7 @@ class WandbLogger(Logger):
         self._run: Any = None
         self._uploads = CheckpointUploads()
         self._step: int | None = None  # the last step logged
+        self._warned_full = False
 
     @property
     def experiment(self) -> Any:
@@ -84,6 +87,20 @@ class WandbLogger(Logger):
         row = {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
         self._step = int(step)
         self.experiment.log({**row, STEP_KEY: self._step})
+        self._warn_if_full()
+
+    def _warn_if_full(self) -> None:
+        """Warns once when the run's folder has (almost) no space left: W&B's writer drops what it
+        cannot write without telling the process that logs."""
+        if self._warned_full:
+            return
+        free = free_space(self.log_dir)
+        if free is None or free >= NEARLY_FULL:
+            return
+        self._warned_full = True
+        warnings.warn(f"WandbLogger: the run's folder {self.log_dir!r} has {free} bytes free: W&B cannot "
+                      "write its run files there and drops what it cannot write without an error. Free "
+                      "some space or pass another save_dir.", stacklevel=2)
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Remembers the callback; with ``log_model="all"`` logs its new files now."""

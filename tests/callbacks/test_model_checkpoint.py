@@ -1,5 +1,8 @@
 import datetime
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +10,8 @@ import kerastrainer as kt
 from kerastrainer.callbacks.model_checkpoint import format_checkpoint_name
 from kerastrainer.checkpoint_io import read_checkpoint
 from tests.helpers import BoringModule, ScriptedScore as Scripted, quiet_trainer, regression_data
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _fit(tmp_path, checkpoint, values=(5, 3, 4, 1, 2), **flags):
@@ -253,3 +258,52 @@ def test_the_epoch_an_early_stop_ends_is_saved(tmp_path):
 def test_max_overhead_is_checked(value):
     with pytest.raises(ValueError, match=rf"`max_overhead` must be a fraction .* Received: max_overhead={value!r}"):
         kt.callbacks.ModelCheckpoint(max_overhead=value)
+
+
+CUT_OFF = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import kerastrainer as kt
+from tests.helpers import BoringModule, quiet_trainer, regression_data
+
+root, exit_at = sys.argv[1], int(sys.argv[2])
+
+class DieAt(kt.Callback):
+    # os._exit, like SIGKILL: no clean-up, no handler. A save writes its step's file, deletes the
+    # one it replaces, then last.ckpt: dying as last.ckpt is built leaves a file no book keeps.
+    calls = 0
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        DieAt.calls += 1
+        if DieAt.calls == exit_at:
+            os._exit(9)
+
+saver = kt.callbacks.ModelCheckpoint(dirpath=os.path.join(root, "ck"), every_n_train_steps=1,
+                                     filename="{step}", save_last=True)
+trainer = quiet_trainer(default_root_dir=root, max_steps=6, async_checkpointing=False,
+                        callbacks=[saver, DieAt()])
+trainer.fit(BoringModule(), train_data=regression_data(64), batch_size=8, ckpt_path="last")
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_resume_after_a_kill_leaves_exactly_the_kept_files(tmp_path):
+    def run(exit_at):
+        return subprocess.run([sys.executable, "-c", CUT_OFF, str(tmp_path), str(exit_at)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    folder = tmp_path / "ck"
+    earlier = kt.callbacks.ModelCheckpoint(dirpath=folder, every_n_train_steps=1, filename="earlier-{step}")
+    quiet_trainer(max_steps=2, callbacks=[earlier]).fit(BoringModule(), train_data=regression_data(64),
+                                                        batch_size=8)  # another run's file, alike
+    (folder / "yours.ckpt").write_bytes(b"not a checkpoint")  # and one of the user's
+    killed = run(exit_at=6)  # at the third save's last.ckpt: step=3.ckpt is on disk, no book has it
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert sorted(os.listdir(folder)) == [
+        ".kerastrainer.lock", "earlier-step=2.ckpt", "last.ckpt", "step=3.ckpt", "yours.ckpt"]
+    resumed = run(exit_at=0)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert sorted(os.listdir(folder)) == [  # step=3.ckpt saved again in place (no -v1), then replaced
+        "earlier-step=2.ckpt", "last.ckpt", "step=6.ckpt", "yours.ckpt"]
+    assert read_checkpoint(tmp_path / "ck" / "last.ckpt")["trainer"]["global_step"] == 6

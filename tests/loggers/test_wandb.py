@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
+import kerastrainer as kt
 from kerastrainer.callbacks import Callback, ModelCheckpoint
 from kerastrainer.loggers import CSVLogger, WandbLogger
-from tests.helpers import BoringModule, ScriptedScore
+from tests.helpers import BoringModule, ScriptedScore, regression_data
 from tests.loggers.logged_fit import logged_fit
 from tests.loggers.wandb_files import read_run, run_files
 
@@ -90,3 +91,29 @@ def test_without_wandb_the_message_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install kerastrainer\[wandb\]"):
         _logger(tmp_path)
+
+
+class FillTheDisk(Callback):
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch != 1:
+            return
+        with open(os.path.join(self.folder, "filler"), "wb", buffering=0) as filler:
+            try:
+                while True:
+                    filler.write(b"x" * 65536)
+            except OSError:
+                pass
+
+
+def test_a_run_folder_that_fills_up_is_named_in_one_warning(small_disk, recwarn):
+    logger = WandbLogger("proj", save_dir=str(small_disk), offline=True)
+    trainer = kt.Trainer(default_root_dir=str(small_disk), max_epochs=3, logger=[logger], log_every_n_steps=2,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         callbacks=[FillTheDisk(str(small_disk))])
+    trainer.fit(BoringModule(), train_data=regression_data(32), batch_size=8)  # it finishes, as W&B lets it
+    full = [str(w.message) for w in recwarn if "bytes free" in str(w.message)]
+    assert len(full) == 1, full
+    assert full[0].startswith(f"WandbLogger: the run's folder {logger.log_dir!r} has ")

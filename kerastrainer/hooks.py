@@ -16,9 +16,7 @@ def overrides(obj, hook: str, base: type) -> bool:
         >>> overrides(Quiet(), "on_fit_start", Callback)
         False
     """
-    if hook in getattr(obj, "__dict__", {}):
-        return True
-    return getattr(type(obj), hook, None) is not getattr(base, hook, None)
+    return bool(overridden(obj, (hook,), base))
 
 
 def overridden(obj, hooks, base: type) -> set:

@@ -12,7 +12,6 @@ import contextlib
 import threading
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from kerastrainer.accumulators import INITIAL, REDUCTIONS, LogEntry, StageState, pick
@@ -216,14 +215,3 @@ class Recording:
             state.outputs[key].assign(tf.cast(value, tf.float32))
             state.recorded.add(key)
 
-
-def scalar_from_hook(name: str, value: Any) -> float:
-    """A value logged from a hook as a Python float (the caller is at a sync point already).
-
-    Raises:
-        ValueError: a value with more than one element.
-    """
-    array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)
-    if array.size != 1:
-        raise ValueError(f"self.log({name!r}, value) needs a scalar value. Received shape {array.shape}.")
-    return float(array.reshape(()))

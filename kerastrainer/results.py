@@ -10,6 +10,8 @@ per step otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -18,8 +20,20 @@ from kerastrainer.accumulators import NUMPY_REDUCTIONS, StageState, clone_if_sha
 from kerastrainer.checkpoint_io import flatten, nest
 from kerastrainer.host_reads import StageReaders
 from kerastrainer.log_names import LogKeys, check_names
-from kerastrainer.recorder import StepRecorder, scalar_from_hook
+from kerastrainer.recorder import StepRecorder
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
+
+
+def scalar_from_hook(name: str, value: Any) -> float:
+    """A value logged from a hook as a Python float (the caller is at a sync point already).
+
+    Raises:
+        ValueError: a value with more than one element.
+    """
+    array = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)
+    if array.size != 1:
+        raise ValueError(f"self.log({name!r}, value) needs a scalar value. Received shape {array.shape}.")
+    return float(array.reshape(()))
 
 
 class Results:

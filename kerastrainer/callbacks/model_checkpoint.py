@@ -230,8 +230,7 @@ class ModelCheckpoint(Callback):
                 return False
             return os.path.commonpath([folder, os.path.realpath(path)]) == folder
 
-        named = [self.best_model_path, self.last_model_path, *self.best_k_models, *self._recent]
-        foreign = sorted({str(p) for p in named if p and not inside(p)})
+        foreign = sorted({str(p) for p in self._named() if p and not inside(p)})
         if not foreign:
             return
         warnings.warn(f"ModelCheckpoint: the restored checkpoint state names files outside its folder "
@@ -273,10 +272,13 @@ class ModelCheckpoint(Callback):
         if self._restored and trainer.is_global_zero:
             self._reconcile()
 
+    def _named(self) -> list:
+        """The files the book names (some may be empty strings)."""
+        return [self.best_model_path, self.last_model_path, *self.best_k_models, *self._recent]
+
     def _kept(self) -> set:
         """The files the book keeps, as absolute paths."""
-        named = (*self.best_k_models, *self._recent, self.best_model_path, self.last_model_path)
-        return {os.path.abspath(path) for path in named if path}
+        return {os.path.abspath(path) for path in self._named() if path}
 
     def _reconcile(self) -> None:
         """After a resume: the files in the folder that this run wrote and its restored book does

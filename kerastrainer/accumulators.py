@@ -51,6 +51,7 @@ class StageState:
     recorded: set = field(default_factory=set)  # the output keys a traced step really returns
     has_loss: bool = False
     routes: list = field(default_factory=list)  # per metric: the model output it measures, or None
+    counts: dict = field(default_factory=dict)  # label checks: kind -> [counter variable, classes]
 
     def metric_names(self) -> list:
         """Each metric's name without the stage prefix: ``acc``, or ``<output>_acc`` for a metric of
@@ -66,6 +67,8 @@ class StageState:
             entry.total.assign(INITIAL[entry.reduce_fx])
             entry.weight.assign(0.0)
         self.batch_idx.assign(0)
+        for counter, _ in self.counts.values():
+            counter.assign(0.0)
 
     def builtin_keys(self) -> set:
         """The keys of the stage's own values: its loss and its metrics (``val_loss``, ``val_acc``)."""

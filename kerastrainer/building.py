@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from kerastrainer.hooks import overrides
-from kerastrainer.refusals import surfacing
+from kerastrainer.refusals import surfacing, unwrapped
 from kerastrainer.stages import PREDICT, TEST, TRAIN, VAL
 
 
@@ -72,9 +72,14 @@ def batch_size_of(batch):
     return tf.cast(tf.shape(tf.nest.flatten(batch)[0])[0], tf.float32)
 
 
-def ensure_built(module, stage, element_spec, *, base, recorder=None) -> None:
+def ensure_built(module, stage, element_spec, *, base, recorder=None, eager: bool = False) -> None:
     """Builds the module's variables for ``stage`` from the data's spec (before anything is
     compiled): by calling it on the inputs for a default step, by tracing the step otherwise.
+
+    With ``eager`` (``run_eagerly=True``) a step that cannot be traced (Python on tensor values:
+    ``.numpy()``, ``int(tf.shape(x)[0])``, ``pdb``) builds the module by calling it on the inputs,
+    as Keras builds a model before running its ``train_step`` eagerly; what the step alone
+    creates is created by its first, eager, run.
 
     Args:
         module: the TrainModule.
@@ -82,6 +87,7 @@ def ensure_built(module, stage, element_spec, *, base, recorder=None) -> None:
         element_spec: the spec of one batch.
         base: the class whose step is the default one (``TrainModule``).
         recorder: the run's `StepRecorder` (``self.log`` in the traced step creates its variables).
+        eager: the steps run eagerly (``run_eagerly``).
 
     Raises:
         ValueError: a default step cannot find the inputs in the batch structure.
@@ -91,15 +97,63 @@ def ensure_built(module, stage, element_spec, *, base, recorder=None) -> None:
     if default:
         _refuse_text_targets(unpack_or_whole(element_spec, where, part=1), where)
     if module.input_signature is not None and (module.built or module.build_recipe is not None):
+        check_stage_inputs(module, stage, element_spec, base=base)
         return
     if default:  # the default step: call() builds the module
         x_spec, _, _ = unpack_batch(element_spec, where)
         build_from_spec(module, x_spec)
         return
     if module.build_recipe is None:
-        trace_step(module, stage, element_spec, recorder)
+        try:
+            trace_step(module, stage, element_spec, recorder)
+        except Exception:  # noqa: BLE001 - re-raised unless the step will run eagerly anyway
+            if not eager:
+                raise
+            x_spec = unpack_or_whole(element_spec, where)
+            build_from_spec(module, x_spec)
+            return
     module.set_input_signature(unpack_or_whole(element_spec, where),
                                build_recipe={"step": stage.step, "batch": element_spec})
+
+
+def check_stage_inputs(module, stage, element_spec, *, base) -> None:
+    """`check_inputs_match` for the batches of ``stage`` when its default step calls the module on
+    their ``x`` (a step of the user's own may feed the module something else)."""
+    if module.input_signature is None or overrides(module, stage.step, base):
+        return
+    where = f"{type(module).__name__}.{stage.step}"
+    check_inputs_match(module, unpack_or_whole(element_spec, where), stage.data_name)
+
+
+def check_inputs_match(module, x_spec, data_name: str) -> None:
+    """Refuses inputs whose shapes differ from those the module was built on (the batch axis
+    aside), before a layer refuses them from inside the compiled step.
+
+    Raises:
+        ValueError: naming both shapes; an unbatched ``tf.data`` pipeline is named as such.
+    """
+    built = module.input_signature
+    try:
+        tf.nest.assert_same_structure(built, x_spec)
+    except (TypeError, ValueError):
+        return  # another structure: the model's own call says what it expects
+    for was, now in zip(tf.nest.flatten(built), tf.nest.flatten(x_spec)):
+        if not (isinstance(was, tf.TensorSpec) and isinstance(now, tf.TensorSpec)):
+            continue
+        if was.shape.rank is None or now.shape.rank is None:
+            continue
+        if now.shape.rank == was.shape.rank - 1 and now.shape.is_compatible_with(was.shape[1:]):
+            raise ValueError(
+                f"{data_name} gives single examples of shape {tuple(now.shape)}, but "
+                f"{type(module).__name__} was built on batches of shape {tuple(was.shape)}: is the "
+                "tf.data dataset batched? Call dataset.batch(batch_size) before passing it. "
+                f"Received: inputs of shape {tuple(now.shape)}")
+        if now.shape.rank != was.shape.rank or not now.shape[1:].is_compatible_with(was.shape[1:]):
+            raise ValueError(
+                f"{data_name} has inputs of shape {tuple(now.shape)}, but {type(module).__name__} "
+                f"was built on inputs of shape {tuple(was.shape)}: the features differ. Pass data "
+                "with the features the module was trained on, or make a new module for these. "
+                f"Received: inputs of shape {tuple(now.shape)}")
 
 
 def unpack_or_whole(element_spec, where: str, part: int = 0):
@@ -163,6 +217,9 @@ def build_from_spec(module, x_spec) -> None:
                 ), training=False)
             except Exception as error:  # noqa: BLE001 - re-raised, with a hint when unbatched
                 _raise_if_unbatched(x_spec, error)
+                original = unwrapped(error)  # Keras's "Exception encountered when calling" aside
+                if original is not error:
+                    raise original from None
                 raise
     if module.input_signature is None:
         module.set_input_signature(x_spec)

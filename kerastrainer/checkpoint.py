@@ -393,6 +393,37 @@ def saved_module_class(base, name, path, *, safe_mode: bool) -> type:
     return found
 
 
+_MISSING = object()
+
+
+def _same(value, saved) -> bool:
+    """Whether a rebuilt module's hyperparameter equals its saved (plain) value."""
+    if value is _MISSING:
+        return False
+    try:
+        plain = json.loads(json.dumps(value))  # as the checkpoint holds it: tuples are lists
+    except (TypeError, ValueError):
+        plain = repr(value)  # what plain_hparams saved for it
+    return plain == saved
+
+
+def warn_lost_hparams(cls, path, saved: dict, passed: dict, module) -> None:
+    """Warns naming the saved hyperparameters that did not reach ``__init__`` and that the rebuilt
+    module does not hold with their saved value (a child that passes its parent's argument itself
+    holds it): an argument renamed since the checkpoint was written, whose value is dropped."""
+    rebuilt = getattr(module, "hparams", {}) or {}
+    lost = sorted(name for name in saved
+                  if name not in passed and not _same(rebuilt.get(name, _MISSING), saved[name]))
+    if not lost:
+        return
+    shown = ", ".join(f"{name}={saved[name]!r}" for name in lost)
+    warnings.warn(
+        f"{cls.__name__}.load_from_checkpoint({str(path)!r}): the saved hyperparameters {shown} are "
+        f"not arguments of {cls.__name__}.__init__ any more, so they were not used. If an argument "
+        "was renamed, pass the saved value under its new name, e.g. "
+        f"{cls.__name__}.load_from_checkpoint(path, new_name={saved[lost[0]]!r}).", stacklevel=3)
+
+
 def load_module(cls, path, overrides: dict, *, saved_class: bool = False, safe_mode: bool = True):
     """``cls.load_from_checkpoint(path, **overrides)``: ``cls(**hparams, **overrides)``, built as
     it was built in its run, its weights loaded; with ``saved_class``, the class the checkpoint
@@ -400,13 +431,14 @@ def load_module(cls, path, overrides: dict, *, saved_class: bool = False, safe_m
     tree = read_checkpoint(path)
     if saved_class:
         cls = saved_module_class(cls, tree["module"].get("class"), path, safe_mode=safe_mode)
-    hparams = dict(tree["module"].get("hparams", {}))
+    saved_hparams = dict(tree["module"].get("hparams", {}))
+    hparams = saved_hparams
     params = inspect.signature(cls.__init__).parameters.values()
     if not any(p.kind == p.VAR_KEYWORD for p in params):
         # hparams saved by a parent __init__ may not all be arguments of this class (Lightning
         # filters the same way); explicit overrides are passed as given.
         names = {p.name for p in params}
-        hparams = {k: v for k, v in hparams.items() if k in names}
+        hparams = {k: v for k, v in saved_hparams.items() if k in names}
     hparams.update(overrides)
     try:
         module = cls(**hparams)
@@ -416,6 +448,7 @@ def load_module(cls, path, overrides: dict, *, saved_class: bool = False, safe_m
             f"the saved hyperparameters {sorted(hparams)}: {error}. Pass missing or renamed "
             "arguments as keyword overrides."
         ) from error
+    warn_lost_hparams(cls, path, saved_hparams, hparams, module)
     saved = tree["module"]
     if "build" in saved:  # its own step built it: trace that step again
         rebuild_by_step(module, saved["build"]["step"], spec_from_tree(saved["build"]["batch"]))

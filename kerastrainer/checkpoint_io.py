@@ -95,13 +95,32 @@ def _readable_as_open_makes_it(path: str) -> None:
 _TEMP = re.compile(r"\.(?P<name>.+)\.tmp-(?P<host>.+)-(?P<pid>\d+)-[A-Za-z0-9_]+")
 
 
+def make_folder(folder: str, path: str, what: str) -> None:
+    """``os.makedirs(folder)``, or an error naming the file that stands where a folder must be.
+
+    Raises:
+        NotADirectoryError: a file is on the way to ``folder`` (or is ``folder``).
+    """
+    way = folder
+    while way and not os.path.exists(way):
+        parent = os.path.dirname(way)
+        if parent == way:
+            break
+        way = parent
+    if os.path.exists(way) and not os.path.isdir(way):
+        raise NotADirectoryError(
+            f"Cannot write {what} {path!r}: {way!r} is a file, and a folder is needed there. "
+            f"Choose another path, or move the file. Received: {path!r}")
+    os.makedirs(folder, exist_ok=True)
+
+
 @contextlib.contextmanager
 def _atomically(path: str, what: str):
     """Yields a temp path beside ``path`` to write (and fsync); then gives it ``open``'s mode,
     renames it over ``path`` and fsyncs the folder. On any failure the temp file is removed, and a
     failed write (a full disk, a quota) says which file it was and that the earlier ones are intact."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    make_folder(folder, path, what)
     prefix = f".{os.path.basename(path)}.tmp-{socket.gethostname()}-{os.getpid()}-"
     handle, temp = tempfile.mkstemp(prefix=prefix, dir=folder)
     os.close(handle)

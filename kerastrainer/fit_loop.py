@@ -223,8 +223,9 @@ class FitLoop:
 
     # ------------------------------------------------------------------ the fit
     def epochs(self) -> range:
-        """The epochs this fit runs, from where its position stands (none without training batches)."""
-        if self.num_batches == 0:
+        """The epochs this fit runs, from where its position stands (none without training batches,
+        and none once ``max_steps`` optimizer steps were taken: ``max_steps=0`` trains nothing)."""
+        if self.num_batches == 0 or 0 <= self.max_steps <= self.position.global_step:
             return range(0)
         return range(self.position.first_epoch, self.max_epochs if self.max_epochs >= 0 else sys.maxsize)
 

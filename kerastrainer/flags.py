@@ -268,6 +268,26 @@ class TrainerFlags:
 FLAG_NAMES = tuple(field.name for field in dataclasses.fields(TrainerFlags))
 
 
+def check_positional(args: tuple) -> None:
+    """Refuses positional arguments to ``Trainer``: every flag is a keyword.
+
+    Raises:
+        TypeError: any positional argument, with the flag it most likely meant.
+    """
+    if not args:
+        return
+    first = args[0]
+    if isinstance(first, int) and not isinstance(first, bool):
+        hint = f"Did you mean Trainer(max_epochs={first!r})? "
+    elif isinstance(first, (list, tuple)):
+        hint = "Did you mean Trainer(callbacks=[...])? "
+    else:
+        hint = ""
+    received = ", ".join(repr(arg) for arg in args)
+    raise TypeError(f"Trainer takes keyword arguments only. {hint}The flags are listed in "
+                    f"kerastrainer.flags.TrainerFlags. Received positional arguments: {received}")
+
+
 def check_names(given: dict) -> None:
     """Refuses a keyword that is not a flag, naming the closest flag.
 
@@ -290,6 +310,11 @@ def checked(flags: TrainerFlags) -> dict[str, Any]:
         values["max_epochs"] = 1000 if values["max_steps"] == -1 else -1
     values["max_epochs"] = int_at_least("max_epochs", values["max_epochs"], -1, "-1 means no limit")
     values["min_epochs"] = optional_int("min_epochs", values["min_epochs"], 0) or 0
+    if 0 <= values["max_epochs"] < values["min_epochs"]:
+        raise ValueError(
+            f"min_epochs is more than max_epochs, and the fit always stops at max_epochs. Lower "
+            f"min_epochs or raise max_epochs. Received: min_epochs={values['min_epochs']}, "
+            f"max_epochs={values['max_epochs']}")
     values["max_time"] = max_time_seconds(values["max_time"])
     for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
                  "limit_predict_batches", "overfit_batches"):

@@ -12,6 +12,7 @@ import warnings
 
 import tensorflow as tf
 
+from kerastrainer import label_checks, recorder
 from kerastrainer.refusals import refusal
 
 
@@ -32,7 +33,11 @@ def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
     # Under mixed precision the model computes in float16/bfloat16; the loss is float32.
     y_pred = tf.nest.map_structure(
         lambda t: tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t, y_pred)
+    recording = recorder.active()
+    if recording is not None:  # inside a compiled step: count what the loss may not check
+        label_checks.count_label_problems(recording, y_true, y_pred)
     y_true, y_pred = same_rank(y_true, y_pred)
+    label_checks.warn_if_broadcast(y_true, y_pred, where)
     try:
         if sample_weight is not None and takes_weight:
             value = loss_fn(module, y_true, y_pred, sample_weight)
@@ -45,6 +50,11 @@ def step_loss(module, loss_fn, y_true, y_pred, sample_weight, *, where: str):
             f"{tuple(getattr(y_pred, 'shape', ()))}. Check that the model's output matches the "
             f"targets (units of the last layer, sparse vs one-hot labels). Keras said: {error}"
         )) from error
+    if value is None:
+        raise refusal(TypeError(
+            f"{where}: loss(y_true, y_pred) returned None. Return the per-example losses or their "
+            "mean as a tensor, e.g. `return keras.losses.mean_squared_error(y_true, y_pred)` (a "
+            "missing `return`?)."))
     value = tf.convert_to_tensor(value)
     if sample_weight is not None and not takes_weight:
         value = weighted_mean(value, sample_weight, where)
@@ -117,6 +127,21 @@ def scalar_loss(loss, where: str):
             f"{where} returned a loss of shape {tuple(loss.shape)}, not a scalar; it is reduced to its "
             "mean. Return a scalar (e.g. keras.ops.mean(loss)) to silence this.", stacklevel=2)
     return tf.reduce_mean(loss)
+
+
+@tf.autograph.experimental.do_not_convert
+def added_loss(module, no_loss_message: str):
+    """The loss of a module that has no loss function: the sum of ``module.losses`` of the call
+    just made (``add_loss`` terms, regularizers), as Keras's ``compute_loss`` sums them when
+    ``compile`` got no loss; sample weights do not apply to them there either.
+
+    Raises:
+        NotImplementedError: the call added no loss either (``no_loss_message`` says what to add).
+    """
+    extra = module.losses
+    if not extra:
+        raise refusal(NotImplementedError(no_loss_message))
+    return tf.add_n([tf.reduce_sum(tf.cast(term, tf.float32)) for term in extra])
 
 
 @tf.autograph.experimental.do_not_convert

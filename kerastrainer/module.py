@@ -28,11 +28,14 @@ def _user_loss(module) -> object | None:
 
 
 def can_run(module, stage) -> bool:
-    """Whether ``module`` can run ``stage``'s step: it defines it, or a loss for the default one.
-    (Anything but a TrainModule passes: the Trainer refuses it by its type.)"""
+    """Whether ``module`` can run ``stage``'s step: it defines it, or a loss for the default one,
+    or it trains with the default training step, whose loss may be the model's ``add_loss``
+    terms alone (the first trace refuses a module with no loss of any kind). (Anything but a
+    TrainModule passes: the Trainer refuses it by its type.)"""
     if not isinstance(module, TrainModule):
         return True
-    return overrides(module, stage.step, TrainModule) or _user_loss(module) is not None
+    return (overrides(module, stage.step, TrainModule) or _user_loss(module) is not None
+            or not overrides(module, TRAIN.step, TrainModule))
 
 
 def check_module(module) -> None:
@@ -50,12 +53,6 @@ def check_module(module) -> None:
         raise RuntimeError(
             f"{type(module).__name__}.__init__ did not call super().__init__(), so the module is "
             "not set up. Call it first: def __init__(self, ...): super().__init__(); ...")
-
-
-def check_can_train(module) -> None:
-    """Raises ``NotImplementedError`` when ``module`` defines neither ``loss`` nor ``training_step``."""
-    if not can_run(module, TRAIN):
-        raise NotImplementedError(module._no_loss_message())
 
 
 def _set_trainable(layers, value: bool) -> None:
@@ -193,16 +190,17 @@ class TrainModule(ModuleHooks, keras.Model):
                 the sample weights do not fit the losses.
         """
         loss_fn = _user_loss(self)
-        if loss_fn is None:
-            raise NotImplementedError(self._no_loss_message(step))
+        if loss_fn is None:  # Keras's compile(loss=None): the add_loss terms are the loss
+            return losses.added_loss(self, self._no_loss_message(step))
         return losses.step_loss(self, loss_fn, y_true, y_pred, sample_weight,
                                 where=f"{type(self).__name__}.{step}")
 
     def _no_loss_message(self, step: str = "training_step") -> str:
         return (
-            f"{type(self).__name__} defines neither loss(self, y_true, y_pred) nor {step}(). "
-            "Add a loss method, e.g. `def loss(self, y_true, y_pred): return "
-            f"keras.losses.mean_squared_error(y_true, y_pred)`, or override {step}."
+            f"{type(self).__name__} defines neither loss(self, y_true, y_pred) nor {step}(), and "
+            "its call added no loss (self.add_loss). Add a loss method, e.g. `def loss(self, "
+            f"y_true, y_pred): return keras.losses.mean_squared_error(y_true, y_pred)`, or "
+            f"override {step}."
         )
 
     def update_metrics(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
@@ -317,7 +315,7 @@ class TrainModule(ModuleHooks, keras.Model):
         return load_module(cls, path, overrides, saved_class=cls is TrainModule, safe_mode=safe_mode)
 
     @classmethod
-    def from_keras(cls, model: keras.Model, *, loss: Any, optimizer: Any = "rmsprop",
+    def from_keras(cls, model: keras.Model, *, loss: Any = None, optimizer: Any = "rmsprop",
                    metrics: Any = None, loss_weights: Any = None) -> TrainModule:
         """A TrainModule for an existing functional or Sequential ``keras.Model``, from what
         ``compile`` takes: no subclass needed.
@@ -325,7 +323,8 @@ class TrainModule(ModuleHooks, keras.Model):
         Args:
             model: the ``keras.Model``.
             loss: a loss name, a ``keras.losses.Loss`` or a function; a dict (by output name) or
-                list (by output) of them for several outputs.
+                list (by output) of them for several outputs. ``None`` (as ``compile`` without a
+                loss): the model's ``add_loss`` terms are the whole loss.
             optimizer: an optimizer name or object (every fit gets a fresh copy).
             metrics: metric names or objects: a list (for every output) or a dict by output name.
             loss_weights: the weight of each output's loss: a dict by output name, or a list.
@@ -407,7 +406,7 @@ class KerasModule(TrainModule):
     (or ``kt.TrainModule.load_from_checkpoint(path)``) rebuilds it without the original objects.
     """
 
-    def __init__(self, model, *, loss, optimizer="rmsprop", metrics=None, loss_weights=None):
+    def __init__(self, model, *, loss=None, optimizer="rmsprop", metrics=None, loss_weights=None):
         super().__init__()
         self.save_hyperparameters({"model": compile_args.serialized(model),
                                    "loss": compile_args.serialized(loss),
@@ -416,7 +415,7 @@ class KerasModule(TrainModule):
                                    "loss_weights": loss_weights})
         self.model = compile_args.deserialized_model(model)
         self.output_keys = compile_args.output_names(self.model)
-        self._output_losses = {
+        self._output_losses = {} if loss is None else {  # None: the model's add_loss terms only
             key: compile_args.per_example_loss(item)
             for key, item in compile_args.per_output(loss, self.output_keys, "loss").items()}
         weights = compile_args.per_output(loss_weights or 1.0, self.output_keys, "loss_weights")
@@ -438,6 +437,17 @@ class KerasModule(TrainModule):
         return sum(self._loss_weights.get(key, 1.0) * compile_args.output_loss(
             fn, y_true if key is None else y_true[key], y_pred if key is None else y_pred[key])
             for key, fn in self._output_losses.items())
+
+    def compute_step_loss(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
+                          step: str = "training_step") -> Any:
+        """``compile``'s loss; with ``loss=None``, the sum of the model's ``add_loss`` terms, as
+        Keras trains an endpoint-layer model compiled with an optimizer only."""
+        if not self._output_losses:
+            return losses.added_loss(self, (
+                f"from_keras got loss=None and the model's call added no loss (add_loss), so there "
+                f"is nothing to train in {step}. Pass loss=..., e.g. loss=\"mse\", or add the "
+                "loss in a layer with self.add_loss(...)."))
+        return super().compute_step_loss(y_true, y_pred, sample_weight, step=step)
 
     def configure_optimizer(self):
         return keras.optimizers.get(self.hparams.optimizer)  # a fresh one, from its config

@@ -6,7 +6,6 @@ import keras
 
 from kerastrainer.building import trainable_candidates
 from kerastrainer.lr import Scheduler
-from kerastrainer.module import check_can_train
 
 
 def configure_optimization(module, *, build=None, clip_val=None, clip_algorithm: str = "norm",
@@ -25,11 +24,9 @@ def configure_optimization(module, *, build=None, clip_val=None, clip_algorithm:
         when there is none).
 
     Raises:
-        NotImplementedError: the module defines neither ``loss`` nor ``training_step``.
         TypeError: ``configure_optimizer`` returned something else than an optimizer.
         ValueError: with manual optimization, an optimizer that was not built.
     """
-    check_can_train(module)
     optimizer, scheduler = check_optimizer(module, module.configure_optimizer())
     if loss_scaling and isinstance(optimizer, keras.optimizers.Optimizer) and \
             not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):

@@ -33,12 +33,16 @@ def check_log_call(name: Any, value: Any, reduce_fx: Any) -> None:
     """The checks of a ``self.log`` call that hold in a step and in a hook alike.
 
     Raises:
-        TypeError: an empty or non-string name, or a text value.
+        TypeError: an empty or non-string name, a text value, or None.
         ValueError: an unknown ``reduce_fx``.
     """
     if not isinstance(name, str) or not name:
         raise refusal(TypeError(
             f"self.log() needs a non-empty string name. Received: name={name!r}"))
+    if value is None:
+        raise refusal(TypeError(
+            f"self.log({name!r}, value) got None. Log a number or a scalar tensor (a function that "
+            "returned None?). Received: value=None"))
     if is_text(value):
         raise refusal(TypeError(
             f"self.log({name!r}, value) needs a number or a numeric tensor, not text. "
@@ -118,6 +122,16 @@ class StepRecorder:
         value = tf.convert_to_tensor(value, tf.float32)
         return tf.where(batch_size > 0, value, tf.cast(otherwise, tf.float32))
 
+    def take_counts(self, stage: Stage) -> dict:
+        """The label checks' counts of ``stage`` since its accumulators were last reset, as
+        ``{kind: (count, classes)}`` (`kerastrainer.label_checks`). Read from this process's
+        replicas only: no collective, so a worker may read them at its own time."""
+        counts = {}
+        for kind, (counter, classes) in self.stages[stage.name].counts.items():
+            parts = self.strategy.experimental_local_results(counter)
+            counts[kind] = (sum(float(part.numpy()) for part in parts), classes)
+        return counts
+
     @tf.autograph.experimental.do_not_convert
     def output_values(self, stage: Stage) -> dict:
         """Reads the output variables inside the compiled call (still tensors, no host transfer)."""
@@ -190,6 +204,15 @@ class Recording:
         for route, metric in zip(state.routes, state.metrics):
             metric.update_state(pick(y_true, route, "targets"), pick(y_pred, route, "predictions"),
                                 sample_weight=pick(sample_weight, route, "sample weights"))
+
+    @tf.autograph.experimental.do_not_convert
+    def count(self, kind: str, value, *, classes: int) -> None:
+        """Adds ``value`` to the stage's counter ``kind`` (a label check of `label_checks`)."""
+        counts = self.state.counts
+        if kind not in counts:
+            counts[kind] = [self.recorder.variable(0.0, f"{self.state.stage.name}/count/{kind}", "sum"),
+                            classes]
+        counts[kind][0].assign_add(value)
 
     @tf.autograph.experimental.do_not_convert
     def track_loss(self, loss) -> None:

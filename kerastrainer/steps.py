@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from kerastrainer.building import batch_size_of, call_step, trainable_candidates
 from kerastrainer.losses import check_gradients, scalar_loss
-from kerastrainer.refusals import raise_refusal, refusal
+from kerastrainer.op_errors import raise_surfaced
+from kerastrainer.refusals import refusal
 from kerastrainer.stages import TRAIN, Stage
 
 # What tf2xla raises for an op it cannot compile.
@@ -225,7 +226,7 @@ class CompiledSteps:
         step = self.module.optimizer.iterations + 1
         tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(loss)),
                             ["detect_anomaly: the loss is not finite at global step", step,
-                             "loss:", loss])
+                             "- loss:", loss])
         for gradient, variable in zip(gradients, variables):
             if gradient is not None:
                 tf.debugging.Assert(
@@ -432,8 +433,8 @@ class CompiledSteps:
             if n not in self._n_cache:  # one constant per chunk size, not one per call
                 self._n_cache[n] = tf.constant(n, tf.int64)
             return self._iterator_loop(stage, jit)(feed.iterator, self._n_cache[n])
-        except Exception as error:  # noqa: BLE001 - re-raised: unwrapped when it is a refusal
-            raise_refusal(error)
+        except Exception as error:  # noqa: BLE001 - re-raised, unwrapped where it is wrapped
+            raise_surfaced(error)
             raise
 
     def refresh_trainable(self) -> None:

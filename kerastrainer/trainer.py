@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kerastrainer import checkpoint as ckpt
 from kerastrainer.autotune import StepTuner, varying_shapes
-from kerastrainer.building import ensure_built
+from kerastrainer.building import check_stage_inputs, ensure_built
 from kerastrainer.callbacks.bus import CallbackBus
 from kerastrainer.callbacks.defaults import configure_callbacks, with_module_callbacks
 from kerastrainer.callbacks.finders import finders
@@ -30,9 +30,11 @@ from kerastrainer.data.resolve import eval_sources, fit_sources
 from kerastrainer.distributed import strategies
 from kerastrainer.distributed.workers import mark_ready
 from kerastrainer.fit_loop import FitLoop, limit_batches, needs_every_batch, planned_steps, step_intervals
-from kerastrainer.flags import TrainerFlags, check_names
+from kerastrainer.flags import TrainerFlags, check_names, check_positional
+from kerastrainer.label_checks import label_problem
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
+from kerastrainer.op_errors import raise_surfaced
 from kerastrainer.optimization import configure_optimization, step_counter
 from kerastrainer.precision import precision_scope
 from kerastrainer.profiler import make_profiler
@@ -45,6 +47,7 @@ from kerastrainer.stages import EVALUATED, PREDICT, TEST, TRAIN, VAL
 from kerastrainer.steps import CompiledSteps
 from kerastrainer.trainer_views import TrainerViews
 from kerastrainer.tuner import Tuner
+from kerastrainer.weight_health import first_nonfinite, nonfinite_message
 
 
 class Trainer(TrainerViews):
@@ -77,7 +80,8 @@ class Trainer(TrainerViews):
     _fit_batch_size: int | None
     _bus: Any  # the run's CallbackBus (None until a run starts)
 
-    def __init__(self, **flags: Any) -> None:
+    def __init__(self, *args: Any, **flags: Any) -> None:
+        check_positional(args)
         check_names(flags)
         self.flags = TrainerFlags(**flags)  # checked, then frozen
         self.strategy = strategies.make_strategy(self.flags.strategy)
@@ -248,6 +252,8 @@ class Trainer(TrainerViews):
         n_train = self._count_batches(TRAIN, [train], self.flags.overfit_batches or self.flags.limit_train_batches)[0]
         n_vals = self._count_batches(VAL, vals, self.flags.overfit_batches or self.flags.limit_val_batches)
         self._prepare(TRAIN, train, EVALUATED + tuple(loader_stages(VAL, len(vals))))
+        for source, stage in zip(vals, loader_stages(VAL, len(vals))):
+            check_stage_inputs(module, stage, source.element_spec, base=TrainModule)
         self.step_tuner = self._make_step_tuner(fit=True, num_batches=n_train, data=train)  # may measure
         self.position = LoopPosition()  # a new run; ckpt_path continues one
         loop = self._make_loop(num_batches=n_train, num_val_batches=n_vals)
@@ -322,6 +328,7 @@ class Trainer(TrainerViews):
         if loop.leftover_step():  # the epoch's leftover accumulated batches: one more step
             self._steps.flush()
             self._after_optimizer_steps(1)
+        self._check_labels(TRAIN)
         if loop.validates_at_epoch_end():
             self._validate(loop)
         loop.end_epoch()
@@ -330,11 +337,36 @@ class Trainer(TrainerViews):
         self._lr_scheduler.after_epoch(self.module.optimizer, epoch, self._monitored)
         self.position.check_optimizer(step_counter(self.module))
         metrics = {k: v for k, v in self.logged_metrics.items() if isinstance(v, float)}
+        self._check_weights_finite(epoch, metrics.get("loss"))
         self.position.record_epoch(metrics)  # trainer.history
         with self.profiler.profile("logger write"):
             dispatch.log_row(self.loggers, metrics, self.global_step, epoch=epoch)
             dispatch.end_epoch(self.loggers, self.module, epoch)
         self.should_stop = self.should_stop and loop.may_stop(epoch)  # min_epochs wins over it
+
+    def _check_weights_finite(self, epoch, loss):
+        """Warns, once a run, when an epoch left non-finite trainable weights while its reported
+        loss looks finite (`weight_health`); a NaN loss says so itself."""
+        if "weights" in self._warned or (loss is not None and not math.isfinite(loss)):
+            return
+        path = first_nonfinite(self.module.trainable_variables)
+        if path is not None:
+            self._warned.add("weights")
+            warnings.warn(nonfinite_message(path, epoch, loss), RuntimeWarning, stacklevel=2)
+
+    def _check_labels(self, *stages):
+        """Refuses out-of-range class labels that the steps counted; warns, once a run per stage,
+        about fractional ones (`label_checks`)."""
+        for stage in stages:
+            problem = label_problem(self.results.recorder.take_counts(stage), stage.data_name)
+            if problem is None:
+                continue
+            kind, message = problem
+            if kind == "error":
+                raise ValueError(message)
+            if stage.name not in self._warned:
+                self._warned.add(stage.name)
+                warnings.warn(message, UserWarning, stacklevel=2)
 
     def _monitored(self):
         """The value a ``ReduceLROnPlateau`` scheduler watches (read only when it acts)."""
@@ -382,6 +414,7 @@ class Trainer(TrainerViews):
                 if ran < chunk:
                     break
         self.dataloader_idx = None
+        self._check_labels(*[loader.stage for loader in loaders])
         self.results.sync()
         bus.call(stage.hook_name("epoch_end"))
         bus.call(stage.hook_name("end"))
@@ -399,6 +432,9 @@ class Trainer(TrainerViews):
                 prediction = predict_fn(iterator, tf.constant(np.int64(batch_idx)))  # not cached
             except (tf.errors.OutOfRangeError, StopIteration):
                 break
+            except Exception as error:  # noqa: BLE001 - re-raised, unwrapped where it is wrapped
+                raise_surfaced(error)
+                raise
             if keep:
                 outputs.append(prediction)
             bus.call("on_predict_batch_end", prediction, batch_idx)
@@ -462,6 +498,7 @@ class Trainer(TrainerViews):
             self.module, self._steps = module, None
             self.results = self._new_results()
         module.trainer = self
+        self._warned = set()  # what this run warned about once (non-finite weights, labels)
         self.accumulate_grad_batches = self.flags.accumulate_grad_batches  # a callback's setup may change it
         dispatch.claim_run_folders(self.loggers)  # as the run starts
         self.callbacks = with_module_callbacks(self.callbacks, module)  # its configure_callbacks()
@@ -478,7 +515,8 @@ class Trainer(TrainerViews):
         with self.strategy.scope():
             self.results.configure(stages, module.configure_metrics)
             build = functools.partial(ensure_built, module, stage, source.element_spec,
-                                      base=TrainModule, recorder=self.results.recorder)
+                                      base=TrainModule, recorder=self.results.recorder,
+                                      eager=self.flags.run_eagerly)
             if stage is TRAIN:  # built once the optimizer exists: a custom step may apply it
                 module.optimizer, self._lr_scheduler = configure_optimization(
                     module, build=build, clip_val=self.flags.gradient_clip_val,

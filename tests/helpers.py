@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 import kerastrainer as kt
 
@@ -57,6 +58,16 @@ class ScriptedScore(BoringModule):
 
     def on_train_epoch_end(self):
         self.log("score", self.values[self.trainer.current_epoch])
+
+
+class PythonInItsStep(BoringModule):
+    """A custom step that reads tensor values in Python: it runs only eagerly (run_eagerly=True)."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        rows = int(tf.shape(x)[0])
+        assert x.numpy().shape[0] == rows
+        return keras.ops.mean(keras.ops.square(self(x, training=True) - y))
 
 
 def regression_data(rows=64, features=3, seed=0):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
-from tests.helpers import BoringModule, quiet_trainer, regression_data
+from tests.helpers import BoringModule, PythonInItsStep, quiet_trainer, regression_data
 
 
 class LitAutoEncoder(kt.TrainModule):
@@ -152,3 +152,14 @@ def test_text_inputs_are_allowed():
     trainer = quiet_trainer(max_epochs=1)
     trainer.fit(Texts(), train_data=(np.array(["a b", "c d"] * 4), np.ones((8, 1))), batch_size=4)
     assert np.isfinite(trainer.callback_metrics["loss"])
+
+
+def test_run_eagerly_runs_a_step_that_cannot_be_traced():
+    trainer = quiet_trainer(max_epochs=1, run_eagerly=True)
+    trainer.fit(PythonInItsStep(), regression_data(32), batch_size=8)
+    assert trainer.global_step == 4
+
+
+def test_without_run_eagerly_the_untraceable_step_is_refused_at_build():
+    with pytest.raises(AttributeError, match=r"numpy"):
+        quiet_trainer(max_epochs=1).fit(PythonInItsStep(), regression_data(32), batch_size=8)

@@ -66,6 +66,36 @@ def test_load_from_checkpoint_rebuilds_without_trainer_or_data(tmp_path):
     assert changed.hparams.lr == 0.5
 
 
+class Renamed(BoringModule):
+    """BoringModule whose `lr` argument was renamed `learning_rate` after a checkpoint was saved."""
+
+    def __init__(self, units=4, learning_rate=0.05):
+        super().__init__(units=units, lr=learning_rate)
+
+
+class FixedWidth(BoringModule):
+    """A child that passes its parent's saved argument itself: nothing of the checkpoint is lost."""
+
+    def __init__(self, lr=0.05):
+        super().__init__(units=6, lr=lr)
+
+
+def test_a_renamed_init_argument_is_named_when_its_saved_value_is_dropped(tmp_path):
+    _fit(tmp_path, module=BoringModule(units=6, lr=0.2)).save_checkpoint(tmp_path / "m.ckpt")
+    with pytest.warns(UserWarning, match=r"^Renamed.load_from_checkpoint\(.*\): the saved hyperparameters "
+                                         r"lr=0.2 are not arguments of Renamed.__init__ any more"):
+        loaded = Renamed.load_from_checkpoint(tmp_path / "m.ckpt", units=6)
+    assert loaded.hparams.lr == 0.05  # the new default: what the warning is about
+
+
+def test_a_value_the_child_passes_to_its_parent_is_not_lost(tmp_path, recwarn):
+    _fit(tmp_path, module=FixedWidth(lr=0.2)).save_checkpoint(tmp_path / "m.ckpt")
+    loaded = FixedWidth.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.hparams.units == 6 and loaded.hparams.lr == 0.2
+    assert not [w for w in recwarn if "not arguments" in str(w.message)]
+
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_damaged_file_is_named_in_the_error(tmp_path, damage):
     trainer = _fit(tmp_path)

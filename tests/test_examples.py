@@ -30,7 +30,8 @@ def test_every_example_is_tested():
     assert scripts == {"digits.py", "new_model.py", "linear_map.py", "mlp_layer.py", "my_model.py",
                        "linear_regression.py", "resume.py", "image_folder.py",
                        "gan.py", "mirrored.py", "multi_worker.py", "functional.py", "tuning.py",
-                       "tracking.py", "predict_to_disk.py", "pydataset.py", "several_val_sets.py"}
+                       "tracking.py", "predict_to_disk.py", "pydataset.py", "several_val_sets.py",
+                       "endpoint_layer.py"}
 
 
 @pytest.mark.parametrize("script", ["new_model.py", "mlp_layer.py", "my_model.py"])
@@ -128,3 +129,10 @@ def test_several_validation_sets_are_reported_apart(run_example):
     clean, noisy = map(float, re.search(r"epoch 2: clean ([0-9.]+)  noisy ([0-9.]+)", out).groups())
     assert noisy < clean  # the noisy copy is harder: the two sets were not mixed up or merged
     assert re.search(r"best clean accuracy [0-9.]+ in epoch=\d", out)
+
+
+def test_an_endpoint_layer_model_trains_as_fit_trains_it(run_example):
+    out = run_example("endpoint_layer.py", "--epochs", "3")
+    assert "same as Model.fit: True" in out
+    losses = [float(v) for v in re.search(r"kerastrainer loss per epoch: (.*)", out).group(1).split()]
+    assert losses[-1] < losses[0]

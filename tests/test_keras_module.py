@@ -71,3 +71,48 @@ def test_outputs_the_model_does_not_have_are_refused():
     with pytest.raises(ValueError, match=r"`loss` names outputs \['dept'\], but the model's outputs "
                                          r"are \['department', 'priority'\]"):
         kt.TrainModule.from_keras(_ticket_model(), loss={"dept": "mse"}, optimizer="sgd")
+
+
+class LogisticEndpoint(keras.layers.Layer):
+    """The Keras guide's endpoint layer: it takes (targets, logits) and adds the loss itself."""
+
+    def __init__(self, name=None):
+        super().__init__(name=name)
+        self.loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    def call(self, targets, logits):
+        self.add_loss(self.loss_fn(targets, logits))
+        return keras.ops.softmax(logits)
+
+
+def _endpoint_model():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(shape=(3,), name="inputs")
+    targets = keras.Input(shape=(10,), name="targets")
+    logits = keras.layers.Dense(10)(inputs)
+    predictions = LogisticEndpoint(name="predictions")(targets, logits)
+    return keras.Model(inputs=[inputs, targets], outputs=predictions)
+
+
+def test_a_model_whose_only_loss_is_add_loss_trains_as_fit_trains_it():
+    rng = np.random.default_rng(0)
+    data = {"inputs": rng.random((24, 3)).astype("float32"),
+            "targets": rng.random((24, 10)).astype("float32")}  # the targets are an input: no y
+    twin = _endpoint_model()
+    twin.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = twin.fit(data, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model = _endpoint_model()
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(kt.TrainModule.from_keras(model, optimizer=keras.optimizers.SGD(0.1)), data,
+                batch_size=8, shuffle=False)
+    assert trainer.history["loss"] == pytest.approx(history.history["loss"], rel=1e-6)
+    for ours, theirs in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+
+
+def test_no_loss_and_no_add_loss_is_refused_at_the_first_step():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    x = np.zeros((8, 3), "float32")
+    with pytest.raises(NotImplementedError, match=r"^from_keras got loss=None and the model's call "
+                                                  r"added no loss \(add_loss\)"):
+        quiet_trainer(max_epochs=1).fit(kt.TrainModule.from_keras(model, optimizer="sgd"), (x, x[:, :1]))

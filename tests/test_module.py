@@ -77,7 +77,8 @@ def test_module_without_loss_or_training_step_names_the_class():
         def configure_optimizer(self):
             return keras.optimizers.SGD()
 
-    with pytest.raises(NotImplementedError, match="NoLoss defines neither loss"):
+    with pytest.raises(NotImplementedError, match=r"^NoLoss defines neither loss\(self, y_true, y_pred\) nor "
+                                                  r"training_step\(\), and its call added no loss"):
         quiet_trainer(max_epochs=1).fit(NoLoss(), train_data=regression_data(rows=8))
 
 
@@ -286,3 +287,29 @@ def test_tensor_control_flow_in_user_code_is_converted(jit_compile):
         weights.append(module.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+class AddsItsLoss(kt.TrainModule):
+    """A subclass without loss(): its call adds the loss, as the Keras guide's endpoint layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = keras.layers.Dense(1)
+
+    def call(self, inputs, training=False):
+        prediction = self.out(inputs["x"])
+        self.add_loss(keras.ops.mean(keras.ops.square(prediction - inputs["y"])))
+        return prediction
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD(0.1)
+
+
+def test_a_subclass_without_loss_trains_its_add_loss_terms():
+    x, y = regression_data(rows=16)
+    module = AddsItsLoss()
+    trainer = quiet_trainer(max_epochs=3)
+    trainer.fit(module, train_data={"x": x, "y": y}, val_data={"x": x, "y": y}, batch_size=8)
+    assert trainer.history["loss"][-1] < trainer.history["loss"][0]
+    expected = float(np.mean((module.predict({"x": x, "y": y}, verbose=0) - y) ** 2))
+    assert trainer.callback_metrics["val_loss"] == pytest.approx(expected, rel=1e-4)

@@ -69,19 +69,104 @@ def test_a_module_with_every_layer_frozen_warns_and_changes_nothing():
         np.testing.assert_array_equal(old, new.numpy())
 
 
-def test_only_marked_errors_are_unwrapped():
-    def wrapped(inner):
+def _wrapped(inner):
+    try:
         try:
-            try:
-                raise inner
-            except ValueError:
-                raise ValueError("in user code: ...")  # noqa: B904 - what AutoGraph raises
-        except ValueError as error:
-            return error
+            raise inner
+        except type(inner):
+            raise type(inner)("in user code: ...")  # noqa: B904 - what AutoGraph raises
+    except type(inner) as error:
+        return error
 
-    plain = wrapped(ValueError("the user's own error"))
-    assert surfaced(plain) is plain
+
+def test_a_users_error_under_autograph_is_unwrapped_with_the_listing_as_a_note():
+    original = ValueError("the user's own error")
+    assert surfaced(_wrapped(original)) is original
+    assert original.__notes__ == ["(ValueError as TensorFlow and Keras report it:)\nin user code: ..."]
     marked = refusal(ValueError("kerastrainer's refusal"))
-    assert surfaced(wrapped(marked)) is marked
+    assert surfaced(_wrapped(marked)) is marked
     assert marked.__notes__ == ["Where, in the traced step (ValueError from AutoGraph):\n"
                                 "in user code: ..."]
+
+
+def test_an_error_raised_while_handling_another_is_kept_as_raised():
+    try:
+        try:
+            raise KeyError("handled")
+        except KeyError:
+            raise ValueError("what the user raised")  # noqa: B904 - its context is the KeyError
+    except ValueError as error:
+        users = error
+    assert surfaced(_wrapped(users)) is users
+    assert surfaced(users) is users
+
+
+class LossNone(BoringModule):
+    def loss(self, y_true, y_pred):
+        keras.losses.mean_squared_error(y_true, y_pred)  # no return
+
+
+class LogsNone(BoringModule):
+    def training_step(self, batch, batch_idx):
+        self.log("n", None)
+        return super().training_step(batch, batch_idx)
+
+
+class DictInputs(BoringModule):
+    def call(self, inputs, training=False):
+        return self.out(self.hidden(inputs["features"]))
+
+
+@pytest.mark.parametrize(("module_cls", "error", "match"), [
+    (LossNone, TypeError, r"^LossNone.training_step: loss\(y_true, y_pred\) returned None"),
+    (LogsNone, TypeError, r"^self.log\('n', value\) got None.*Received: value=None"),
+])
+def test_none_from_a_loss_or_to_log_is_named_on_the_first_line(module_cls, error, match):
+    with pytest.raises(error, match=match):
+        _fit(module_cls())
+
+
+def test_a_wrong_key_of_a_dict_input_is_the_key_error_itself():
+    x, y = regression_data(16)
+    with pytest.raises(KeyError, match=r"^'features'") as caught:
+        quiet_trainer(max_epochs=1).fit(DictInputs(), ({"feature": x}, y), batch_size=4)
+    assert any("Exception encountered when calling" in note for note in caught.value.__notes__)
+
+
+def _built():
+    module = BoringModule()
+    quiet_trainer(max_epochs=1).fit(module, regression_data(16, features=8), batch_size=4)
+    return module
+
+
+@pytest.mark.parametrize("where", ["train_data", "val_data", "the prediction data"])
+def test_other_features_than_the_module_was_built_on_name_both_shapes(where):
+    module = _built()
+    other = regression_data(16, features=5)
+    trainer = quiet_trainer(max_epochs=1)
+    with pytest.raises(ValueError, match=rf"^{where} has inputs of shape \(None, 5\), but BoringModule "
+                                         r"was built on inputs of shape \(None, 8\)"):
+        if where == "train_data":
+            trainer.fit(module, other, batch_size=4)
+        elif where == "val_data":
+            trainer.fit(module, regression_data(16, features=8), val_data=other, batch_size=4)
+        else:
+            trainer.predict(module, other[0], batch_size=4)
+
+
+def test_an_unbatched_dataset_after_building_is_named_as_unbatched():
+    module = _built()
+    data = tf.data.Dataset.from_tensor_slices(regression_data(16, features=8))
+    with pytest.raises(ValueError, match=r"^train_data gives single examples of shape \(8,\), but "
+                                         r"BoringModule was built on batches of shape \(None, 8\): is "
+                                         r"the tf.data dataset batched\?"):
+        quiet_trainer(max_epochs=1).fit(module, data)
+
+
+def test_a_checkpoint_path_under_a_file_names_the_file(tmp_path):
+    module = _built()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"^Cannot write the checkpoint .*: '.*afile' is a file, "
+                                                 r"and a folder is needed there"):
+        module.trainer.save_checkpoint(tmp_path / "afile" / "m.ckpt")
+    assert (tmp_path / "afile").read_text() == "x"

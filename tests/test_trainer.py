@@ -47,11 +47,29 @@ from tests.helpers import (BoringClassifier, BoringModule, classification_data, 
          r"^`callbacks` got the class EarlyStopping, not a callback: create one.*EarlyStopping\(\.\.\.\)"),
         ({"callbacks": 3}, TypeError, r"^`callbacks` must be a callback or a list of them.*Received: callbacks=3"),
         ({"default_root_dir": 123}, TypeError, r"^`default_root_dir` must be a folder path.*Received: default_root_dir=123"),
+        ({"min_epochs": 5, "max_epochs": 2}, ValueError,
+         r"^min_epochs is more than max_epochs.*Received: min_epochs=5, max_epochs=2"),
     ],
 )
 def test_bad_flags_name_the_flag_and_value(flags, error, match):
     with pytest.raises(error, match=match):
         kt.Trainer(**flags)
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ((5,), r"^Trainer takes keyword arguments only\. Did you mean Trainer\(max_epochs=5\)\?.*"
+           r"Received positional arguments: 5"),
+    (([],), r"^Trainer takes keyword arguments only\. Did you mean Trainer\(callbacks=\[\.\.\.\]\)"),
+    (("gpu",), r"^Trainer takes keyword arguments only\. The flags.*Received positional arguments: 'gpu'"),
+])
+def test_positional_arguments_are_refused_with_the_flag_meant(args, match):
+    with pytest.raises(TypeError, match=match):
+        kt.Trainer(*args)
+
+
+def test_min_epochs_up_to_max_epochs_and_no_limit_are_accepted():
+    assert kt.Trainer(min_epochs=2, max_epochs=2).min_epochs == 2
+    assert kt.Trainer(min_epochs=5, max_epochs=-1).min_epochs == 5
 
 
 def test_a_file_as_default_root_dir_is_refused(tmp_path):
@@ -245,6 +263,26 @@ def test_max_steps_stops_mid_epoch_and_sets_default_epochs():
     assert trainer.max_epochs == -1
     trainer.fit(BoringModule(), train_data=regression_data(rows=16), batch_size=4)
     assert trainer.global_step == 5 and trainer.current_epoch == 1
+
+
+def test_max_steps_zero_trains_nothing_as_lightning():
+    module = BoringModule()
+    trainer = quiet_trainer(max_steps=0)
+    trainer.fit(module, train_data=regression_data(rows=16), batch_size=4)
+    assert trainer.global_step == 0
+    assert int(module.optimizer.iterations.numpy()) == 0
+
+
+def test_resuming_a_run_that_reached_max_steps_trains_no_further(tmp_path):
+    first = quiet_trainer(max_steps=3)
+    first.fit(BoringModule(), train_data=regression_data(rows=16), batch_size=4)
+    path = tmp_path / "done.ckpt"
+    first.save_checkpoint(str(path))
+    module = BoringModule()
+    again = quiet_trainer(max_steps=3)
+    again.fit(module, train_data=regression_data(rows=16), batch_size=4, ckpt_path=str(path))
+    assert again.global_step == 3
+    assert int(module.optimizer.iterations.numpy()) == 3
 
 
 def test_max_time_stops_training():

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
-from tests.helpers import BoringModule
+from tests.helpers import BoringModule, PythonInItsStep
 
 
 def _data(n=200):
@@ -100,3 +100,12 @@ def test_bad_arguments_are_refused(kwargs, match):
 def test_a_callback_with_a_bad_mode_is_refused():
     with pytest.raises(ValueError, match=r"Received: mode='huge'"):
         kt.callbacks.BatchSizeFinder(mode="huge")
+
+
+def test_an_eager_step_that_cannot_be_traced_is_sized_not_called_out_of_memory():
+    x = np.random.default_rng(0).normal(size=(128, 3)).astype("float32")
+    trainer = kt.Trainer(max_epochs=1, run_eagerly=True, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, logger=False)
+    size = kt.tuner.Tuner(trainer).scale_batch_size(PythonInItsStep(), train_data=(x, x[:, :1]),
+                                                    init_val=8, max_trials=3)
+    assert size == 32

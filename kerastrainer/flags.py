@@ -11,6 +11,7 @@ import numbers
 import os
 from typing import Any
 
+from kerastrainer.foreign_names import TRAINER_NAMES, shown
 from kerastrainer.precision import normalize_precision
 
 
@@ -298,8 +299,10 @@ def check_names(given: dict) -> None:
         if name not in FLAG_NAMES:
             close = difflib.get_close_matches(name, FLAG_NAMES, n=1)
             hint = f"Did you mean `{close[0]}`? " if close else ""
+            if name in TRAINER_NAMES:  # Keras's and Lightning's names
+                hint = f"Use {TRAINER_NAMES[name]} instead. "
             raise TypeError(f"Trainer has no flag `{name}`. {hint}The flags are listed in "
-                            f"kerastrainer.flags.TrainerFlags. Received: {name}={value!r}")
+                            f"kerastrainer.flags.TrainerFlags. Received: {name}={shown(value)}")
 
 
 def checked(flags: TrainerFlags) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class Results:
         self.stages: dict[str, StageState] = {}  # by Stage.name
         self.hook_values: dict[str, float] = {}
         self._fresh_hooks: set[str] = set()  # hook values logged since the last step row
+        self._run_hooks: set[str] = set()  # hook values logged since the evaluation run began
         self.keys = LogKeys()
         self._values: dict[str, dict] = {}
         self._dirty: set[str] = set()
@@ -106,6 +107,7 @@ class Results:
             check_names(self.stages.values(), self.hook_values, keys=[name])
         self.hook_values[name] = number
         self._fresh_hooks.add(name)
+        self._run_hooks.add(name)
         self.keys.remember([name], prog_bar=prog_bar, logger=logger)
 
     # ----------------------------------------------------------------- host side
@@ -120,6 +122,7 @@ class Results:
         are zeroed, and values an earlier run of ``stage`` left for other datasets are dropped, so
         that none is reported as this run's."""
         names = {s.name for s in datasets}
+        self._run_hooks = set()
         for state in list(self.stages.values()):
             if state.stage.entry == stage.entry and state.stage.name not in names and (
                     state.stage.name in self._values or state.stage.name in self._dirty):
@@ -156,6 +159,12 @@ class Results:
     def hidden_keys(self) -> set:
         """The keys logged with ``logger=False`` (the loggers skip them)."""
         return self.keys.hidden
+
+    def run_hook_values(self) -> dict:
+        """The values hooks and callbacks logged since the current (or last) validation or test
+        run began: what that run reports besides its own loss and metrics (a training callback's
+        ``ThroughputMonitor`` or learning-rate values are not its results)."""
+        return {name: self.hook_values[name] for name in self._run_hooks if name in self.hook_values}
 
     def take_fresh_hook_values(self) -> dict:
         """The values hooks and callbacks logged since the last call (a step row of the loggers

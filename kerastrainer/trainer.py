@@ -10,6 +10,8 @@ import inspect
 import itertools
 import math
 import os
+import signal
+import sys
 import warnings
 from typing import Any
 
@@ -31,6 +33,7 @@ from kerastrainer.distributed import strategies
 from kerastrainer.distributed.workers import mark_ready
 from kerastrainer.fit_loop import FitLoop, limit_batches, needs_every_batch, planned_steps, step_intervals
 from kerastrainer.flags import TrainerFlags, check_names, check_positional
+from kerastrainer.foreign_names import EVAL_NAMES, FIT_NAMES, refuse_unknown
 from kerastrainer.label_checks import label_problem
 from kerastrainer.loggers import dispatch
 from kerastrainer.module import TrainModule, can_run, check_module
@@ -48,6 +51,12 @@ from kerastrainer.steps import CompiledSteps
 from kerastrainer.trainer_views import TrainerViews
 from kerastrainer.tuner import Tuner
 from kerastrainer.weight_health import first_nonfinite, nonfinite_message
+
+
+# the keyword arguments of fit and of validate/test/predict (a typo is matched against them)
+FIT_ARGUMENTS = ("module", "train_data", "val_data", "datamodule", "ckpt_path", "batch_size",
+                 "validation_split", "class_weight", "shuffle")
+EVAL_ARGUMENTS = ("module", "data", "datamodule", "ckpt_path", "batch_size")
 
 
 class Trainer(TrainerViews):
@@ -124,7 +133,7 @@ class Trainer(TrainerViews):
     def fit(self, module: TrainModule, train_data: Any = None, val_data: Any = None, *,
             datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
             batch_size: int | None = None, validation_split: float | None = None,
-            class_weight: dict[int, float] | None = None, shuffle: bool = True) -> None:
+            class_weight: dict[int, float] | None = None, shuffle: bool = True, **unknown: Any) -> None:
         """Trains ``module``, validating as the flags say.
 
         Args:
@@ -140,10 +149,13 @@ class Trainer(TrainerViews):
             shuffle: reshuffle array training data every epoch.
 
         Raises:
-            ValueError, TypeError: bad data, module or checkpoint (the message names it).
+            ValueError, TypeError: bad data, module or checkpoint (the message names it); a
+                keyword ``fit`` does not take (Keras's ``validation_data=``, Lightning's
+                ``train_dataloaders=`` are named with the argument to use).
             FileNotFoundError: ``ckpt_path`` names no file.
             SystemExit: after a graceful SIGTERM/SIGINT stop (``last.ckpt`` was saved first).
         """
+        refuse_unknown("Trainer.fit()", unknown, FIT_ARGUMENTS, FIT_NAMES)
         data = {"train_data": train_data, "datamodule": datamodule, "batch_size": batch_size}
         for finder in finders(self.callbacks) if ckpt_path is None else []:  # a resumed run keeps its own
             finder.tune(Tuner(self), module, data)  # before the data is batched: it may re-batch it
@@ -160,21 +172,37 @@ class Trainer(TrainerViews):
 
     def validate(self, module: TrainModule | None = None, data: Any = None, *,
                  datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
-                 batch_size: int | None = None) -> dict[str, float]:
-        """One validation pass (default: the fitted module and DataModule); returns its metrics."""
+                 batch_size: int | None = None, **unknown: Any) -> dict[str, float]:
+        """One validation pass (default: the fitted module and DataModule); returns its metrics.
+
+        Raises:
+            TypeError: a keyword it does not take (Keras's ``x=``, Lightning's ``dataloaders=``
+                are named with the argument to use).
+        """
+        refuse_unknown("Trainer.validate()", unknown, EVAL_ARGUMENTS, EVAL_NAMES)
         return self._evaluate(VAL, module, data, datamodule, ckpt_path, batch_size)
 
     def test(self, module: TrainModule | None = None, data: Any = None, *,
              datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
-             batch_size: int | None = None) -> dict[str, float]:
-        """Runs one test pass; returns its metrics (``test_loss``, ``test_acc``, ...)."""
+             batch_size: int | None = None, **unknown: Any) -> dict[str, float]:
+        """Runs one test pass; returns its metrics (``test_loss``, ``test_acc``, ...).
+
+        Raises:
+            TypeError: a keyword it does not take (named with the argument to use).
+        """
+        refuse_unknown("Trainer.test()", unknown, EVAL_ARGUMENTS, EVAL_NAMES)
         return self._evaluate(TEST, module, data, datamodule, ckpt_path, batch_size)
 
     def predict(self, module: TrainModule | None = None, data: Any = None, *,
                 datamodule: DataModule | None = None, ckpt_path: str | os.PathLike | None = None,
-                batch_size: int | None = None, return_predictions: bool = True) -> Any:
+                batch_size: int | None = None, return_predictions: bool = True, **unknown: Any) -> Any:
         """Returns the predictions for ``data`` as NumPy array(s), batches concatenated; ``None`` with
-        ``return_predictions=False``, which keeps none in memory (a ``PredictionWriter`` writes them)."""
+        ``return_predictions=False``, which keeps none in memory (a ``PredictionWriter`` writes them).
+
+        Raises:
+            TypeError: a keyword it does not take (named with the argument to use).
+        """
+        refuse_unknown("Trainer.predict()", unknown, (*EVAL_ARGUMENTS, "return_predictions"), EVAL_NAMES)
         return self._evaluate(PREDICT, module, data, datamodule, ckpt_path, batch_size, return_predictions)
 
     def save_checkpoint(self, path: str | os.PathLike, *, weights_only: bool = False) -> None:
@@ -282,6 +310,7 @@ class Trainer(TrainerViews):
             bus.call("on_fit_end")
             self.checkpoint_writer.wait()  # a background write still going: a signal now waits for it
         if loop.signal_received:  # after training ended: its checkpoints are written, exit as asked
+            self._say_interrupted(loop.signal_received, "training had ended and its checkpoints are written")
             raise SystemExit(EXIT_CODES[loop.signal_received])
 
     def _train_epoch(self, epoch, loop):
@@ -461,7 +490,7 @@ class Trainer(TrainerViews):
                 return self._predict_loop(sources[0], counts[0], keep)
             self._eval_loop(stage, eval_loaders(stage, sources, counts, strategy=self.strategy,
                                                 num_workers=self.num_workers))
-            results = self.results.read(*stages) | self.results.hook_values  # each dataset's keys
+            results = self.results.read(*stages) | self.results.run_hook_values()  # this run's only
             self._log_row(results)
             return results
 
@@ -607,9 +636,20 @@ class Trainer(TrainerViews):
         """Whether the fit ends here, alike on every worker; SIGTERM/SIGINT: last.ckpt, SystemExit."""
         stop, self.should_stop, received = self._agreement.decide_stop(*loop.ends(epoch, self.should_stop))
         if received:
-            self.save_checkpoint(ckpt.last_checkpoint_path(self.callbacks, self.flags.default_root_dir))
+            path = ckpt.last_checkpoint_path(self.callbacks, self.flags.default_root_dir)
+            self.save_checkpoint(path)  # written before the process exits (a failure says so)
+            self._say_interrupted(received, f"the run is saved to {path}. Resume with "
+                                            "fit(..., ckpt_path='last')")
             raise SystemExit(EXIT_CODES[received])
         return stop
+
+    def _say_interrupted(self, received, what):
+        """One line on stderr (the chief's) for a run a signal ended, so that a Ctrl-C is not
+        just a frozen bar."""
+        if self.is_global_zero:
+            name = signal.Signals(received).name
+            print(f"Interrupted by {name} at epoch {self.current_epoch}, global step {self.global_step}: "
+                  f"{what}.", file=sys.stderr, flush=True)
 
     def _state_owners(self) -> dict:
         """Who owns each piece of a checkpoint's state (see ``checkpoint.build_checkpoint``)."""

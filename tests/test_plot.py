@@ -80,3 +80,27 @@ def test_each_validation_set_is_a_curve_on_its_metrics_panel(tmp_path):
     panels = {axis.get_title(): sorted(line.get_label() for line in axis.lines) for axis in figure.axes
               if axis.get_visible()}
     assert panels == {name: ["train", "validation set 0", "validation set 1"] for name in ("loss", "acc")}
+
+
+def test_a_trainer_is_plotted_with_its_metrics_not_its_throughput(tmp_path):
+    from kerastrainer.plot import metrics_figure
+
+    x, y = classification_data(rows=48)
+    trainer = kt.Trainer(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False,
+                         callbacks=[kt.callbacks.ThroughputMonitor(batch_size=8),
+                                    kt.callbacks.LearningRateMonitor()])
+    trainer.fit(BoringClassifier(), train_data=(x, y), val_data=(x[:16], y[:16]), batch_size=8)
+    path = kt.plot_metrics(trainer)
+    assert path == f"{trainer.log_dir}/curves.png"
+    figure, _ = metrics_figure(trainer)
+    assert sorted(axis.get_title() for axis in figure.axes if axis.get_visible()) == ["acc", "loss"]
+    chosen, _ = metrics_figure(trainer, keys=["loss", "epoch_batches_per_sec"])
+    assert [axis.get_title() for axis in chosen.axes if axis.get_visible()] == ["loss", "epoch_batches_per_sec"]
+
+
+def test_plot_metrics_refuses_what_it_cannot_draw(run_dir):
+    with pytest.raises(TypeError, match=r"^plot_metrics needs a Trainer, a run folder.*Received: int"):
+        kt.plot_metrics(3)
+    with pytest.raises(ValueError, match=r"^plot_metrics: `keys` names \['f1'\], which .* does not hold"):
+        kt.plot_metrics(run_dir, keys=["f1"])

@@ -67,6 +67,35 @@ def test_positional_arguments_are_refused_with_the_flag_meant(args, match):
         kt.Trainer(*args)
 
 
+@pytest.mark.parametrize(("flags", "match"), [
+    ({"epochs": 3}, r"^Trainer has no flag `epochs`\. Use max_epochs instead\..*Received: epochs=3"),
+    ({"accelerator": "gpu"}, r"^Trainer has no flag `accelerator`\. Use strategy \(kerastrainer uses"),
+    ({"devices": 2}, r"^Trainer has no flag `devices`\. Use strategy='mirrored'"),
+    ({"max_epoch": 3}, r"^Trainer has no flag `max_epoch`\. Did you mean `max_epochs`\?"),
+])
+def test_keras_and_lightning_trainer_names_get_the_flag_to_use(flags, match):
+    with pytest.raises(TypeError, match=match):
+        kt.Trainer(**flags)
+
+
+@pytest.mark.parametrize(("entry", "kwargs", "match"), [
+    ("fit", {"validation_data": "v"}, r"^Trainer\.fit\(\) has no argument `validation_data`\. Use val_data "
+                                       r"instead\. Received: validation_data='v'"),
+    ("fit", {"train_dataloaders": "d"}, r"^Trainer\.fit\(\) has no argument `train_dataloaders`\. Use "
+                                         r"train_data instead"),
+    ("fit", {"x": np.zeros((4, 3))}, r"^Trainer\.fit\(\) has no argument `x`\. Use train_data=\(x, y\).*"
+                                      r"Received: x=<ndarray of shape \(4, 3\)>"),
+    ("fit", {"batchsize": 8}, r"^Trainer\.fit\(\) has no argument `batchsize`\. Did you mean `batch_size`"),
+    ("validate", {"dataloaders": "d"}, r"^Trainer\.validate\(\) has no argument `dataloaders`\. Use data"),
+    ("test", {"x": 1}, r"^Trainer\.test\(\) has no argument `x`\. Use data=\(x, y\)"),
+    ("predict", {"return_prediction": True}, r"^Trainer\.predict\(\) has no argument `return_prediction`\. "
+                                              r"Did you mean `return_predictions`"),
+])
+def test_keras_and_lightning_run_arguments_get_the_argument_to_use(entry, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        getattr(quiet_trainer(), entry)(BoringModule(), **kwargs)
+
+
 def test_min_epochs_up_to_max_epochs_and_no_limit_are_accepted():
     assert kt.Trainer(min_epochs=2, max_epochs=2).min_epochs == 2
     assert kt.Trainer(min_epochs=5, max_epochs=-1).min_epochs == 5

@@ -99,6 +99,9 @@ class RichProgressBar(Callback):
 
     def _stop(self) -> None:
         if self._progress is not None:
+            # rich's stop() skips its last refresh in Jupyter: the widget would keep an older
+            # frame (an epoch without its metrics, an evaluation at 0/N). Draw the final one.
+            self._progress.refresh()
             self._progress.stop()
             self._progress = None
 
@@ -167,8 +170,10 @@ class RichProgressBar(Callback):
                                  description=f"{self._eval_label} DataLoader {dataloader_idx}")
         self._progress.update(self._eval_task, completed=batch_idx + 1)
 
-    def _eval_end(self):
-        if self._eval_task is not None and self._progress is not None:
+    def _eval_end(self, *, keep: bool = False):
+        """Ends an evaluation's count: removed inside a fit (the epoch's bar stays), kept at its
+        final count (5/5) by a run of its own, as Lightning leaves it."""
+        if self._eval_task is not None and self._progress is not None and not keep:
             self._progress.remove_task(self._eval_task)
         self._eval_task = None
 
@@ -181,7 +186,7 @@ class RichProgressBar(Callback):
         self._eval_advance(batch_idx, dataloader_idx)
 
     def on_validation_end(self, trainer: Trainer, module: TrainModule) -> None:
-        self._eval_end()
+        self._eval_end(keep=trainer.stage == VAL)
         if trainer.stage == VAL:
             self._stop()
             self._print_table(trainer, "Validate metric", "val_")
@@ -194,7 +199,7 @@ class RichProgressBar(Callback):
         self._eval_advance(batch_idx, dataloader_idx)
 
     def on_test_end(self, trainer: Trainer, module: TrainModule) -> None:
-        self._eval_end()
+        self._eval_end(keep=True)
         self._stop()
         self._print_table(trainer, "Test metric", "test_")
 
@@ -206,15 +211,16 @@ class RichProgressBar(Callback):
         self._eval_advance(batch_idx)
 
     def on_predict_end(self, trainer: Trainer, module: TrainModule) -> None:
-        self._eval_end()
+        self._eval_end(keep=True)
         self._stop()
 
     def teardown(self, trainer: Trainer, module: TrainModule, stage: str) -> None:
         self._stop()
 
     def _print_table(self, trainer, title, prefix):
+        logged = trainer.results.run_hook_values()  # by this run's hooks, not by training's
         rows = {k: v for k, v in trainer.callback_metrics.items()
-                if isinstance(v, float) and (k.startswith(prefix) or k in trainer.results.hook_values)}
+                if isinstance(v, float) and (k.startswith(prefix) or k in logged)}
         if not rows:
             return
         table = Table(title=None)

@@ -30,3 +30,23 @@ def test_without_a_batch_size_only_batches_are_counted():
 def test_a_bad_batch_size_is_refused():
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer or None. Received: batch_size=0"):
         kt.callbacks.ThroughputMonitor(batch_size=0)
+
+
+class LogsInTest(BoringModule):
+    def on_test_epoch_end(self):
+        self.log("test_marker", 1.0)
+
+
+@pytest.mark.parametrize("entry", ["validate", "test"])
+def test_training_throughput_is_not_a_result_of_validate_or_test(entry, capsys):
+    trainer = quiet_trainer(max_epochs=1, enable_progress_bar=True,
+                            callbacks=[kt.callbacks.ThroughputMonitor(batch_size=4)])
+    module = LogsInTest()
+    trainer.fit(module, train_data=regression_data(16), batch_size=4)
+    capsys.readouterr()
+    results = getattr(trainer, entry)(module, data=regression_data(8), batch_size=4)
+    prefix = "val_" if entry == "validate" else "test_"
+    assert results and all(key.startswith(prefix) for key in results)
+    assert ("test_marker" in results) == (entry == "test")  # a hook of this run is one of its results
+    printed = capsys.readouterr().out
+    assert f"{prefix}loss" in printed and "per_sec" not in printed

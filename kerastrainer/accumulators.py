@@ -52,6 +52,7 @@ class StageState:
     has_loss: bool = False
     routes: list = field(default_factory=list)  # per metric: the model output it measures, or None
     counts: dict = field(default_factory=dict)  # label checks: kind -> [counter variable, classes]
+    weighted: list = field(default_factory=list)  # per metric: it takes the sample weights
 
     def metric_names(self) -> list:
         """Each metric's name without the stage prefix: ``acc``, or ``<output>_acc`` for a metric of
@@ -127,6 +128,18 @@ def _put_result(values: dict, name: str, result) -> None:
         return
     array = np.asarray(result)
     values[name] = float(array) if array.size == 1 else array
+
+
+def renamed_if_taken(weighted_pairs: list, names: set) -> list:
+    """Weighted metrics whose name an unweighted one has are renamed ``weighted_<name>``, as
+    Keras's ``compile`` names them (``accuracy`` and ``weighted_accuracy``)."""
+    renamed = []
+    for route, metric in weighted_pairs:
+        key = metric.name if route is None else f"{route}_{metric.name}"
+        if key in names:
+            metric = type(metric).from_config({**metric.get_config(), "name": f"weighted_{metric.name}"})
+        renamed.append((route, metric))
+    return renamed
 
 
 def clone_if_shared(metrics: list, taken: set) -> list:

@@ -332,6 +332,11 @@ class FitLoop:
         """Whether the epoch validates at its end (data of unknown length)."""
         return self.validating and self.val_every is None and self.position.validated_at != self.position.batch
 
+    def skipped_validation(self) -> bool:
+        """Whether the epoch was to validate but ended before any validation point (a stop
+        mid-epoch): its validation values are then the previous epoch's."""
+        return self.validating and self.position.validated_at is None
+
     def mark_validated(self) -> None:
         self.position.validated_at = self.position.batch
 

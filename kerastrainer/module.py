@@ -63,6 +63,11 @@ def _set_trainable(layers, value: bool) -> None:
             inner.trainable = value
 
 
+def _first_line(error: BaseException) -> str:
+    """The first non-blank line of ``error``'s message."""
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
 def _keras_only(name: str) -> Callable[..., NoReturn]:
     def method(self: TrainModule, *args: Any, **kwargs: Any) -> NoReturn:
         raise RuntimeError(
@@ -134,7 +139,20 @@ class TrainModule(ModuleHooks, keras.Model):
         """Returns Keras metrics, updated by the default steps and reset every epoch/evaluation.
 
         Each stage (train, val, test) gets its own objects, named ``acc`` / ``val_acc`` / ``test_acc``
-        after the metric's ``name``.
+        after the metric's ``name``. They are updated without the batch's sample weights (and
+        class weights), as Keras's ``compile(metrics=...)`` are; weighted ones come from
+        `configure_weighted_metrics`.
+        """
+        return []
+
+    def configure_weighted_metrics(self) -> list:
+        """Returns Keras metrics updated with the batch's sample weights (and ``class_weight``), as
+        Keras's ``compile(weighted_metrics=...)`` are; same forms and names as `configure_metrics`
+        (a name an unweighted metric has too becomes ``weighted_<name>``, Keras's rule).
+
+        Example:
+            >>> def configure_weighted_metrics(self):  # doctest: +SKIP
+            ...     return [keras.metrics.SparseCategoricalAccuracy(name="acc")]
         """
         return []
 
@@ -316,7 +334,8 @@ class TrainModule(ModuleHooks, keras.Model):
 
     @classmethod
     def from_keras(cls, model: keras.Model, *, loss: Any = None, optimizer: Any = "rmsprop",
-                   metrics: Any = None, loss_weights: Any = None) -> TrainModule:
+                   metrics: Any = None, loss_weights: Any = None,
+                   weighted_metrics: Any = None) -> TrainModule:
         """A TrainModule for an existing functional or Sequential ``keras.Model``, from what
         ``compile`` takes: no subclass needed.
 
@@ -326,8 +345,12 @@ class TrainModule(ModuleHooks, keras.Model):
                 list (by output) of them for several outputs. ``None`` (as ``compile`` without a
                 loss): the model's ``add_loss`` terms are the whole loss.
             optimizer: an optimizer name or object (every fit gets a fresh copy).
-            metrics: metric names or objects: a list (for every output) or a dict by output name.
+            metrics: metric names or objects (a custom ``keras.metrics.Metric`` needs no
+                registration): a list (for every output) or a dict by output name. Updated
+                without sample weights, as ``compile``'s ``metrics``.
             loss_weights: the weight of each output's loss: a dict by output name, or a list.
+            weighted_metrics: metrics updated with the sample weights and class weights
+                (``compile``'s ``weighted_metrics``), same forms as ``metrics``.
 
         Returns:
             A `KerasModule`, whose checkpoints rebuild it with ``load_from_checkpoint``.
@@ -336,7 +359,7 @@ class TrainModule(ModuleHooks, keras.Model):
             >>> kt.TrainModule.from_keras(model, loss="mse", optimizer="adam")  # doctest: +SKIP
         """
         return KerasModule(model, loss=loss, optimizer=optimizer, metrics=metrics,
-                           loss_weights=loss_weights)
+                           loss_weights=loss_weights, weighted_metrics=weighted_metrics)
 
     @property
     def hparams(self) -> AttributeDict:
@@ -387,6 +410,27 @@ class TrainModule(ModuleHooks, keras.Model):
         if self._kt_trainer is None or self._kt_trainer.is_global_zero:
             print(*args, **kwargs)
 
+    def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
+        """Keras's whole-model save (``.keras``, ``.h5``), as ``keras.Model.save``; Keras's own
+        ``ModelCheckpoint("m_{epoch}.keras")`` calls it.
+
+        Raises:
+            NotImplementedError: Keras cannot write this class as a whole model (its ``__init__``
+                takes arguments that ``get_config`` does not return); the message names the forms
+                that save it.
+        """
+        try:
+            super().save(filepath, *args, **kwargs)
+        except NotImplementedError as error:
+            name = type(self).__name__
+            raise NotImplementedError(
+                f"{name}.save({str(filepath)!r}) cannot write a whole-model file: Keras needs "
+                f"{name}.get_config() to rebuild the class, and its __init__ takes arguments it "
+                "cannot serialize. Save the weights instead: save_weights('m.weights.h5') (Keras's "
+                "ModelCheckpoint(..., save_weights_only=True)), or trainer.save_checkpoint(path) for "
+                f"an exact resume; or define get_config(). Keras said: {_first_line(error)}"
+            ) from error
+
     # ------------------------------------------------------------------ Keras's own loop is off
     compile = _keras_only("compile")
     fit = _keras_only("fit")
@@ -406,13 +450,19 @@ class KerasModule(TrainModule):
     (or ``kt.TrainModule.load_from_checkpoint(path)``) rebuilds it without the original objects.
     """
 
-    def __init__(self, model, *, loss=None, optimizer="rmsprop", metrics=None, loss_weights=None):
+    def __init__(self, model, *, loss=None, optimizer="rmsprop", metrics=None, loss_weights=None,
+                 weighted_metrics=None):
         super().__init__()
         self.save_hyperparameters({"model": compile_args.serialized(model),
                                    "loss": compile_args.serialized(loss),
                                    "optimizer": compile_args.serialized(optimizer),
                                    "metrics": compile_args.serialized(metrics),
-                                   "loss_weights": loss_weights})
+                                   "loss_weights": loss_weights,
+                                   "weighted_metrics": compile_args.serialized(weighted_metrics)})
+        # The objects as handed over (a custom Metric class needs no registration); a module
+        # rebuilt from a checkpoint has their serialized form only.
+        # Not through Keras's attribute tracking, which would make their variables the model's.
+        object.__setattr__(self, "_given_metrics", {"metrics": metrics, "weighted_metrics": weighted_metrics})
         self.model = compile_args.deserialized_model(model)
         self.output_keys = compile_args.output_names(self.model)
         self._output_losses = {} if loss is None else {  # None: the model's add_loss terms only
@@ -438,6 +488,11 @@ class KerasModule(TrainModule):
             fn, y_true if key is None else y_true[key], y_pred if key is None else y_pred[key])
             for key, fn in self._output_losses.items())
 
+    def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
+        """Saves the user's Keras model as a whole (``keras.models.load_model`` reads it back as
+        that model, with its trained weights), as ``model.save`` would."""
+        self.model.save(filepath, *args, **kwargs)
+
     def compute_step_loss(self, y_true: Any, y_pred: Any, sample_weight: Any = None, *,
                           step: str = "training_step") -> Any:
         """``compile``'s loss; with ``loss=None``, the sum of the model's ``add_loss`` terms, as
@@ -453,12 +508,23 @@ class KerasModule(TrainModule):
         return keras.optimizers.get(self.hparams.optimizer)  # a fresh one, from its config
 
     def configure_metrics(self):
-        loss, metrics = self.hparams.loss, self.hparams.metrics
+        return self._metrics_of("metrics")
+
+    def configure_weighted_metrics(self):
+        return self._metrics_of("weighted_metrics")
+
+    def _metrics_of(self, which: str):
+        """``compile``'s ``metrics`` or ``weighted_metrics`` as metric objects: the user's own
+        objects when this module was made from them (fresh copies for every stage but the first),
+        else rebuilt from the hyperparameters."""
+        loss = self.hparams.loss
+        metrics = self._given_metrics[which] if self._given_metrics[which] is not None else \
+            self.hparams.get(which)
         if metrics is None:
             return []
-        chosen = compile_args.per_output(metrics, self.output_keys, "metrics", by_position=False)
+        chosen = compile_args.per_output(metrics, self.output_keys, which, by_position=False)
         made = {key: [compile_args.make_metric(m, loss.get(key) if isinstance(loss, dict) else loss)
-                      for m in (ms if isinstance(ms, list) else [ms])] for key, ms in chosen.items()}
+                      for m in (ms if isinstance(ms, (list, tuple)) else [ms])] for key, ms in chosen.items()}
         return made[None] if self.output_keys is None else made
 
     def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:

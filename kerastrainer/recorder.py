@@ -199,11 +199,13 @@ class Recording:
         return entry
 
     def update_metrics(self, y_true, y_pred, sample_weight=None) -> None:
-        """Updates the stage's ``configure_metrics()`` objects."""
+        """Updates the stage's metrics: ``configure_metrics()``'s without the sample weights,
+        ``configure_weighted_metrics()``'s with them (Keras's ``metrics`` and ``weighted_metrics``)."""
         state = self.state
-        for route, metric in zip(state.routes, state.metrics):
+        for route, metric, weighted in zip(state.routes, state.metrics, state.weighted):
+            weights = pick(sample_weight, route, "sample weights") if weighted else None
             metric.update_state(pick(y_true, route, "targets"), pick(y_pred, route, "predictions"),
-                                sample_weight=pick(sample_weight, route, "sample weights"))
+                                sample_weight=weights)
 
     @tf.autograph.experimental.do_not_convert
     def count(self, kind: str, value, *, classes: int) -> None:

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastrainer.accumulators import NUMPY_REDUCTIONS, StageState, clone_if_shared, route_metrics
+from kerastrainer.accumulators import (NUMPY_REDUCTIONS, StageState, clone_if_shared, renamed_if_taken,
+                                       route_metrics)
 from kerastrainer.checkpoint_io import flatten, nest
 from kerastrainer.host_reads import StageReaders
 from kerastrainer.log_names import LogKeys, check_names
@@ -75,18 +76,25 @@ class Results:
             self.strategy, tf.distribute.MirroredStrategy)
         self.readers = StageReaders(None if several else compile_reader)  # replicas: read one by one
 
-    def configure(self, stages, make_metrics) -> None:
+    def configure(self, stages, make_metrics, make_weighted=None) -> None:
         """Creates the accumulators of each of ``stages`` once, with the metrics ``make_metrics()``
-        returns (the module's ``configure_metrics``); a stage configured already keeps its own."""
+        returns (the module's ``configure_metrics``, updated without sample weights) and those
+        ``make_weighted()`` returns (``configure_weighted_metrics``, updated with them); a stage
+        configured already keeps its own."""
         for stage in stages:
             if stage.name not in self.stages:
-                self._configure(stage, make_metrics)
+                self._configure(stage, make_metrics, make_weighted)
 
-    def _configure(self, stage: Stage, make_metrics) -> None:
-        pairs = route_metrics(make_metrics())
+    def _configure(self, stage: Stage, make_metrics, make_weighted) -> None:
+        plain = route_metrics(make_metrics())
+        names = {m.name if r is None else f"{r}_{m.name}" for r, m in plain}
+        weighted = [] if make_weighted is None else renamed_if_taken(
+            route_metrics(make_weighted(), "configure_weighted_metrics()"), names)
+        pairs = plain + weighted
         with self.scope():
             self.stages[stage.name] = StageState(
                 stage=stage, routes=[route for route, _ in pairs],
+                weighted=[False] * len(plain) + [True] * len(weighted),
                 metrics=clone_if_shared([metric for _, metric in pairs], self._taken_metrics),
                 loss=keras.metrics.Mean(name="loss"),
                 batch_idx=tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -144,10 +152,15 @@ class Results:
         monitor acts on them twice and ``trainer.history`` holds ``None`` for them."""
         self.reset(TRAIN)
         if not validates:
-            for state in [s for s in self.stages.values() if s.stage.entry == VAL.entry]:
-                self.clear(state.stage)  # every validation dataset's
-            for key in [k for k in self.hook_values if k.startswith(VAL.prefix)]:
-                del self.hook_values[key]
+            self.drop_validation()
+
+    def drop_validation(self) -> None:
+        """Forgets the last validation's values (``val_*``, from hooks too, every validation
+        dataset's): an epoch that did not validate reports none."""
+        for state in [s for s in self.stages.values() if s.stage.entry == VAL.entry]:
+            self.clear(state.stage)
+        for key in [k for k in self.hook_values if k.startswith(VAL.prefix)]:
+            del self.hook_values[key]
 
     def clear(self, *stages: Stage) -> None:
         """Forgets ``stages``' results (after the sanity check, which must not report values)."""

@@ -360,6 +360,8 @@ class Trainer(TrainerViews):
         self._check_labels(TRAIN)
         if loop.validates_at_epoch_end():
             self._validate(loop)
+        if loop.skipped_validation():  # stopped before its validation: no stale val_* values
+            self.results.drop_validation()
         loop.end_epoch()
         self.results.sync()
         self._bus.call("on_train_epoch_end")
@@ -542,7 +544,7 @@ class Trainer(TrainerViews):
         """Builds the module, configures the metrics of ``stages`` once; training: a fresh optimizer."""
         module = self.module
         with self.strategy.scope():
-            self.results.configure(stages, module.configure_metrics)
+            self.results.configure(stages, module.configure_metrics, module.configure_weighted_metrics)
             build = functools.partial(ensure_built, module, stage, source.element_spec,
                                       base=TrainModule, recorder=self.results.recorder,
                                       eager=self.flags.run_eagerly)

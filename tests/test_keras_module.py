@@ -116,3 +116,65 @@ def test_no_loss_and_no_add_loss_is_refused_at_the_first_step():
     with pytest.raises(NotImplementedError, match=r"^from_keras got loss=None and the model's call "
                                                   r"added no loss \(add_loss\)"):
         quiet_trainer(max_epochs=1).fit(kt.TrainModule.from_keras(model, optimizer="sgd"), (x, x[:, :1]))
+
+
+class CategoricalTruePositives(keras.metrics.Metric):
+    """The Keras guide's custom metric, defined here and never registered."""
+
+    def __init__(self, name="categorical_true_positives", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.true_positives = self.add_variable(shape=(), name="ctp", initializer="zeros")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_pred = keras.ops.argmax(y_pred, axis=1)
+        values = keras.ops.cast(keras.ops.cast(y_true, "int32") == keras.ops.cast(y_pred, "int32"), "float32")
+        if sample_weight is not None:
+            values = values * keras.ops.cast(sample_weight, "float32")
+        self.true_positives.assign_add(keras.ops.sum(values))
+
+    def result(self):
+        return self.true_positives
+
+    def reset_state(self):
+        self.true_positives.assign(0.0)
+
+
+def _classifier():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+
+
+@pytest.mark.parametrize("weights", ["class_weight", "sample_weight"])
+def test_metrics_are_unweighted_and_weighted_metrics_weighted_as_under_fit(weights):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 4)).astype("float32")
+    y = rng.integers(0, 3, 96)
+    sample_weight = rng.uniform(0.2, 2.0, 96).astype("float32")
+    extra = {"class_weight": {0: 1.0, 1: 3.0, 2: 0.5}} if weights == "class_weight" else {}
+    keras_weights = {} if weights == "class_weight" else {"sample_weight": sample_weight}
+    data = (x, y) if weights == "class_weight" else (x, y, sample_weight)
+    metrics = dict(metrics=["accuracy", CategoricalTruePositives()], weighted_metrics=["accuracy"])
+    twin = _classifier()
+    twin.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy", **metrics)
+    history = twin.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0, **keras_weights, **extra)
+    model = _classifier()
+    module = kt.TrainModule.from_keras(model, loss="sparse_categorical_crossentropy",
+                                       optimizer=keras.optimizers.SGD(0.1), **metrics)
+    trainer = quiet_trainer(max_epochs=3)
+    trainer.fit(module, data, batch_size=32, shuffle=False, **extra)
+    assert set(history.history) == {"loss", "accuracy", "weighted_accuracy", "categorical_true_positives"}
+    for key, values in history.history.items():  # the custom metric needed no registration
+        assert trainer.history[key] == pytest.approx(values, rel=1e-5), key
+
+
+def test_keras_model_checkpoint_saves_the_users_model_whole(tmp_path):
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    model = _classifier()
+    saver = keras.callbacks.ModelCheckpoint(str(tmp_path / "model_{epoch}.keras"), save_best_only=True,
+                                            monitor="loss")
+    module = kt.TrainModule.from_keras(model, loss="sparse_categorical_crossentropy", optimizer="sgd")
+    quiet_trainer(max_epochs=2, callbacks=[saver]).fit(module, (x, y), batch_size=8)
+    loaded = keras.models.load_model(tmp_path / "model_2.keras")
+    assert type(loaded) is keras.Sequential
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import kerastrainer as kt
-from tests.helpers import BoringModule, quiet_trainer, regression_data
+from tests.helpers import BoringClassifier, BoringModule, classification_data, quiet_trainer, regression_data
 
 
 def test_subclass_loss_method_is_not_hidden_by_keras_init():
@@ -313,3 +313,44 @@ def test_a_subclass_without_loss_trains_its_add_loss_terms():
     assert trainer.history["loss"][-1] < trainer.history["loss"][0]
     expected = float(np.mean((module.predict({"x": x, "y": y}, verbose=0) - y) ** 2))
     assert trainer.callback_metrics["val_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+class HoldsALayer(kt.TrainModule):
+    """Its __init__ takes a layer, which Keras's whole-model save cannot serialize as an argument."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def call(self, x, training=False):
+        return self.inner(x)
+
+    def loss(self, y_true, y_pred):
+        return keras.losses.mean_squared_error(y_true, y_pred)
+
+    def configure_optimizer(self):
+        return keras.optimizers.SGD()
+
+
+def test_a_module_keras_cannot_save_whole_names_the_weights_only_forms(tmp_path):
+    module = HoldsALayer(keras.layers.Dense(1))
+    quiet_trainer(max_epochs=1).fit(module, regression_data(rows=8), batch_size=4)
+    with pytest.raises(NotImplementedError, match=r"^HoldsALayer.save\('.*m.keras'\) cannot write a "
+                                                  r"whole-model file.*save_weights\('m.weights.h5'\)"):
+        module.save(tmp_path / "m.keras")
+    module.save_weights(tmp_path / "m.weights.h5")  # the form it names works
+
+
+class BothAccuracies(BoringClassifier):
+    def configure_weighted_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="acc")]  # named as the unweighted one
+
+
+def test_configure_metrics_are_unweighted_and_configure_weighted_metrics_weighted():
+    x, y = classification_data(rows=40)
+    weights = np.random.default_rng(1).uniform(0.1, 3.0, 40).astype("float32")
+    module = BothAccuracies()
+    results = quiet_trainer().validate(module, data=(x, y, weights), batch_size=8)
+    right = (np.argmax(module.predict(x, verbose=0), axis=1) == y).astype("float64")
+    assert results["val_acc"] == pytest.approx(right.mean(), rel=1e-6)
+    assert results["val_weighted_acc"] == pytest.approx((right * weights).sum() / weights.sum(), rel=1e-5)

@@ -255,13 +255,34 @@ def _as_array(value, name):
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"{name} holds a value that is not an array: {type(value).__name__}") from error
     if array.dtype == object:
-        raise TypeError(
-            f"{name} must be arrays, tuples (x, y[, sample_weight]) or dicts of arrays, a "
-            f"tf.data.Dataset, a keras.utils.PyDataset or a generator. Received: {type(value).__name__}"
-        )
+        array = _as_strings(array, name, value)
     if np.issubdtype(array.dtype, np.floating):
         array = array.astype(keras.config.floatx(), copy=False)
     return array
+
+
+def _as_strings(array, name, value):
+    """An object array of text (how NumPy holds strings, and what a string tensor's ``numpy()``
+    gives) as a string array, which becomes a ``tf.string`` tensor as under Keras's ``fit``.
+
+    Raises:
+        TypeError: the objects are not all text (or all bytes); the message names where and what.
+    """
+    items = array.ravel()
+    for kind in (str, bytes):
+        if items.size and all(isinstance(item, kind) for item in items):
+            return array.astype(kind)
+    found = sorted({type(item).__name__ for item in items}) or ["nothing"]
+    raise TypeError(
+        f"{name} is an array of dtype object holding {', '.join(found)}: only numbers and text "
+        "can be fed to a model. Convert it, e.g. np.asarray(values, dtype='float32'), or pass text "
+        f"as str. Received: {type(value).__name__} of dtype object")
+
+
+def _where(name: str, path: tuple) -> str:
+    """``train_data['thal']``-style names of one array of a structure, for messages (the keys of
+    dicts; positions in tuples are x, y and sample weights, which the message's text names)."""
+    return name + "".join(f"[{key!r}]" for key in path if isinstance(key, str))
 
 
 def _lists_as_tuples(value):
@@ -277,7 +298,9 @@ def _from_arrays(data, batch_size, shuffle, name) -> Source:
         # up to three arrays are (x, y, sample_weight); more are x alone, several inputs
         data = tuple(data) if len(data) <= 3 else (tuple(data),)
     data = _lists_as_arrays(data, name)
-    arrays = tf.nest.map_structure(lambda leaf: _as_array(leaf, name), data)
+    paths = [path for path, _ in keras.tree.flatten_with_path(data)]  # tf.nest's order
+    arrays = tf.nest.pack_sequence_as(data, [_as_array(leaf, _where(name, path))
+                                             for leaf, path in zip(tf.nest.flatten(data), paths)])
     leaves = tf.nest.flatten(arrays)
     if not leaves:
         raise ValueError(f"{name} is empty. Received: {data!r}")

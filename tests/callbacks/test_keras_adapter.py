@@ -57,6 +57,24 @@ def test_terminate_on_nan_stops_at_the_batch():
     assert trainer.global_step == 2 and trainer.should_stop
 
 
+class NaNInSecondEpoch(BoringModule):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * keras.ops.where(self.optimizer.iterations >= 2, np.nan, 1.0)  # epoch 1's first batch
+
+
+def test_an_epoch_stopped_before_its_validation_reports_no_validation_values(tmp_path):
+    path = tmp_path / "log.csv"
+    trainer = _fit([keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(str(path))],
+                   NaNInSecondEpoch(), epochs=4)
+    assert trainer.current_epoch == 1 and np.isnan(trainer.history["loss"][1])
+    assert trainer.history["val_loss"][0] is not None and trainer.history["val_loss"][1] is None
+    assert "val_loss" not in trainer.callback_metrics  # not epoch 0's value, as if it were epoch 1's
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[1]["val_loss"] == "NA"  # Keras's CSVLogger's word for a missing value
+
+
 def test_lambda_callback_sees_model_params_and_float_logs():
     seen = []
     callback = keras.callbacks.LambdaCallback(

@@ -103,7 +103,9 @@ def test_float64_arrays_become_floatx():
     [
         ((np.zeros((4, 2)), np.zeros(5)), r"t arrays must all have the same number of rows.*\[4, 5\]"),
         ((np.zeros((0, 2)), np.zeros(0)), r"t has no rows"),
-        ({"a": object()}, r"t must be arrays"),
+        ({"a": object()}, r"^t\['a'\] is an array of dtype object holding object: only numbers and text"),
+        (({"a": np.array([None, 2], dtype=object)}, np.zeros(2)),
+         r"^t\['a'\] is an array of dtype object holding NoneType, int"),
     ],
 )
 def test_bad_arrays(data, match):
@@ -266,3 +268,19 @@ def test_an_empty_dataset_is_named(data):
     with pytest.raises(ValueError, match=r"^train_data (has|gave) no batches: the dataset"):
         quiet_trainer(max_epochs=2).fit(BoringModule(), train_data=data)
 
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_text_inputs_as_object_arrays_or_string_tensors_are_predicted_as_keras_predicts_them(as_tensor):
+    thal = keras.Input((1,), dtype="string", name="thal")
+    age = keras.Input((1,), name="age")
+    codes = keras.layers.StringLookup(vocabulary=["fixed", "normal", "reversible"], output_mode="one_hot")(thal)
+    joined = keras.layers.Concatenate()([keras.layers.Reshape((4,))(codes), age])
+    model = keras.Model({"thal": thal, "age": age}, keras.layers.Dense(1)(joined))
+    words = np.array(["fixed", "normal", "reversible", "normal"] * 3, dtype=object)[:, None]  # NumPy's strings
+    ages = np.linspace(0, 1, 12, dtype="float32")[:, None]
+    data = {"thal": tf.constant(words.astype(str)) if as_tensor else words, "age": ages}
+    module = kt.TrainModule.from_keras(model, loss="mse", optimizer="sgd")
+    predicted = quiet_trainer().predict(module, data=data, batch_size=4)
+    expected = model.predict({"thal": tf.constant(words.astype(str)), "age": ages}, verbose=0)
+    np.testing.assert_allclose(predicted, expected, atol=1e-6)

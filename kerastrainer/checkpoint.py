@@ -77,9 +77,11 @@ def spec_from_tree(node):
 
 
 def plain_hparams(hparams: dict) -> dict:
-    """Hyperparameters as JSON values; anything else is kept as its repr, with a warning."""
+    """Hyperparameters as JSON values (NumPy arrays and numbers as lists and numbers); anything
+    else is kept as its repr, with a warning (see `repr_hparams`)."""
     plain = {}
     for key, value in hparams.items():
+        value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
         try:
             json.dumps(value)
             plain[key] = value
@@ -88,6 +90,18 @@ def plain_hparams(hparams: dict) -> dict:
                           "keeps its repr, so load_from_checkpoint needs it as an override.")
             plain[key] = repr(value)
     return plain
+
+
+def repr_hparams(hparams: dict) -> list:
+    """The names of the hyperparameters `plain_hparams` keeps as their repr (not a value)."""
+    found = []
+    for key, value in hparams.items():
+        value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+        try:
+            json.dumps(value)
+        except TypeError:
+            found.append(key)
+    return found
 
 
 def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
@@ -118,7 +132,8 @@ def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
         "versions": {"kerastrainer": kerastrainer.__version__, "keras": keras.__version__,
                      "tensorflow": tf.__version__},
         "module": {"class": f"{cls.__module__}.{cls.__qualname__}",
-                   "hparams": plain_hparams(module.hparams)},
+                   "hparams": plain_hparams(module.hparams),
+                   "hparams_as_repr": repr_hparams(module.hparams)},
         "weights": nest({path: np.asarray(var.numpy()) for path, var in weights.items()}),
     }
     if module.input_signature is not None:
@@ -393,6 +408,21 @@ def saved_module_class(base, name, path, *, safe_mode: bool) -> type:
     return found
 
 
+def refuse_repr_hparams(cls, path, saved: dict, hparams: dict, overrides: dict) -> None:
+    """Refuses to pass ``__init__`` the repr of a hyperparameter that was not JSON when saved (a
+    string such as ``'<object at 0x...>'`` would be taken as the value).
+
+    Raises:
+        TypeError: naming the hyperparameter and the override that fixes it.
+    """
+    for name in saved.get("hparams_as_repr", []):
+        if name in hparams and name not in overrides:
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint({str(path)!r}): the hyperparameter `{name}` "
+                f"was saved as its repr {hparams[name]!r}, not as a value (it is not JSON). Pass it "
+                f"again: {cls.__name__}.load_from_checkpoint(path, {name}=...).")
+
+
 _MISSING = object()
 
 
@@ -400,6 +430,7 @@ def _same(value, saved) -> bool:
     """Whether a rebuilt module's hyperparameter equals its saved (plain) value."""
     if value is _MISSING:
         return False
+    value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
     try:
         plain = json.loads(json.dumps(value))  # as the checkpoint holds it: tuples are lists
     except (TypeError, ValueError):
@@ -440,6 +471,7 @@ def load_module(cls, path, overrides: dict, *, saved_class: bool = False, safe_m
         names = {p.name for p in params}
         hparams = {k: v for k, v in saved_hparams.items() if k in names}
     hparams.update(overrides)
+    refuse_repr_hparams(cls, path, tree["module"], hparams, overrides)
     try:
         module = cls(**hparams)
     except TypeError as error:

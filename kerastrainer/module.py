@@ -63,6 +63,10 @@ def _set_trainable(layers, value: bool) -> None:
             inner.trainable = value
 
 
+#: The prefix of a step's logged names (``val_department_loss``).
+_STEP_PREFIX = {"training_step": "", "validation_step": "val_", "test_step": "test_"}
+
+
 def _first_line(error: BaseException) -> str:
     """The first non-blank line of ``error``'s message."""
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
@@ -502,7 +506,22 @@ class KerasModule(TrainModule):
                 f"from_keras got loss=None and the model's call added no loss (add_loss), so there "
                 f"is nothing to train in {step}. Pass loss=..., e.g. loss=\"mse\", or add the "
                 "loss in a layer with self.add_loss(...)."))
+        if len(self._output_losses) > 1 and y_true is not None:
+            self._log_output_losses(y_true, y_pred, sample_weight, step)
         return super().compute_step_loss(y_true, y_pred, sample_weight, step=step)
+
+    def _log_output_losses(self, y_true, y_pred, sample_weight, step: str) -> None:
+        """Logs each output's loss as a multi-output ``fit`` reports it: ``<output>_loss`` (and
+        ``val_``/``test_``), the batch mean before ``loss_weights``, averaged over the epoch."""
+        prefix = _STEP_PREFIX.get(step, "")
+        y_true = self._by_name(y_true)
+        y_pred = self._by_name(y_pred)
+        for key, fn in self._output_losses.items():
+            per_example = compile_args.output_loss(fn, y_true[key], y_pred[key])
+            weights = sample_weight[key] if isinstance(sample_weight, dict) else sample_weight
+            value = (losses.weighted_mean(per_example, weights, f"{type(self).__name__}.{step}")
+                     if weights is not None else keras.ops.mean(per_example))
+            self.log(f"{prefix}{key}_loss", value, on_step=False, on_epoch=True)
 
     def configure_optimizer(self):
         return keras.optimizers.get(self.hparams.optimizer)  # a fresh one, from its config

@@ -80,6 +80,26 @@ class FixedWidth(BoringModule):
         super().__init__(units=6, lr=lr)
 
 
+class Scaled(BoringModule):
+    """A hyperparameter that is an array, or any object."""
+
+    def __init__(self, scale=None, units=4, lr=0.05):
+        super().__init__(units=units, lr=lr)
+        self.save_hyperparameters()
+        self.scale = scale
+
+
+def test_an_array_hyperparameter_is_saved_as_a_list_and_an_object_is_refused_on_reload(tmp_path):
+    _fit(tmp_path, module=Scaled(scale=np.array([1.0, 2.0]))).save_checkpoint(tmp_path / "a.ckpt")
+    assert Scaled.load_from_checkpoint(tmp_path / "a.ckpt").hparams.scale == [1.0, 2.0]
+    with pytest.warns(UserWarning, match=r"is not JSON-serialisable"):
+        _fit(tmp_path, module=Scaled(scale=object())).save_checkpoint(tmp_path / "o.ckpt")
+    with pytest.raises(TypeError, match=r"^Scaled.load_from_checkpoint\(.*\): the hyperparameter `scale` "
+                                        r"was saved as its repr '<object object at .*>', not as a value"):
+        Scaled.load_from_checkpoint(tmp_path / "o.ckpt")
+    assert Scaled.load_from_checkpoint(tmp_path / "o.ckpt", scale=3).hparams.scale == 3
+
+
 def test_a_renamed_init_argument_is_named_when_its_saved_value_is_dropped(tmp_path):
     _fit(tmp_path, module=BoringModule(units=6, lr=0.2)).save_checkpoint(tmp_path / "m.ckpt")
     with pytest.warns(UserWarning, match=r"^Renamed.load_from_checkpoint\(.*\): the saved hyperparameters "

@@ -46,6 +46,8 @@ def test_a_multi_output_model_trains_as_compile_and_fit_train_it(tmp_path):
     assert trainer.history["loss"][-1] == pytest.approx(history.history["loss"][-1], rel=1e-4)
     for name in ("department_accuracy", "priority_mae"):  # named as Keras names them
         assert trainer.history[name][-1] == pytest.approx(history.history[name][-1], rel=1e-5)
+    for name in ("department_loss", "priority_loss"):  # each output's loss, before loss_weights
+        assert trainer.history[name] == pytest.approx(history.history[name], rel=1e-4)
     trainer.save_checkpoint(tmp_path / "ticket.ckpt")
     loaded = kt.TrainModule.load_from_checkpoint(tmp_path / "ticket.ckpt")
     assert type(loaded).__name__ == "KerasModule"

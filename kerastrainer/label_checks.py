@@ -21,8 +21,13 @@ import tensorflow as tf
 #: What a step counts, by name: labels outside [0, C), and labels that are not whole numbers.
 OUT_OF_RANGE = "labels_out_of_range"
 NOT_INTEGRAL = "labels_not_integral"
+#: Both, in the order the trainer reads them.
+LABEL_COUNTS = (OUT_OF_RANGE, NOT_INTEGRAL)
 
 
+# do_not_convert: plain Python over static shapes; AutoGraph converting these at the first trace
+# cost some 0.1 s a process (docs/performance.md, "First epoch").
+@tf.autograph.experimental.do_not_convert
 def sparse_classes(y_true, y_pred) -> int | None:
     """The number of classes ``C`` when ``y_true`` holds class indices for ``y_pred``: ranks that
     differ by the predictions' class axis (``(n,)`` or ``(n, 1)`` targets, ``(n, C)`` predictions,
@@ -48,6 +53,7 @@ def sparse_classes(y_true, y_pred) -> int | None:
     return None
 
 
+@tf.autograph.experimental.do_not_convert
 def count_label_problems(recording, y_true, y_pred) -> None:
     """Adds the batch's out-of-range and fractional class labels to ``recording``'s counts (per
     output for structured targets); nothing for targets that are not class indices."""
@@ -72,6 +78,7 @@ def count_label_problems(recording, y_true, y_pred) -> None:
                             classes=classes)
 
 
+@tf.autograph.experimental.do_not_convert
 def warn_if_broadcast(y_true, y_pred, where: str) -> None:
     """Warns (once per trace) when predictions with a trailing axis of 1 meet targets with a longer
     one: the loss broadcasts them to the targets' shape, as Keras's ``fit`` does without a word."""

@@ -128,6 +128,8 @@ class StepRecorder:
         replicas only: no collective, so a worker may read them at its own time."""
         counts = {}
         for kind, (counter, classes) in self.stages[stage.name].counts.items():
+            if classes is None:  # its step never counted: nothing to read
+                continue
             parts = self.strategy.experimental_local_results(counter)
             counts[kind] = (sum(float(part.numpy()) for part in parts), classes)
         return counts
@@ -209,12 +211,11 @@ class Recording:
 
     @tf.autograph.experimental.do_not_convert
     def count(self, kind: str, value, *, classes: int) -> None:
-        """Adds ``value`` to the stage's counter ``kind`` (a label check of `label_checks`)."""
-        counts = self.state.counts
-        if kind not in counts:
-            counts[kind] = [self.recorder.variable(0.0, f"{self.state.stage.name}/count/{kind}", "sum"),
-                            classes]
-        counts[kind][0].assign_add(value)
+        """Adds ``value`` to the stage's counter ``kind`` (a label check of `label_checks`; `Results`
+        made the counter before any trace, as a variable made in a trace would retrace the step)."""
+        counter = self.state.counts[kind]
+        counter[1] = classes
+        counter[0].assign_add(value)
 
     @tf.autograph.experimental.do_not_convert
     def track_loss(self, loss) -> None:

@@ -20,6 +20,7 @@ from kerastrainer.accumulators import (NUMPY_REDUCTIONS, StageState, clone_if_sh
                                        route_metrics)
 from kerastrainer.checkpoint_io import flatten, nest
 from kerastrainer.host_reads import StageReaders
+from kerastrainer.label_checks import LABEL_COUNTS
 from kerastrainer.log_names import LogKeys, check_names
 from kerastrainer.recorder import StepRecorder
 from kerastrainer.stages import EVALUATED, TRAIN, VAL, Stage
@@ -105,6 +106,9 @@ class Results:
         # Made now rather than in the first trace: a variable created while tracing makes
         # tf.function trace the step a second time.
         self.stages[stage.name].outputs["loss"] = self.recorder.variable(0.0, f"{stage.name}/out/loss")
+        for kind in LABEL_COUNTS:  # the label checks' counters (their classes are known once traced)
+            self.stages[stage.name].counts[kind] = [
+                self.recorder.variable(0.0, f"{stage.name}/count/{kind}", "sum"), None]
 
     # ----------------------------------------------------------------- hooks
     def log_from_hook(self, name, value, *, prog_bar, logger) -> None:

@@ -93,3 +93,9 @@ def test_matching_targets_give_no_broadcast_warning(recwarn):
 ])
 def test_sparse_classes_recognises_class_index_targets(true_shape, pred_shape, expected):
     assert sparse_classes(tf.zeros(true_shape, tf.int32), tf.zeros(pred_shape)) == expected
+
+
+def test_the_label_checks_trace_each_step_once():
+    trainer = quiet_trainer(max_epochs=2)
+    trainer.fit(BoringClassifier(), classification_data(48), val_data=classification_data(16), batch_size=16)
+    assert trainer.trace_counts == {"train": 1, "val": 1}  # no counter made inside a trace

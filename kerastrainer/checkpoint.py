@@ -76,32 +76,32 @@ def spec_from_tree(node):
     return tuple(spec_from_tree(value) for value in node)
 
 
+def json_value(value) -> tuple[Any, bool]:
+    """``(value as the checkpoint holds it, whether that is its repr)``: JSON values as they are
+    (NumPy arrays and numbers as lists and numbers), anything else as its repr."""
+    value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value), True
+    return value, False
+
+
 def plain_hparams(hparams: dict) -> dict:
-    """Hyperparameters as JSON values (NumPy arrays and numbers as lists and numbers); anything
-    else is kept as its repr, with a warning (see `repr_hparams`)."""
+    """Hyperparameters as JSON values (`json_value`); one kept as its repr gets a warning (see
+    `repr_hparams`)."""
     plain = {}
     for key, value in hparams.items():
-        value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
-        try:
-            json.dumps(value)
-            plain[key] = value
-        except TypeError:
+        plain[key], as_repr = json_value(value)
+        if as_repr:
             warnings.warn(f"Hyperparameter {key}={value!r} is not JSON-serialisable; the checkpoint "
                           "keeps its repr, so load_from_checkpoint needs it as an override.")
-            plain[key] = repr(value)
     return plain
 
 
 def repr_hparams(hparams: dict) -> list:
     """The names of the hyperparameters `plain_hparams` keeps as their repr (not a value)."""
-    found = []
-    for key, value in hparams.items():
-        value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
-        try:
-            json.dumps(value)
-        except TypeError:
-            found.append(key)
-    return found
+    return [key for key, value in hparams.items() if json_value(value)[1]]
 
 
 def build_checkpoint(module, *, owners: dict, weights_only: bool = False,
@@ -430,11 +430,9 @@ def _same(value, saved) -> bool:
     """Whether a rebuilt module's hyperparameter equals its saved (plain) value."""
     if value is _MISSING:
         return False
-    value = value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
-    try:
-        plain = json.loads(json.dumps(value))  # as the checkpoint holds it: tuples are lists
-    except (TypeError, ValueError):
-        plain = repr(value)  # what plain_hparams saved for it
+    plain, as_repr = json_value(value)
+    if not as_repr:
+        plain = json.loads(json.dumps(plain))  # as the checkpoint reads back: tuples are lists
     return plain == saved
 
 

@@ -149,10 +149,11 @@ def metrics_figure(run: Any, *, keys: list[str] | None = None) -> tuple[Any, str
                 axis.plot(*zip(*points), marker="o", markersize=3, label=label)
         if restored is not None:
             axis.axvline(restored + 1, linestyle="--", color="grey",
-                         label=f"restored best (epoch {restored + 1})")
+                         label=f"restored best (epoch={restored} in files)")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set_title(base)
-        axis.set_xlabel("epoch")
+        # The axis counts epochs trained, as the bar does; files and logs name epochs from 0.
+        axis.set_xlabel("epochs trained")
         axis.grid(alpha=0.3)
         axis.legend()
     for axis in list(axes.flat)[len(bases):]:

@@ -55,7 +55,7 @@ def test_the_restored_epoch_is_marked_and_ticks_are_whole_epochs(tmp_path):
     assert stopping.best_epoch is not None
     figure, _ = metrics_figure(trainer.log_dir)
     marks = [line for axis in figure.axes for line in axis.lines
-             if line.get_label() == f"restored best (epoch {stopping.best_epoch + 1})"]
+             if line.get_label() == f"restored best (epoch={stopping.best_epoch} in files)"]
     assert len(marks) == len(figure.axes)  # on every panel
     assert all(float(tick).is_integer() for axis in figure.axes for tick in axis.get_xticks())
 

@@ -31,6 +31,30 @@ def format_metrics(metrics: dict) -> str:
     return " ".join(f"{k}: {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
+def format_duration(seconds: float) -> str:
+    """Writes a duration as a person reads it: ``45ms``, ``3.2s``, ``2m05s``, ``1h02m``."""
+    # A small model's epoch takes milliseconds; "0.0s" told users nothing (issue 33).
+    if seconds < 1.0:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60.0:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def format_step_time(seconds: float, steps: int) -> str:
+    """Writes the time per step as Keras does (``3ms/step``), or ``""`` when no step ran."""
+    if steps <= 0:
+        return ""
+    per_step = seconds / steps
+    if per_step < 1.0:
+        return f"{per_step * 1000:.0f}ms/step"
+    return f"{per_step:.1f}s/step"
+
+
 class RichProgressBar(Callback):
     """Shows epoch, step, ETA and the progress-bar metrics; prints result tables after evaluation.
 
@@ -67,6 +91,7 @@ class RichProgressBar(Callback):
         self._last_read = 0.0
         self._epoch_start = 0.0
         self._completed = 0
+        self._epoch_first_batch = 0
         self._epoch = None
         self._hinted = False
 
@@ -112,6 +137,7 @@ class RichProgressBar(Callback):
     def _new_epoch(self, trainer, completed):
         self._epoch_start = self._last_read = time.monotonic()
         self._completed = completed
+        self._epoch_first_batch = completed  # an epoch resumed mid-way times only its own steps
         self._epoch = trainer.current_epoch
         if not self.is_live:
             return
@@ -124,6 +150,7 @@ class RichProgressBar(Callback):
                            batch_idx: int) -> None:
         if self._epoch != trainer.current_epoch:  # an epoch resumed from a checkpoint mid-way
             self._new_epoch(trainer, completed=batch_idx)
+        self._completed = batch_idx + 1
         if not self.is_live:
             return
         fields: dict[str, Any] = {}
@@ -131,7 +158,6 @@ class RichProgressBar(Callback):
         if now - self._last_read >= self.refresh_rate:  # the bar's own interval for a device read
             self._last_read = now
             fields["metrics"] = format_metrics(trainer.progress_bar_metrics)
-        self._completed = batch_idx + 1
         self._progress.update(self._task, completed=self._completed, **fields)
 
     def on_train_epoch_end(self, trainer: Trainer, module: TrainModule) -> None:
@@ -143,10 +169,13 @@ class RichProgressBar(Callback):
             return
         elapsed = time.monotonic() - self._epoch_start
         total_epochs = f"/{trainer.max_epochs}" if (trainer.max_epochs or 0) >= 0 else ""
-        self._console().print(
-            f"Epoch {trainer.current_epoch + 1}{total_epochs} - {elapsed:.1f}s - {text}",
-            highlight=False, soft_wrap=True,
-        )
+        parts = [f"Epoch {trainer.current_epoch + 1}{total_epochs}", format_duration(elapsed)]
+        step_time = format_step_time(elapsed, self._completed - self._epoch_first_batch)
+        if step_time:
+            parts.append(step_time)
+        if text:
+            parts.append(text)
+        self._console().print(" - ".join(parts), highlight=False, soft_wrap=True)
 
     def on_train_end(self, trainer: Trainer, module: TrainModule) -> None:
         self._stop()

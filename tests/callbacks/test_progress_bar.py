@@ -26,6 +26,32 @@ def test_plain_output_is_one_line_per_epoch_not_per_step():
     assert "test_acc" in stream.getvalue()
 
 
+def test_plain_line_gives_epoch_time_a_person_can_read_and_time_per_step():
+    # Issue 33: a small model's epoch took 40 ms and the line said "0.0s".
+    stream = io.StringIO()
+    _fit_with_bar(Console(file=stream, force_terminal=False, width=200), epochs=1)
+    line = next(line for line in stream.getvalue().splitlines() if line.startswith("Epoch"))
+    assert " - 0.0s - " not in line
+    assert re.match(r"^Epoch 1/1 - (\d+ms|\d+\.\ds) - \d+ms/step - loss: ", line), line
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (0.0004, "0ms"), (0.045, "45ms"), (0.9994, "999ms"), (3.21, "3.2s"),
+    (125.0, "2m05s"), (3725.0, "1h02m"),
+])
+def test_format_duration(seconds, expected):
+    from kerastrainer.callbacks.progress_bar import format_duration
+    assert format_duration(seconds) == expected
+
+
+@pytest.mark.parametrize("seconds, steps, expected", [
+    (0.12, 40, "3ms/step"), (5.0, 2, "2.5s/step"), (1.0, 0, ""),
+])
+def test_format_step_time(seconds, steps, expected):
+    from kerastrainer.callbacks.progress_bar import format_step_time
+    assert format_step_time(seconds, steps) == expected
+
+
 def test_live_bar_shows_epoch_step_and_metrics():
     stream = io.StringIO()
     _fit_with_bar(Console(file=stream, force_terminal=True, width=200), epochs=2)
